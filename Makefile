@@ -1,0 +1,29 @@
+# The two front-door commands: `make demo` and `make test`. Both set up a local venv.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint setup clean bench-harness
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[tf,test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/edge demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check edge device_agent tests benchmarks
+	$(VENV)/bin/vermin --no-tips --violations -t=3.8- --eval-annotations --backport dataclasses device_agent
+	$(VENV)/bin/hadolint Dockerfile.jetson
+
+test: lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info

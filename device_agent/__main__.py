@@ -1,0 +1,113 @@
+"""`python -m device_agent` / `python edge-agent-<version>.pyz`: the agent's command line.
+
+Every command prints JSON on stdout. A user or environment error prints one JSON object
+{"error", "hint"} and exits with EXIT_AGENT_ERROR, so the host can show it as data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import List, Optional
+
+from .errors import AgentError
+from .protocol import SUCCEEDED
+
+EXIT_AGENT_ERROR = 3
+DEFAULT_ROOT = "~/.edge"
+
+
+def _print(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edge-agent", description="jetson-edge device agent")
+    p.add_argument(
+        "--root",
+        default=os.environ.get("EDGE_AGENT_ROOT", DEFAULT_ROOT),
+        help="device root directory (default ~/.edge)",
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    info = sub.add_parser("info", help="device facts as JSON")
+    info.add_argument("--sysroot", default="/", help="read system files under this root")
+    info.add_argument("--deep", action="store_true", help="also import TensorFlow (TensorRT)")
+    submit = sub.add_parser("submit", help="submit a job (JOB.json, or - for stdin)")
+    submit.add_argument("job")
+    submit.add_argument("--detach", action="store_true", help="print the job id and return")
+    follow = sub.add_parser("follow", help="stream a job's events (JSON lines)")
+    follow.add_argument("job_id")
+    follow.add_argument("--offset", type=int, default=0, help="first event line to send")
+    follow.add_argument("--timeout", type=float, default=None, help="stop after SECONDS")
+    for name, helptext in (
+        ("status", "a job's status"),
+        ("result", "a job's result"),
+        ("cancel", "cancel a job"),
+    ):
+        sp = sub.add_parser(name, help=helptext)
+        sp.add_argument("job_id")
+    sub.add_parser("jobs", help="list jobs")
+    work = sub.add_parser("_work")  # the detached worker; not for people
+    work.add_argument("job_id")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except AgentError as exc:
+        _print({"error": exc.message, "hint": exc.hint})
+        return EXIT_AGENT_ERROR
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from .jobs import JobStore, agent_command, load_spec, run_worker
+
+    store = JobStore(args.root)
+    if args.command == "info":
+        from .facts import collect
+
+        _print(collect(sysroot=args.sysroot, deep=args.deep, root_dir=store.root).to_dict())
+        return 0
+    if args.command == "submit":
+        if args.job == "-":
+            text = sys.stdin.read()
+        else:
+            with open(args.job) as f:
+                text = f.read()
+        spec = load_spec(text)
+        job_id = store.create(spec)
+        store.spawn_worker(job_id, agent_command())
+        if args.detach:
+            _print({"job_id": job_id})
+            return 0
+        store.follow(job_id, 0, sys.stdout)
+        return 0 if store.read_state(job_id).status == SUCCEEDED else 1
+    if args.command == "follow":
+        store.follow(args.job_id, args.offset, sys.stdout, timeout=args.timeout)
+        return 0
+    if args.command == "status":
+        _print(store.reconcile(args.job_id).to_dict())
+        return 0
+    if args.command == "result":
+        _print(store.result(args.job_id))
+        return 0
+    if args.command == "cancel":
+        _print(store.cancel(args.job_id).to_dict())
+        return 0
+    if args.command == "jobs":
+        _print([s.to_dict() for s in store.list()])
+        return 0
+    if args.command == "_work":
+        from .runner import run_job
+
+        return run_worker(store, args.job_id, run_job)
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

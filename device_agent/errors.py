@@ -1,0 +1,21 @@
+"""Errors the agent reports to the host as data (message + hint), never as tracebacks."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+
+class AgentError(Exception):
+    """A user or environment problem on the device, with a hint that names the fix."""
+
+    def __init__(self, message: str, hint: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class BackendUnavailable(AgentError):
+    """The requested backend cannot run here (e.g. TensorFlow built without TensorRT)."""

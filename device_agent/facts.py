@@ -1,0 +1,209 @@
+"""Device facts for `info`: module, L4T/JetPack, memory, disk, Python/TF/TRT versions.
+
+Every file is read under a system root (`sysroot`, "/" on a device), so the same code
+reads a real board or a copied tree. Fast and TensorFlow-free unless `deep=True`.
+Python 3.8 compatible, stdlib only.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import socket
+from typing import Dict, Iterable, Optional, Tuple
+
+from device_agent import __version__, jetson
+from device_agent.protocol import PROTOCOL_VERSION, DeviceFacts, JetsonInfo
+
+DEFAULT_ROOT_DIR = "~/.edge"
+_MAX_READ = 1 << 20  # no file read here is legitimately larger
+
+NV_TEGRA_RELEASE = "etc/nv_tegra_release"
+DT_MODEL = "proc/device-tree/model"
+DT_COMPATIBLE = "proc/device-tree/compatible"
+DT_BOARDIDS = "proc/device-tree/nvidia,boardids"
+MEMINFO = "proc/meminfo"
+HOSTNAME = "etc/hostname"
+NVPMODEL_STATUS = "var/lib/nvpmodel/status"
+NVPMODEL_CONF = "etc/nvpmodel.conf"
+
+TENSORFLOW_DISTS = ("tensorflow", "tensorflow-cpu", "tensorflow-aarch64")
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def read_bytes(sysroot: str, relpath: str) -> Optional[bytes]:
+    """Bytes of `relpath` under `sysroot`, or None if absent/unreadable/not a file."""
+    path = os.path.join(sysroot, relpath.lstrip("/"))
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(_MAX_READ)
+    except (OSError, ValueError):
+        return None
+
+
+def read_text(sysroot: str, relpath: str) -> Optional[str]:
+    """Text (UTF-8, undecodable bytes replaced) of `relpath` under `sysroot`, or None."""
+    data = read_bytes(sysroot, relpath)
+    return None if data is None else data.decode("utf-8", errors="replace")
+
+
+def parse_meminfo(text: Optional[str]) -> Dict[str, int]:
+    """/proc/meminfo as {key: value in kB} (HugePages_* counts are kept as plain ints)."""
+    values: Dict[str, int] = {}
+    for line in (text or "").splitlines():
+        key, sep, rest = line.partition(":")
+        fields = rest.split()
+        if sep and fields and fields[0].isdigit():
+            values[key.strip()] = int(fields[0])
+    return values
+
+
+def read_meminfo(sysroot: str) -> Dict[str, int]:
+    """Parsed /proc/meminfo under `sysroot` ({} when missing)."""
+    return parse_meminfo(read_text(sysroot, MEMINFO))
+
+
+def read_hostname(sysroot: str) -> str:
+    """/etc/hostname under `sysroot`, else this process's host name."""
+    text = (read_text(sysroot, HOSTNAME) or "").strip()
+    return text.splitlines()[0].strip() if text else socket.gethostname()
+
+
+def existing_ancestor(path: str) -> str:
+    """`path` (after ~ expansion) or its nearest existing parent directory."""
+    current = os.path.abspath(os.path.expanduser(path))
+    while not os.path.exists(current):
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    return current
+
+
+def disk_free_mb(root_dir: Optional[str] = None) -> int:
+    """Free MB on the file system holding the agent root (default ~/.edge); 0 on error.
+    This is the real disk of this host, never a path under a sysroot."""
+    try:
+        usage = shutil.disk_usage(existing_ancestor(root_dir or DEFAULT_ROOT_DIR))
+    except OSError:
+        return 0
+    return int(usage.free // (1024 * 1024))
+
+
+def dist_version(names: Iterable[str]) -> Optional[str]:
+    """Installed version of the first of `names` found in package metadata (no import)."""
+    try:
+        from importlib import metadata
+    except ImportError:  # pragma: no cover - Python < 3.8
+        return None
+    for name in names:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+        except Exception:  # a broken dist-info must not break `info`
+            continue
+    return None
+
+
+def read_jetson(sysroot: str, mem_total_mb: Optional[int] = None) -> Optional[JetsonInfo]:
+    """JetsonInfo from the files under `sysroot`; None on a host that is no Jetson
+    (no /etc/nv_tegra_release and no Tegra SoC in the device-tree compatible list)."""
+    release_text = read_text(sysroot, NV_TEGRA_RELEASE)
+    l4t = jetson.parse_nv_tegra_release(release_text)
+    compatible = jetson.parse_dt_string_list(read_bytes(sysroot, DT_COMPATIBLE))
+    soc = jetson.soc_from_compatible(compatible)
+    if release_text is None and soc is None:
+        return None
+    model = jetson.parse_dt_string(read_bytes(sysroot, DT_MODEL))
+    boardids = read_bytes(sysroot, DT_BOARDIDS)
+    module = jetson.identify_module(model, compatible, boardids, mem_total_mb)
+    soc = soc or (module.soc if module else None)
+    nvpmodel = jetson.nvpmodel_name(
+        read_text(sysroot, NVPMODEL_STATUS), read_text(sysroot, NVPMODEL_CONF)
+    )
+    info = JetsonInfo(
+        module=model or "Unknown Jetson ({})".format(soc or "unknown SoC"),
+        l4t=l4t,
+        jetpack=jetson.jetpack_for_l4t(l4t),
+        compute_capability=jetson.compute_capability_for(soc),
+        soc=soc,
+        device_tree_model=model,
+        nvpmodel=nvpmodel,
+    )
+    if module is not None:
+        info.module = module.name
+        info.compute_capability = module.compute_capability
+        info.memory_mb = module.memory_mb
+        info.device_class = module.device_class
+    return info
+
+
+# --------------------------------------------------------------------------- deep probe
+
+
+def _version_string(value: object) -> Optional[str]:
+    """(8, 5, 2) -> "8.5.2"; None for (0, 0, 0) (not linked / not loaded) or junk."""
+    try:
+        parts = [int(p) for p in value]  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return None
+    return ".".join(str(p) for p in parts) if any(parts) else None
+
+
+def probe_tensorrt() -> Tuple[Optional[bool], Optional[str], Optional[str]]:
+    """(enabled, linked, loaded) TensorRT as TF-TRT sees it. Imports TensorFlow.
+    (None, None, None) when TensorFlow cannot be imported; enabled=False when TF has no
+    TF-TRT bindings; a version is None when TF reports (0, 0, 0)."""
+    try:
+        import tensorflow  # noqa: F401
+    except Exception:
+        return None, None, None
+    try:
+        from tensorflow.compiler.tf2tensorrt import _pywrap_py_utils as trt_utils
+    except Exception:
+        return False, None, None
+    try:
+        enabled: Optional[bool] = bool(trt_utils.is_tensorrt_enabled())
+    except Exception:
+        enabled = False
+    try:
+        linked = _version_string(trt_utils.get_linked_tensorrt_version())
+    except Exception:
+        linked = None
+    try:
+        loaded = _version_string(trt_utils.get_loaded_tensorrt_version())
+    except Exception:
+        loaded = None
+    return enabled, linked, loaded
+
+
+# --------------------------------------------------------------------------- collect
+
+
+def collect(sysroot: str = "/", deep: bool = False, root_dir: Optional[str] = None) -> DeviceFacts:
+    """Facts of the device whose files live under `sysroot`. Disk space is measured on
+    this host at `root_dir` (default ~/.edge, or its nearest existing parent).
+    `deep=True` also imports TensorFlow to report TF-TRT's TensorRT versions."""
+    meminfo = read_meminfo(sysroot)
+    mem_total_mb = meminfo.get("MemTotal", 0) // 1024
+    facts = DeviceFacts(
+        agent_version=__version__,
+        protocol=PROTOCOL_VERSION,
+        python=platform.python_version(),
+        machine=platform.machine(),
+        hostname=read_hostname(sysroot),
+        memory_total_mb=mem_total_mb,
+        memory_available_mb=meminfo.get("MemAvailable", meminfo.get("MemFree", 0)) // 1024,
+        swap_total_mb=meminfo.get("SwapTotal", 0) // 1024,
+        disk_free_mb=disk_free_mb(root_dir),
+        tensorflow=dist_version(TENSORFLOW_DISTS),
+        numpy=dist_version(("numpy",)),
+        jetson=read_jetson(sysroot, mem_total_mb or None),
+    )
+    if deep:
+        facts.tensorrt_enabled, facts.tensorrt_linked, facts.tensorrt_loaded = probe_tensorrt()
+    return facts

@@ -1,0 +1,381 @@
+"""The one protocol module shared by the host (`edge`) and the device agent.
+
+Everything that crosses the wire is a dataclass here with a JSON round trip. The agent
+runs on Python 3.8 (JetPack 5), so this module uses `typing.List`/`Optional` and nothing
+newer than the 3.8 standard library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Type, TypeVar
+
+PROTOCOL_VERSION = 1
+RESULT_SCHEMA_VERSION = 1
+
+# Job statuses: a closed set. QUEUED waits for the GPU lock; the last three are terminal.
+QUEUED = "queued"
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+CANCELED = "canceled"
+STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED)
+TERMINAL = (SUCCEEDED, FAILED, CANCELED)
+
+JOB_KINDS = ("convert", "bench")
+PRECISIONS = ("FP32", "FP16", "INT8")
+BACKENDS = ("auto", "tftrt", "native")
+PROFILE_STRATEGIES = ("Range", "Optimal", "Range+Optimal", "ImplicitBatchModeCompatible")
+
+T = TypeVar("T")
+
+
+class ProtocolError(ValueError):
+    """A message that does not follow this protocol (wrong version, unknown field...)."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _hints(cls: type) -> Dict[str, Any]:
+    module = sys.modules[cls.__module__]
+    return typing.get_type_hints(cls, vars(module))
+
+
+def _decode(tp: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = getattr(tp, "__origin__", None)
+    args = getattr(tp, "__args__", ()) or ()
+    if origin is typing.Union:  # Optional[X]
+        inner = [a for a in args if a is not type(None)]
+        return _decode(inner[0], value) if len(inner) == 1 else value
+    if origin in (list, List):
+        return [_decode(args[0], v) for v in value] if args else list(value)
+    if origin in (dict, Dict):
+        return {k: _decode(args[1], v) for k, v in value.items()} if args else dict(value)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value)
+    return value
+
+
+def from_dict(cls: Type[T], data: Dict[str, Any]) -> T:
+    """Build dataclass `cls` from a JSON-decoded dict; unknown keys are ignored so an
+    older reader accepts a newer writer's extra fields."""
+    if not isinstance(data, dict):
+        raise ProtocolError(f"expected an object for {cls.__name__}, got {type(data).__name__}")
+    hints = _hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name in data:
+            kwargs[f.name] = _decode(hints[f.name], data[f.name])
+    try:
+        return cls(**kwargs)  # type: ignore[call-arg]
+    except TypeError as exc:
+        raise ProtocolError(f"bad {cls.__name__}: {exc}") from exc
+
+
+def to_dict(obj: Any) -> Dict[str, Any]:
+    """Dataclass -> plain JSON-able dict (recursively)."""
+    return dataclasses.asdict(obj)
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(to_dict(obj) if dataclasses.is_dataclass(obj) else obj, sort_keys=True)
+
+
+class JsonMixin:
+    """`to_json`/`from_json` for the dataclasses below."""
+
+    def to_dict(self) -> Dict[str, Any]:
+        return to_dict(self)
+
+    def to_json(self, indent: Optional[int] = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls: Type[T], data: Dict[str, Any]) -> T:
+        return from_dict(cls, data)
+
+    @classmethod
+    def from_json(cls: Type[T], text: str) -> T:
+        return from_dict(cls, json.loads(text))
+
+
+# --------------------------------------------------------------------------- device facts
+
+
+@dataclass
+class JetsonInfo(JsonMixin):
+    module: str
+    l4t: Optional[str] = None
+    jetpack: Optional[str] = None
+    compute_capability: Optional[str] = None
+    memory_mb: Optional[int] = None
+    soc: Optional[str] = None
+    device_tree_model: Optional[str] = None
+    nvpmodel: Optional[str] = None
+    device_class: Optional[str] = None  # recipe override key, e.g. "orin-nano-8gb"
+
+
+@dataclass
+class DeviceFacts(JsonMixin):
+    agent_version: str
+    protocol: int
+    python: str
+    machine: str
+    hostname: str
+    memory_total_mb: int
+    memory_available_mb: int
+    swap_total_mb: int
+    disk_free_mb: int
+    tensorflow: Optional[str] = None
+    numpy: Optional[str] = None
+    jetson: Optional[JetsonInfo] = None
+    # Filled by `info --deep` only (it imports TensorFlow).
+    tensorrt_enabled: Optional[bool] = None
+    tensorrt_linked: Optional[str] = None
+    tensorrt_loaded: Optional[str] = None
+
+
+# --------------------------------------------------------------------------- job specs
+
+
+@dataclass
+class ConvertOptions(JsonMixin):
+    """Every TF-TRT knob of the guide, plus the backend choice. None = converter default."""
+
+    backend: str = "auto"
+    precision: str = "FP32"
+    signature_key: str = "serving_default"
+    tags: List[str] = field(default_factory=lambda: ["serve"])
+    max_workspace_size_bytes: Optional[int] = None
+    minimum_segment_size: int = 3
+    maximum_cached_engines: int = 1
+    use_calibration: bool = True
+    allow_build_at_runtime: bool = True
+    use_dynamic_shape: bool = False
+    dynamic_shape_profile_strategy: Optional[str] = None
+    # Shapes fed to build(): one dict {input name: dims} per profile.
+    build_shapes: List[Dict[str, List[int]]] = field(default_factory=list)
+    build: bool = True
+    # TF_TRT_* environment (without the prefix handled by the backend).
+    max_engines: Optional[int] = None
+    op_denylist: List[str] = field(default_factory=list)
+    show_detailed_report: bool = True
+    export_graph_viz: bool = False
+    experimental_features: List[str] = field(default_factory=list)
+    allow_engine_native_segment_execution: Optional[bool] = None
+    calibration_batches: int = 8
+    calibration_batch_size: int = 1
+
+    def validate(self) -> None:
+        """Raise ProtocolError for an option outside its closed set or range."""
+        if self.backend not in BACKENDS:
+            raise ProtocolError(f"backend must be one of {BACKENDS}, not {self.backend!r}")
+        if self.precision not in PRECISIONS:
+            raise ProtocolError(f"precision must be one of {PRECISIONS}, not {self.precision!r}")
+        strategy = self.dynamic_shape_profile_strategy
+        if strategy is not None and strategy not in PROFILE_STRATEGIES:
+            raise ProtocolError(
+                f"profile strategy must be one of {PROFILE_STRATEGIES}, not {strategy!r}"
+            )
+        if self.minimum_segment_size < 1 and self.minimum_segment_size != -1:
+            raise ProtocolError("minimum_segment_size must be >= 1 (or -1 to disable conversion)")
+        if self.maximum_cached_engines < 1:
+            raise ProtocolError("maximum_cached_engines must be >= 1")
+        if self.max_workspace_size_bytes is not None and self.max_workspace_size_bytes <= 0:
+            raise ProtocolError("max_workspace_size_bytes must be positive")
+
+
+@dataclass
+class BenchOptions(JsonMixin):
+    backend: str = "auto"
+    signature_key: str = "serving_default"
+    batch_sizes: List[int] = field(default_factory=lambda: [1])
+    warmup_iterations: int = 10
+    warmup_seconds: float = 0.2
+    iterations: Optional[int] = None
+    duration_seconds: float = 3.0
+    min_iterations: int = 10
+    # Sizes for dynamic non-batch dims, e.g. {"input_ids": [1, 128]}; batch dim replaced.
+    input_shapes: Dict[str, List[int]] = field(default_factory=dict)
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not self.batch_sizes or any(int(b) < 1 for b in self.batch_sizes):
+            raise ProtocolError("batch sizes must be positive integers")
+        if self.iterations is not None and self.iterations < 1:
+            raise ProtocolError("iterations must be >= 1")
+        if self.duration_seconds <= 0 and self.iterations is None:
+            raise ProtocolError("duration must be positive when no iteration count is given")
+
+
+@dataclass
+class JobSpec(JsonMixin):
+    """What the host asks a device to do. `model` is a path on the device."""
+
+    kind: str
+    model: str
+    protocol: int = PROTOCOL_VERSION
+    output: Optional[str] = None
+    convert: Optional[ConvertOptions] = None
+    bench: Optional[BenchOptions] = None
+    labels: Dict[str, str] = field(default_factory=dict)
+    gpu: bool = True  # takes the device's gpu.lock
+
+    def validate(self) -> None:
+        if self.protocol != PROTOCOL_VERSION:
+            raise ProtocolError(
+                f"job speaks protocol {self.protocol} but this agent speaks {PROTOCOL_VERSION}"
+            )
+        if self.kind not in JOB_KINDS:
+            raise ProtocolError(f"job kind must be one of {JOB_KINDS}, not {self.kind!r}")
+        if self.kind == "convert":
+            (self.convert or ConvertOptions()).validate()
+        if self.kind == "bench":
+            (self.bench or BenchOptions()).validate()
+
+
+# --------------------------------------------------------------------------- events
+
+
+@dataclass
+class Event(JsonMixin):
+    """One line of a job's events.jsonl."""
+
+    seq: int
+    ts: float
+    kind: str  # "status" | "log" | "progress" | "result"
+    message: str = ""
+    status: Optional[str] = None
+    data: Dict[str, Any] = field(default_factory=dict)
+    v: int = PROTOCOL_VERSION
+
+
+@dataclass
+class JobState(JsonMixin):
+    """status.json of a job."""
+
+    job_id: str
+    kind: str
+    status: str
+    created_at: float
+    updated_at: float
+    pid: Optional[int] = None
+    error: Optional[str] = None
+    log_tail: Optional[str] = None
+    queue_position: Optional[int] = None
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Engine(JsonMixin):
+    name: str
+    nodes: int
+    ops: Dict[str, int] = field(default_factory=dict)
+    input_dtypes: List[str] = field(default_factory=list)
+    output_dtypes: List[str] = field(default_factory=list)
+    input_shapes: List[str] = field(default_factory=list)
+    output_shapes: List[str] = field(default_factory=list)
+    device: str = ""
+
+
+@dataclass
+class TensorInfo(JsonMixin):
+    name: str
+    dtype: str
+    shape: List[Optional[int]]
+
+
+@dataclass
+class NonConverted(JsonMixin):
+    op: str
+    count: int
+    reason: str
+
+
+@dataclass
+class ConversionSummary(JsonMixin):
+    engines: List[Engine] = field(default_factory=list)
+    ops_total: int = 0
+    ops_converted: int = 0
+    percent_converted: float = 0.0
+    op_histogram: Dict[str, int] = field(default_factory=dict)
+    inputs: List[TensorInfo] = field(default_factory=list)
+    outputs: List[TensorInfo] = field(default_factory=list)
+    non_converted: List[NonConverted] = field(default_factory=list)
+
+
+@dataclass
+class ConvertResult(JsonMixin):
+    device: str
+    status: str
+    backend: Optional[str] = None
+    fallback_reason: Optional[str] = None
+    precision: Optional[str] = None
+    output_model: Optional[str] = None
+    error: Optional[str] = None
+    hint: Optional[str] = None
+    summary: Optional[ConversionSummary] = None
+    options: Optional[ConvertOptions] = None
+    job_id: Optional[str] = None
+    seconds: Optional[float] = None
+    engines_built: bool = False
+    schema: int = RESULT_SCHEMA_VERSION
+
+
+@dataclass
+class LatencyStats(JsonMixin):
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    mean: float
+    min: float
+    max: float
+    std: float = 0.0
+    cv: float = 0.0
+
+
+@dataclass
+class BenchRun(JsonMixin):
+    batch_size: int
+    iterations: int
+    latency_ms: LatencyStats
+    throughput_per_s: float
+    wall_seconds: float = 0.0
+    noisy: bool = False
+
+
+@dataclass
+class BenchResult(JsonMixin):
+    device: str
+    status: str
+    backend: Optional[str] = None
+    fallback_reason: Optional[str] = None
+    model: Optional[str] = None
+    runs: List[BenchRun] = field(default_factory=list)
+    error: Optional[str] = None
+    hint: Optional[str] = None
+    job_id: Optional[str] = None
+    options: Optional[BenchOptions] = None
+    schema: int = RESULT_SCHEMA_VERSION
+
+
+RESULT_TYPES = {"convert": ConvertResult, "bench": BenchResult}
+
+
+def result_from_dict(kind: str, data: Dict[str, Any]) -> Any:
+    """Decode a result.json of a job of `kind`."""
+    try:
+        cls = RESULT_TYPES[kind]
+    except KeyError:
+        raise ProtocolError(f"unknown job kind {kind!r}") from None
+    return from_dict(cls, data)

@@ -1,0 +1,58 @@
+"""Build the agent zipapp (`edge-agent-<version>.pyz`) from the installed device_agent."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import zipapp
+from pathlib import Path
+
+import device_agent
+from device_agent import __version__
+
+from .paths import cache_dir
+
+ZIPAPP_MAIN = (
+    "import sys\n"
+    "if sys.version_info < (3, 8):\n"
+    "    sys.stderr.write('edge-agent needs Python 3.8+, this is %s\\n' % sys.version.split()[0])\n"
+    "    sys.exit(4)\n"
+    "from device_agent.__main__ import main\n"
+    "sys.exit(main())\n"
+)
+
+
+def agent_filename() -> str:
+    return f"edge-agent-{__version__}.pyz"
+
+
+def _sources() -> list[Path]:
+    pkg = Path(device_agent.__file__).resolve().parent
+    return sorted(p for p in pkg.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def build_zipapp(out_dir: Path | None = None) -> Path:
+    """Return the path of the zipapp for this version, building it when the sources changed."""
+    pkg = Path(device_agent.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for src in _sources():
+        digest.update(str(src.relative_to(pkg)).encode())
+        digest.update(src.read_bytes())
+    out_dir = out_dir or cache_dir() / "agent" / digest.hexdigest()[:16]
+    target = out_dir / agent_filename()
+    if target.exists():
+        return target
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        stage = Path(tmp) / "stage"
+        for src in _sources():
+            dest = stage / "device_agent" / src.relative_to(pkg)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest)
+        (stage / "__main__.py").write_text(ZIPAPP_MAIN)
+        partial = target.with_suffix(f".pyz.partial{os.getpid()}")
+        zipapp.create_archive(stage, partial, interpreter=None)
+        os.replace(partial, target)
+    return target

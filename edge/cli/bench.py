@@ -1,0 +1,64 @@
+"""`edge bench MODEL --to DEVICES`: latency and throughput per batch size on each device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from device_agent.protocol import BenchOptions, ProtocolError
+
+from .. import jobs
+from ..devices import resolve_targets
+from ..errors import EdgeError
+from ..render import bench_table, print_failures
+from ._options import parse_input_shapes, parse_int_list
+from ._utils import JsonOpt, TargetsOpt, console, err_console, print_json
+from .convert import Backend
+from .progress import event_printer
+
+
+def bench(
+    model: Annotated[Path, typer.Argument(help="SavedModel directory on this machine.")],
+    to: TargetsOpt = "local",
+    batch_sizes: Annotated[str, typer.Option(help="Comma-separated batch sizes.")] = "1",
+    iterations: Annotated[
+        Optional[int], typer.Option(help="Timed iterations (instead of a duration).")
+    ] = None,
+    duration: Annotated[float, typer.Option(help="Seconds of timed run per batch size.")] = 3.0,
+    warmup: Annotated[float, typer.Option(help="Seconds of warm-up per batch size.")] = 0.2,
+    input_shape: Annotated[
+        Optional[list[str]],
+        typer.Option(help="NAME=DIMS for inputs with dynamic non-batch dimensions."),
+    ] = None,
+    backend: Annotated[Backend, typer.Option()] = Backend.auto,
+    signature: Annotated[str, typer.Option(help="Signature key.")] = "serving_default",
+    json_out: JsonOpt = False,
+) -> None:
+    """Benchmark a SavedModel on each device: warm-up, timed run, latency percentiles."""
+    devices = resolve_targets(to)
+    shapes = parse_input_shapes(input_shape)[0] if input_shape else {}
+    options = BenchOptions(
+        backend=backend.value,
+        signature_key=signature,
+        batch_sizes=parse_int_list(batch_sizes, "batch-sizes"),
+        iterations=iterations,
+        duration_seconds=duration,
+        warmup_seconds=warmup,
+        input_shapes=shapes,
+    )
+    try:
+        options.validate()
+    except ProtocolError as exc:
+        raise EdgeError(f"Invalid benchmark options: {exc}", "See `edge bench --help`.") from exc
+    run = jobs.bench(
+        model, devices, options, on_event=None if json_out else event_printer(err_console)
+    )
+    if json_out:
+        print_json([r.to_dict() for r in run.results])
+    else:
+        console.print(bench_table(run.results))
+        print_failures(err_console, run.results)
+    if not run.ok:
+        raise typer.Exit(1)

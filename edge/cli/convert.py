@@ -1,0 +1,147 @@
+"""`edge convert MODEL --to DEVICES`: TF-TRT (or native) conversion on each device."""
+
+from __future__ import annotations
+
+import dataclasses
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from device_agent.protocol import ConvertOptions, DeviceFacts
+
+from .. import jobs
+from ..devices import resolve_targets
+from ..errors import EdgeError
+from ..recipes import load_recipe, parse_size, resolve
+from ..render import convert_tables, print_failures
+from ._options import parse_input_shapes
+from ._utils import JsonOpt, TargetsOpt, console, err_console, print_json
+from .progress import event_printer
+
+
+class Backend(str, Enum):
+    auto = "auto"
+    tftrt = "tftrt"
+    native = "native"
+
+
+class Precision(str, Enum):
+    FP32 = "FP32"
+    FP16 = "FP16"
+    INT8 = "INT8"
+
+
+class Strategy(str, Enum):
+    Range = "Range"
+    Optimal = "Optimal"
+    RangeOptimal = "Range+Optimal"
+    ImplicitBatchModeCompatible = "ImplicitBatchModeCompatible"
+
+
+def convert(
+    model: Annotated[Path, typer.Argument(help="SavedModel directory on this machine.")],
+    to: TargetsOpt = "local",
+    recipe: Annotated[Optional[str], typer.Option(help="Recipe name or YAML path.")] = None,
+    backend: Annotated[
+        Optional[Backend],
+        typer.Option(help="auto picks tftrt where TensorRT is linked, else native."),
+    ] = None,
+    precision: Annotated[Optional[Precision], typer.Option(case_sensitive=False)] = None,
+    output: Annotated[
+        Optional[str],
+        typer.Option(help="Output directory on the device (default: the job's artifacts)."),
+    ] = None,
+    workspace: Annotated[
+        Optional[str], typer.Option(help="TensorRT workspace: auto or a size like 512MiB.")
+    ] = None,
+    min_segment_size: Annotated[Optional[int], typer.Option(help="minimum_segment_size.")] = None,
+    max_cached_engines: Annotated[
+        Optional[int], typer.Option(help="maximum_cached_engines.")
+    ] = None,
+    max_engines: Annotated[Optional[int], typer.Option(help="TF_TRT_MAX_ALLOWED_ENGINES.")] = None,
+    op_denylist: Annotated[
+        Optional[str], typer.Option(help="TF_TRT_OP_DENYLIST, e.g. Shape,Reshape.")
+    ] = None,
+    input_shape: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            help="NAME=DIMS for build(); repeat per input; a repeated name starts a new profile."
+        ),
+    ] = None,
+    dynamic_shape: Annotated[
+        Optional[bool], typer.Option("--dynamic-shape/--static-shape", help="use_dynamic_shape.")
+    ] = None,
+    profile_strategy: Annotated[
+        Optional[Strategy], typer.Option(help="dynamic_shape_profile_strategy.")
+    ] = None,
+    build: Annotated[
+        Optional[bool],
+        typer.Option("--build/--no-build", help="Build engines on the device before save()."),
+    ] = None,
+    allow_build_at_runtime: Annotated[
+        Optional[bool], typer.Option("--allow-build-at-runtime/--no-build-at-runtime")
+    ] = None,
+    experimental: Annotated[
+        Optional[list[str]], typer.Option(help="TF_TRT_EXPERIMENTAL_FEATURES entry (repeatable).")
+    ] = None,
+    signature: Annotated[Optional[str], typer.Option(help="Signature key.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Convert a SavedModel on each device and print the conversion summary."""
+    devices = resolve_targets(to)
+    loaded = load_recipe(recipe) if recipe else None
+    flags: dict[str, Any] = {
+        "backend": backend.value if backend else None,
+        "precision": precision.value if precision else None,
+        "minimum_segment_size": min_segment_size,
+        "maximum_cached_engines": max_cached_engines,
+        "max_engines": max_engines,
+        "op_denylist": [o.strip() for o in op_denylist.split(",") if o.strip()]
+        if op_denylist
+        else None,
+        "build_shapes": parse_input_shapes(input_shape) if input_shape else None,
+        "use_dynamic_shape": dynamic_shape,
+        "dynamic_shape_profile_strategy": profile_strategy.value if profile_strategy else None,
+        "build": build,
+        "allow_build_at_runtime": allow_build_at_runtime,
+        "experimental_features": experimental,
+        "signature_key": signature,
+    }
+    if workspace is not None and workspace != "auto":
+        flags["max_workspace_size_bytes"] = parse_size(workspace)
+    if profile_strategy is not None and dynamic_shape is None:
+        flags["use_dynamic_shape"] = True
+
+    def options_for(facts: DeviceFacts) -> ConvertOptions:
+        base = ConvertOptions()
+        if loaded is not None:
+            device_class = facts.jetson.device_class if facts.jetson else None
+            base = resolve(loaded, device_class).options
+        given = {k: v for k, v in flags.items() if v is not None}
+        return dataclasses.replace(base, **given)
+
+    # Check the flags once up front so a bad combination fails before any device work.
+    try:
+        options_for(DeviceFacts("", 0, "", "", "", 0, 0, 0, 0)).validate()
+    except ValueError as exc:
+        raise EdgeError(
+            f"Invalid conversion options: {exc}",
+            "See `edge convert --help` for the accepted values.",
+        ) from exc
+
+    run = jobs.convert(
+        model,
+        devices,
+        options_for,
+        output=output,
+        on_event=None if json_out else event_printer(err_console),
+    )
+    if json_out:
+        print_json([r.to_dict() for r in run.results])
+    else:
+        console.print(convert_tables(run.results))
+        print_failures(err_console, run.results)
+    if not run.ok:
+        raise typer.Exit(1)

@@ -1,0 +1,39 @@
+"""Root of the CLI: wires the command groups and maps user errors to exit code 1."""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+from ..errors import EdgeError
+from . import bench, convert, demo, info, recipes
+from ._utils import err_console, typer_factory
+
+app = typer_factory("jetson-edge: convert and benchmark TensorFlow models on Jetson fleets.")
+app.command(name="info", help="Show a device's facts (module, JetPack, memory, TensorFlow).")(
+    info.info
+)
+app.command(name="convert", help="Convert a SavedModel on devices (TF-TRT, or native).")(
+    convert.convert
+)
+app.command(name="bench", help="Benchmark a SavedModel on devices.")(bench.bench)
+app.command(name="demo", help="Build the guide's MNIST model, convert and benchmark it on local.")(
+    demo.demo
+)
+app.add_typer(recipes.app, name="recipes")
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except EdgeError as exc:
+        if os.environ.get("EDGE_DEBUG"):
+            traceback.print_exc()
+        err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        if exc.hint:
+            err_console.print(f"[bold]hint:[/] {exc.hint}", highlight=False)
+        if not os.environ.get("EDGE_DEBUG"):
+            err_console.print("(set EDGE_DEBUG=1 for the traceback)", style="dim")
+        sys.exit(1)

@@ -1,0 +1,57 @@
+"""Devices: the built-in `local` device and target resolution.
+
+A device is a row of the fleet inventory; `local` is always there and runs the agent as a
+subprocess through the same protocol, so everything works with no Jetson attached.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+from .errors import DeviceError
+from .paths import local_device_root
+
+LOCAL = "local"
+
+
+@dataclass
+class Device:
+    """One device: where it is, how to log in, which Python runs the agent, its root dir."""
+
+    name: str
+    host: str | None = None
+    user: str | None = None
+    port: int | None = None
+    key: str | None = None
+    python: str = "python3"
+    root: str = "~/.edge"
+    tags: list[str] = field(default_factory=list)
+
+    @property
+    def is_local(self) -> bool:
+        return self.host is None
+
+
+def local_device() -> Device:
+    """The built-in device: this machine, this Python, a root under the user data dir."""
+    return Device(name=LOCAL, python=sys.executable, root=str(local_device_root()))
+
+
+def resolve_targets(targets: str) -> list[Device]:
+    """Comma-separated target names -> devices (deduplicated, in order)."""
+    names = [t.strip() for t in targets.split(",") if t.strip()]
+    if not names:
+        raise DeviceError("No target devices given.", "Pass --to local (or device names).")
+    devices: list[Device] = []
+    for name in names:
+        if name == LOCAL:
+            device = local_device()
+        else:
+            raise DeviceError(
+                f"Unknown device {name!r}.",
+                "Use --to local, or register the board first: edge fleet add NAME --host HOST",
+            )
+        if device.name not in {d.name for d in devices}:
+            devices.append(device)
+    return devices

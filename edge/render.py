@@ -1,0 +1,137 @@
+"""Rich views of results. The structured data is the truth; these are only views."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.console import Console, Group
+from rich.table import Table
+
+from device_agent.protocol import BenchResult, ConvertResult, DeviceFacts
+
+
+def facts_table(name: str, facts: DeviceFacts) -> Table:
+    t = Table(title=f"{name}", show_header=False)
+    t.add_column("fact", style="bold")
+    t.add_column("value")
+    j = facts.jetson
+    rows = [
+        ("module", j.module if j else "not a Jetson"),
+        ("JetPack / L4T", f"{j.jetpack or '?'} / {j.l4t or '?'}" if j else "-"),
+        ("compute capability", (j.compute_capability or "?") if j else "-"),
+        ("nvpmodel", (j.nvpmodel or "-") if j else "-"),
+        ("memory", f"{facts.memory_available_mb} MB free of {facts.memory_total_mb} MB"),
+        ("swap", f"{facts.swap_total_mb} MB"),
+        ("disk free", f"{facts.disk_free_mb} MB"),
+        ("python", facts.python),
+        ("tensorflow", facts.tensorflow or "not installed"),
+        ("agent", f"{facts.agent_version} (protocol {facts.protocol})"),
+    ]
+    if facts.tensorrt_enabled is not None:
+        rows.append(
+            (
+                "tensorrt",
+                f"linked {facts.tensorrt_linked}, loaded {facts.tensorrt_loaded}"
+                if facts.tensorrt_enabled
+                else "not built with TensorRT",
+            )
+        )
+    for k, v in rows:
+        t.add_row(k, str(v))
+    return t
+
+
+def convert_tables(results: Sequence[ConvertResult]) -> Group:
+    """One overview table, then each device's engines."""
+    over = Table(title="Conversion")
+    for col in ("device", "status", "backend", "precision", "engines", "ops converted", "time"):
+        over.add_column(col)
+    parts: list = [over]
+    for r in results:
+        s = r.summary
+        over.add_row(
+            r.device,
+            _status(r.status),
+            r.backend or "-",
+            r.precision or "-",
+            str(len(s.engines)) if s else "-",
+            f"{s.percent_converted:.1f}% [{s.ops_converted}/{s.ops_total}]" if s else "-",
+            f"{r.seconds:.1f}s" if r.seconds is not None else "-",
+        )
+        if s and s.engines:
+            et = Table(title=f"{r.device}: TensorRT engines")
+            for col in ("engine", "nodes", "top ops", "inputs", "outputs"):
+                et.add_column(col)
+            for e in s.engines:
+                top = ", ".join(
+                    f"{op} x{n}" for op, n in sorted(e.ops.items(), key=lambda kv: -kv[1])[:4]
+                )
+                et.add_row(
+                    e.name, str(e.nodes), top, " ".join(e.input_shapes), " ".join(e.output_shapes)
+                )
+            parts.append(et)
+        if s and s.non_converted:
+            nt = Table(title=f"{r.device}: ops not converted")
+            for col in ("op", "count", "reason"):
+                nt.add_column(col)
+            for n in s.non_converted:
+                nt.add_row(n.op, str(n.count), n.reason)
+            parts.append(nt)
+    return Group(*parts)
+
+
+def bench_table(results: Sequence[BenchResult], title: str = "Benchmark") -> Table:
+    """One row per (device, model, batch size); latencies in ms."""
+    t = Table(title=title)
+    for col in ("device", "model", "backend", "batch", "p50", "p90", "p99", "mean", "per s"):
+        t.add_column(col, justify="left" if col in ("device", "model", "backend") else "right")
+    noisy = False
+    for r in results:
+        if not r.runs:
+            t.add_row(
+                r.device,
+                _short(r.model),
+                r.backend or "-",
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+                _status(r.status),
+            )
+        for run in r.runs:
+            lat = run.latency_ms
+            noisy = noisy or run.noisy
+            t.add_row(
+                r.device,
+                _short(r.model),
+                r.backend or "-",
+                str(run.batch_size),
+                f"{lat.p50:.3f}",
+                f"{lat.p90:.3f}",
+                f"{lat.p99:.3f}",
+                f"{lat.mean:.3f}",
+                f"{run.throughput_per_s:,.0f}" + ("*" if run.noisy else ""),
+            )
+    t.caption = "latency in ms" + (
+        "; * noisy run: coefficient of variation above 10%" if noisy else ""
+    )
+    return t
+
+
+def print_failures(console: Console, results: Sequence[ConvertResult | BenchResult]) -> None:
+    for r in results:
+        if r.status != "succeeded":
+            console.print(f"[bold red]{r.device}: failed:[/] {r.error}", highlight=False)
+            if r.hint:
+                console.print(f"  [bold]hint:[/] {r.hint}", highlight=False)
+
+
+def _status(status: str) -> str:
+    return {"succeeded": "[green]succeeded[/]", "failed": "[red]failed[/]"}.get(status, status)
+
+
+def _short(path: str | None) -> str:
+    if not path:
+        return "-"
+    return path.rstrip("/").split("/")[-1]

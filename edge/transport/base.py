@@ -1,0 +1,68 @@
+"""The transport contract shared by `local` and SSH."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from ..errors import DeviceError
+
+
+class TransportError(DeviceError):
+    """The device could not be reached or a transfer failed."""
+
+
+@dataclass
+class CommandResult:
+    """What a remote command did: its argv, exit code and output."""
+
+    argv: list[str]
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def tail(self, lines: int = 10) -> str:
+        text = self.stderr.strip() or self.stdout.strip()
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class Transport(abc.ABC):
+    """Run argument lists (never shell strings) and copy files to one device."""
+
+    def __init__(self, device_name: str) -> None:
+        self.device_name = device_name
+
+    @abc.abstractmethod
+    def run(
+        self, argv: Sequence[str], input: bytes | None = None, timeout: float | None = None
+    ) -> CommandResult:
+        """Run argv on the device and wait for it."""
+
+    @abc.abstractmethod
+    def stream(self, argv: Sequence[str], idle_timeout: float | None = None) -> Iterator[str]:
+        """Run argv and yield its stdout line by line as it comes."""
+
+    @abc.abstractmethod
+    def put(self, local: Path, remote: str) -> None:
+        """Copy one local file to a path on the device (parents created)."""
+
+    def close(self) -> None:
+        """Release the connection (no-op where there is none)."""
+
+    def __enter__(self) -> Transport:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

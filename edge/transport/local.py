@@ -1,0 +1,56 @@
+"""The built-in `local` device: the agent runs as a subprocess on this machine."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from .base import CommandResult, Transport, TransportError
+
+
+class LocalTransport(Transport):
+    """Runs argv with subprocess (no shell); `put` is a copy."""
+
+    def run(
+        self, argv: Sequence[str], input: bytes | None = None, timeout: float | None = None
+    ) -> CommandResult:
+        try:
+            proc = subprocess.run(list(argv), input=input, capture_output=True, timeout=timeout)
+        except FileNotFoundError as exc:
+            raise TransportError(f"{self.device_name}: cannot run {argv[0]!r}: {exc}") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise TransportError(
+                f"{self.device_name}: {' '.join(argv[:3])} ... timed out after {timeout}s"
+            ) from exc
+        return CommandResult(
+            list(argv),
+            proc.returncode,
+            proc.stdout.decode(errors="replace"),
+            proc.stderr.decode(errors="replace"),
+        )
+
+    def stream(self, argv: Sequence[str], idle_timeout: float | None = None) -> Iterator[str]:
+        proc = subprocess.Popen(
+            list(argv),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        assert proc.stdout is not None
+        try:
+            yield from proc.stdout
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+    def put(self, local: Path, remote: str) -> None:
+        dest = Path(remote).expanduser()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = dest.with_name(dest.name + ".partial")
+        shutil.copyfile(local, partial)
+        os.replace(partial, dest)
