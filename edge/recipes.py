@@ -167,10 +167,10 @@ class _Check:
     def fail(self, path: str, reason: str) -> RecipeError:
         return RecipeError(f"{self.source}: {path or '(document)'}: {reason}", HINT)
 
-    def int_(self, value: Any, path: str, minimum: int = 0) -> int:
+    def int_(self, value: Any, path: str, minimum: Optional[int] = 0) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(path, f"expected an integer, got {_kind(value)}")
-        if value < minimum:
+        if minimum is not None and value < minimum:
             raise self.fail(path, f"must be >= {minimum}, got {value}")
         return value
 
@@ -276,9 +276,10 @@ def _parse_field(chk: _Check, key: str, value: Any, path: str,
                            chk.int_(raw.get("batch_size", 1), sub("batch_size"), 1))
     if key == "segments":
         raw = chk.mapping(value, path, ("minimum_segment_size", "max_engines"))
-        size = chk.int_(raw.get("minimum_segment_size", 3), sub("minimum_segment_size"), -1)
-        if size == 0:
-            raise chk.fail(sub("minimum_segment_size"), "must be >= 1 (or -1: convert nothing)")
+        size = chk.int_(raw.get("minimum_segment_size", 3), sub("minimum_segment_size"), None)
+        if size < 1 and size != -1:
+            raise chk.fail(sub("minimum_segment_size"),
+                           f"must be >= 1 (or -1: convert nothing), got {size}")
         engines = raw.get("max_engines")
         return Segments(size, None if engines is None else chk.int_(engines, sub("max_engines"), 1))
     if key == "dynamic_shapes":
@@ -312,8 +313,9 @@ def _merge(base: Any, override: Any) -> Any:
     """Mappings merge one level deep; anything else (lists, scalars, null) replaces."""
     if dataclasses.is_dataclass(base):
         base = dataclasses.asdict(base)
-    return {**base, **override} if isinstance(base, dict) and isinstance(override, dict) \
-        else override
+    if isinstance(base, dict) and isinstance(override, dict):
+        return {**base, **override}
+    return override
 
 
 def _view(chk: _Check, recipe: Recipe, override: Mapping[str, Any], prefix: str,

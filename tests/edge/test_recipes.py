@@ -474,7 +474,7 @@ def test_cli_validate(tmp_path: Path) -> None:
     assert out.count("OK") == 1 + len(SHIPPED)
     bad = copy.deepcopy(BASE)
     bad["devices"] = {"nano-4gb": {"workspace": "lots"}}
-    bad_path = write(tmp_path / "", bad, name="custom")
+    bad_path = write(tmp_path, bad)
     code, out = edge_recipes("validate", str(bad_path))
     assert code == 1
     assert "devices.nano-4gb.workspace" in out and "FAIL" in out

@@ -1,0 +1,52 @@
+"""The agent zipapp the host ships: built from the installed package, runs on Python 3.8."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from helpers import DATA
+
+import device_agent
+from edge.agentpkg import agent_filename, build_zipapp
+
+
+def python38() -> str | None:
+    for candidate in ("python3.8", str(Path.home() / ".pyenv/versions/3.8.18/bin/python")):
+        found = shutil.which(candidate)
+        if found and subprocess.run([found, "-c", "import sys; assert sys.version_info[:2] == "
+                                     "(3, 8)"], capture_output=True).returncode == 0:
+            return found
+    return None
+
+
+def test_zipapp_holds_every_agent_module(tmp_path: Path) -> None:
+    pyz = build_zipapp(tmp_path)
+    assert pyz.name == agent_filename() == f"edge-agent-{device_agent.__version__}.pyz"
+    names = set(zipfile.ZipFile(pyz).namelist())
+    pkg = Path(device_agent.__file__).parent
+    expected = {"device_agent/" + str(p.relative_to(pkg)) for p in pkg.rglob("*.py")
+                if "__pycache__" not in p.parts}
+    assert expected <= names and "__main__.py" in names
+    assert build_zipapp(tmp_path) == pyz  # cached: same sources, same file
+
+
+@pytest.mark.parametrize("interpreter", ["current", "3.8"])
+def test_zipapp_info_on_a_jetson_sysroot(tmp_path: Path, interpreter: str) -> None:
+    exe = sys.executable if interpreter == "current" else python38()
+    if exe is None:
+        pytest.skip("no Python 3.8 interpreter on this machine")
+    pyz = build_zipapp(tmp_path)
+    proc = subprocess.run([exe, str(pyz), "--root", str(tmp_path / "root"), "info",
+                           "--sysroot", str(DATA / "sysroots" / "orin-nano-jp6")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    facts = json.loads(proc.stdout)
+    assert facts["jetson"]["module"].startswith("Jetson Orin Nano")
+    assert facts["jetson"]["compute_capability"] == "8.7"
+    assert facts["python"].startswith("3.8" if interpreter == "3.8" else "3.")
