@@ -109,6 +109,10 @@ def run_convert(spec: JobSpec, job_dir: str, emit: Emit) -> ConvertResult:
         from .backends import native
 
         summary = native.convert(options, spec.model, output, log)
+    from .summary import render_text
+
+    with open(os.path.join(job_dir, "artifacts", "summary.txt"), "w") as f:
+        f.write(render_text(summary) + "\n")
     return ConvertResult(
         device=socket.gethostname(),
         status=SUCCEEDED,

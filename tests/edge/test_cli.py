@@ -134,3 +134,19 @@ def test_tftrt_backend_failure_is_per_device_and_names_the_fix(mnist_model: Path
     row = json.loads(proc.stdout)[0]
     assert row["status"] == "failed" and "TensorRT" in row["error"]
     assert "Dockerfile.jetson" in row["hint"]
+
+
+def test_recipe_applies_and_flags_override_it(tmp_path: Path, mnist_model: Path) -> None:
+    from edge.recipes import load_recipe
+
+    recipe = load_recipe("mnist-mlp")
+    proc = edge("convert", str(mnist_model), "--recipe", "mnist-mlp", "--min-segment-size", "7",
+                "--output", str(tmp_path / "out"), "--json")
+    assert proc.returncode == 0, proc.stderr
+    options = ConvertResult.from_dict(json.loads(proc.stdout)[0]).options
+    assert options.minimum_segment_size == 7  # the flag wins
+    assert options.max_engines == recipe.segments.max_engines  # the recipe's value stays
+    assert options.precision == recipe.precision  # `local` is no Jetson: no device override
+    summary = next((Path(os.environ["EDGE_LOCAL_ROOT"]) / "jobs").glob("*convert*"))
+    text = (summary / "artifacts" / "summary.txt").read_text()
+    assert "Total number of TensorRT engines: 0" in text
