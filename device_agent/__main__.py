@@ -50,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=helptext)
         sp.add_argument("job_id")
     sub.add_parser("jobs", help="list jobs")
+    sub.add_parser("push-plan", help="what the device lacks for a Manifest (JSON on stdin)")
+    sub.add_parser("push-commit", help="verify uploads and materialize a Manifest (stdin)")
+    manifest = sub.add_parser("manifest", help="the Manifest of a directory under the root")
+    manifest.add_argument("path")
     work = sub.add_parser("_work")  # the detached worker; not for people
     work.add_argument("job_id")
     return p
@@ -101,6 +105,24 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "jobs":
         _print([s.to_dict() for s in store.list()])
+        return 0
+    if args.command in ("push-plan", "push-commit"):
+        from .store import BlobStore, manifest_from_json
+
+        blobs = BlobStore(args.root)
+        manifest = manifest_from_json(sys.stdin.read())
+        push = blobs.plan(manifest) if args.command == "push-plan" else blobs.commit(manifest)
+        _print(push.to_dict())
+        return 0
+    if args.command == "manifest":
+        from .store import build_manifest
+
+        path = os.path.abspath(os.path.join(store.root, os.path.expanduser(args.path)))
+        if not (path + os.sep).startswith(store.root + os.sep):
+            raise AgentError(f"{path} is outside the device root {store.root}.")
+        if not os.path.isdir(path):
+            raise AgentError(f"{path} is not a directory on this device.")
+        _print(build_manifest(path).to_dict())
         return 0
     if args.command == "_work":
         from .runner import run_job

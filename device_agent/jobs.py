@@ -34,6 +34,7 @@ from .protocol import (
 )
 
 LOG_TAIL_LINES = 30
+HEARTBEAT_SECONDS = 5.0
 
 
 class JobStore:
@@ -193,6 +194,7 @@ class JobStore:
         """
         path = os.path.join(self.job_dir(job_id), "events.jsonl")
         deadline = None if timeout is None else time.time() + timeout
+        last_write = time.time()
         with open(path, "rb") as f:
             for _ in range(offset):
                 if not f.readline():
@@ -206,7 +208,11 @@ class JobStore:
                         break
                     out.write(line.decode())
                     offset += 1
+                    last_write = time.time()
                     line = f.readline()
+                if time.time() - last_write > HEARTBEAT_SECONDS:
+                    out.write("\n")  # a heartbeat: the reader can tell a quiet job from a dead link
+                    last_write = time.time()
                 out.flush()
                 if pending:
                     f.seek(-len(pending), os.SEEK_CUR)

@@ -272,6 +272,63 @@ class JobState(JsonMixin):
     queue_position: Optional[int] = None
 
 
+# --------------------------------------------------------------------------- push
+
+
+@dataclass
+class ManifestEntry(JsonMixin):
+    """One file of a pushed tree: a relative POSIX path, its size and sha256."""
+
+    path: str
+    size: int
+    sha256: str
+    mode: int = 0o644
+
+
+@dataclass
+class Manifest(JsonMixin):
+    """A tree to push (a SavedModel, or calibration data). `name` is for people only."""
+
+    entries: List[ManifestEntry] = field(default_factory=list)
+    name: str = ""
+    kind: str = "model"  # "model" | "calib"
+
+    def total_bytes(self) -> int:
+        return sum(e.size for e in self.entries)
+
+
+@dataclass
+class BlobNeed(JsonMixin):
+    """A blob the device lacks: send bytes [offset, size) to store/<sha256>.partial."""
+
+    sha256: str
+    size: int
+    offset: int = 0
+
+
+@dataclass
+class PushPlan(JsonMixin):
+    """The device's answer to a manifest: what it lacks, and whether it fits."""
+
+    tree_digest: str
+    missing: List[BlobNeed] = field(default_factory=list)
+    bytes_missing: int = 0
+    bytes_present: int = 0
+    disk_free_bytes: int = 0
+    store_dir: str = ""
+    model_path: Optional[str] = None  # set when the tree is already materialized
+
+
+@dataclass
+class PushCommit(JsonMixin):
+    """The device verified every blob and materialized the tree at `model_path`."""
+
+    tree_digest: str
+    model_path: str
+    files: int = 0
+    bytes_verified: int = 0
+
+
 # --------------------------------------------------------------------------- results
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import posixpath
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from device_agent.protocol import (
@@ -24,6 +25,34 @@ from .transport import CommandResult, Transport
 
 EXIT_AGENT_ERROR = 3  # device_agent.__main__.EXIT_AGENT_ERROR
 
+# The agent's `follow` sends a heartbeat every 5 s; this much silence means a dead link.
+FOLLOW_IDLE_TIMEOUT = 30.0
+
+# Runs on any Python 3 the device has, so a too-old one is reported, not crashed on.
+PROBE = (
+    "import sys, os, json\n"
+    "try:\n    import numpy\n    np = numpy.__version__\nexcept Exception:\n    np = None\n"
+    "print(json.dumps({'python': '%d.%d.%d' % tuple(sys.version_info[:3]), 'numpy': np,"
+    " 'agent': os.path.isfile(sys.argv[1])}))\n"
+)
+
+
+def remote_root(root: str) -> str:
+    """`~/x` -> `x`: exec and SFTP both start in the login's home directory, and neither
+    expands `~` in a quoted argument."""
+    if root == "~":
+        return "."
+    return root[2:] if root.startswith("~/") else root
+
+
+@dataclass
+class AgentCheck:
+    """What `ensure_agent` found on the device."""
+
+    python: str
+    numpy: str | None
+    installed: bool
+
 
 class AgentClient:
     """Runs agent commands on one device and decodes their JSON."""
@@ -31,30 +60,45 @@ class AgentClient:
     def __init__(self, device: Device, transport: Transport) -> None:
         self.device = device
         self.transport = transport
-        self.agent_path = posixpath.join(device.root, "agent", agent_filename())
+        self.root = remote_root(device.root)
+        self.agent_path = posixpath.join(self.root, "agent", agent_filename())
 
     def argv(self, *args: str) -> list[str]:
-        return [self.device.python, self.agent_path, "--root", self.device.root, *args]
+        return [self.device.python, self.agent_path, "--root", self.root, *args]
 
-    def ensure_agent(self) -> None:
-        """Install this version's zipapp on the device unless it is there already."""
-        probe = self.transport.run(
-            [
-                self.device.python,
-                "-c",
-                "import os,sys; sys.exit(0 if os.path.isfile(sys.argv[1]) else 1)",
-                self.agent_path,
-            ],
-            timeout=60,
-        )
-        if probe.exit_code == 0:
-            return
-        if probe.exit_code != 1:
+    def path(self, *parts: str) -> str:
+        """A path under the device root, as the device's SFTP/exec see it."""
+        return posixpath.join(self.root, *parts)
+
+    def ensure_agent(self, need_numpy: bool = False) -> AgentCheck:
+        """Check the device's Python and install this version's zipapp if it lacks it."""
+        probe = self.transport.run([self.device.python, "-c", PROBE, self.agent_path],
+                                   timeout=60)
+        if probe.exit_code != 0 or not probe.stdout.strip():
             raise DeviceError(
-                f"{self.device.name}: cannot run {self.device.python!r}: {probe.tail()}",
-                "Set the device's python (Python 3.8+ with numpy) in the fleet inventory.",
+                f"{self.device.name}: cannot run {self.device.python!r} "
+                f"(exit {probe.exit_code}): {probe.tail(3)}",
+                f"Point the device at a Python 3.8+ with numpy: edge fleet add "
+                f"{self.device.name} --python /usr/bin/python3 --replace",
             )
-        self.transport.put(build_zipapp(), self.agent_path)
+        data = json.loads(probe.stdout.strip().splitlines()[-1])
+        check = AgentCheck(python=data["python"], numpy=data["numpy"], installed=False)
+        if tuple(int(p) for p in check.python.split(".")[:2]) < (3, 8):
+            raise DeviceError(
+                f"{self.device.name}: Python {check.python} is too old; the agent needs 3.8+.",
+                f"Install python3.8 or newer on the board and point the device at it: "
+                f"edge fleet add {self.device.name} --python /usr/bin/python3.8 --replace",
+            )
+        if need_numpy and not check.numpy:
+            raise DeviceError(
+                f"{self.device.name}: numpy is not installed for {self.device.python}.",
+                "Install it on the board: sudo apt-get install python3-numpy "
+                "(or pip3 install numpy).",
+            )
+        if not data["agent"]:
+            self.transport.put(build_zipapp(), self.agent_path)
+            check.installed = True
+        return check
 
     def call(self, *args: str, input: bytes | None = None, timeout: float | None = 120) -> Any:
         """Run an agent command and return its decoded JSON output."""
@@ -102,7 +146,8 @@ class AgentClient:
     ) -> tuple[int, str | None]:
         """Stream events from `offset`; return (next offset, terminal status or None)."""
         terminal = None
-        for line in self.transport.stream(self.argv("follow", job_id, "--offset", str(offset))):
+        argv = self.argv("follow", job_id, "--offset", str(offset))
+        for line in self.transport.stream(argv, idle_timeout=FOLLOW_IDLE_TIMEOUT):
             line = line.strip()
             if not line:
                 continue

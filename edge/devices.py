@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-from .errors import DeviceError
 from .paths import local_device_root
 
 LOCAL = "local"
@@ -39,19 +38,12 @@ def local_device() -> Device:
 
 
 def resolve_targets(targets: str) -> list[Device]:
-    """Comma-separated target names -> devices (deduplicated, in order)."""
-    names = [t.strip() for t in targets.split(",") if t.strip()]
-    if not names:
-        raise DeviceError("No target devices given.", "Pass --to local (or device names).")
-    devices: list[Device] = []
-    for name in names:
-        if name == LOCAL:
-            device = local_device()
-        else:
-            raise DeviceError(
-                f"Unknown device {name!r}.",
-                "Use --to local, or register the board first: edge fleet add NAME --host HOST",
-            )
-        if device.name not in {d.name for d in devices}:
-            devices.append(device)
-    return devices
+    """Comma-separated names, tag:NAME, all, local -> devices (deduplicated, in order).
+
+    Names come from the fleet inventory (edge.fleet); `local` alone never reads it.
+    """
+    if {t.strip() for t in targets.split(",") if t.strip()} == {LOCAL}:
+        return [local_device()]
+    from .fleet import Inventory
+
+    return Inventory.load().resolve(targets)

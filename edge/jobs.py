@@ -1,20 +1,21 @@
-"""Run convert and bench jobs on a set of devices and collect one result per device.
+"""Run convert and bench jobs on devices and collect one result per device.
 
-A device that fails yields a failed result with its reason; the others carry on.
+Per device: check the agent, push the model (only what the device lacks), submit a
+detached job, and follow its events. If the link drops, the job keeps running on the
+device; the host reconnects with backoff and follows on from the last event it saw.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from device_agent.protocol import (
     FAILED,
-    SUCCEEDED,
+    TERMINAL,
     BenchOptions,
     BenchResult,
     ConvertOptions,
@@ -26,161 +27,133 @@ from device_agent.protocol import (
 )
 
 from .client import AgentClient
+from .connect import open_client
 from .devices import Device
 from .errors import DeviceError, EdgeError, ModelError
-from .transport import LocalTransport, Transport
+from .fleet_run import FleetRun, fan_out
+from .push import Payload, make_payload, push_to
+from .transport import TransportError
 
 EventSink = Callable[[str, Event], None]  # (device name, event)
+SpecFor = Callable[[str, DeviceFacts], JobSpec]  # (model path on device, facts) -> spec
+OptionsFor = Callable[[DeviceFacts], ConvertOptions]
 
 
 def check_saved_model(path: Path) -> Path:
     """The host-side check before anything is sent: a directory with saved_model.pb."""
     path = path.expanduser()
+    hint = "Pass the directory written by model.save(dir) or tf.saved_model.save(obj, dir)."
     if not path.exists():
-        raise ModelError(f"Model path {path} does not exist.", "Pass the SavedModel directory.")
+        raise ModelError(f"Model path {path} does not exist.", hint)
     if not path.is_dir():
-        raise ModelError(
-            f"{path} is a file, not a SavedModel directory.",
-            "Pass the directory written by model.save(dir) or tf.saved_model.save(obj, dir).",
-        )
+        raise ModelError(f"{path} is a file, not a SavedModel directory.", hint)
     if not (path / "saved_model.pb").is_file() and not (path / "saved_model.pbtxt").is_file():
-        raise ModelError(
-            f"{path} is not a SavedModel: it has no saved_model.pb.",
-            "Pass the directory written by model.save(dir) or tf.saved_model.save(obj, dir).",
-        )
+        raise ModelError(f"{path} is not a SavedModel: it has no saved_model.pb.", hint)
     return path.resolve()
 
 
-def open_transport(device: Device) -> Transport:
-    """The transport for a device (SSH devices arrive with the fleet transport)."""
-    if device.is_local:
-        return LocalTransport(device.name)
-    raise DeviceError(f"{device.name}: no transport for host {device.host!r} yet.")
+def reconnect_tries() -> int:
+    return int(os.environ.get("EDGE_RECONNECT_TRIES", "8"))
 
 
-@dataclass
-class FleetRun:
-    """Results of one fleet operation, in target order."""
-
-    results: list[Any] = field(default_factory=list)
-
-    @property
-    def succeeded(self) -> list[Any]:
-        return [r for r in self.results if r.status == SUCCEEDED]
-
-    @property
-    def failed(self) -> list[Any]:
-        return [r for r in self.results if r.status != SUCCEEDED]
-
-    @property
-    def ok(self) -> bool:
-        return not self.failed
+def _note(on_event: EventSink | None, device: str, message: str) -> None:
+    if on_event:
+        on_event(device, Event(seq=-1, ts=time.time(), kind="log", message=message))
 
 
-def _model_on_device(device: Device, model: Path) -> str:
-    if device.is_local:
-        return str(model)
-    raise DeviceError(f"{device.name}: pushing models to remote devices is not available yet.")
-
-
-SpecFor = Callable[[str, DeviceFacts], JobSpec]  # (model path on device, facts) -> spec
-
-
-def run_on_device(
-    device: Device, spec_for: SpecFor, model: Path, on_event: EventSink | None = None
-) -> Any:
-    """Install the agent, submit a detached job, follow it to the end, return its result."""
-    with open_transport(device) as transport:
-        client = AgentClient(device, transport)
-        client.ensure_agent()
-        facts = client.info()
-        spec = spec_for(_model_on_device(device, model), facts)
-        job_id = client.submit(spec)
-        offset, terminal = 0, None
-        while terminal is None:
-            offset, terminal = client.follow(
-                job_id, offset, (lambda e: on_event(device.name, e)) if on_event else None
-            )
-            if terminal is None:  # the stream ended early: look at the job itself
-                state = client.status(job_id)
-                if state.status == FAILED and state.error:
-                    terminal = state.status
-        result = client.result(spec.kind, job_id)
-        if result is None:
-            state = client.status(job_id)
-            raise DeviceError(
-                f"{device.name}: job {job_id} ended {state.status} without a result: {state.error}",
-                f"See its log: {device.root}/jobs/{job_id}/worker.log\n{state.log_tail or ''}",
-            )
-        result.device = device.name
-        result.job_id = job_id
-        return result
-
-
-def _fan_out(
-    devices: Sequence[Device],
-    work: Callable[[Device], Any],
-    failed: Callable[[Device, EdgeError], Any],
-    max_workers: int = 8,
-) -> FleetRun:
-    def guarded(device: Device) -> Any:
+def follow_to_end(client: AgentClient, kind: str, job_id: str,
+                  on_event: EventSink | None = None) -> Any:
+    """Follow a job's events until it ends, reconnecting across dropped links; return its
+    result. Gives up after `EDGE_RECONNECT_TRIES` failed reconnects (the job goes on)."""
+    name = client.device.name
+    sink = (lambda e: on_event(name, e)) if on_event else None
+    offset, failures = 0, 0
+    while True:
         try:
-            return work(device)
-        except EdgeError as exc:
-            if os.environ.get("EDGE_DEBUG"):
-                import traceback
+            offset, terminal = client.follow(job_id, offset, sink)
+            failures = 0
+            if terminal is None and client.status(job_id).status not in TERMINAL:
+                continue  # the stream ended early but the job lives: follow again
+            if terminal is None:
+                continue  # terminal now: one more pass drains the last events
+            result = client.result(kind, job_id)
+            break
+        except TransportError as exc:
+            failures += 1
+            if failures > reconnect_tries():
+                raise DeviceError(
+                    f"{name}: lost the link during job {job_id} and could not reconnect "
+                    f"({exc.message}).",
+                    f"The job keeps running on the device. Collect it later with: "
+                    f"edge jobs attach {job_id} --to {name}",
+                ) from exc
+            delay = min(8.0, 0.5 * 2 ** (failures - 1))
+            _note(on_event, name, f"link lost ({exc.message}); reconnecting in {delay:.1f}s "
+                                  f"(try {failures}/{reconnect_tries()})")
+            client.transport.close()
+            time.sleep(delay)
+    if result is None:
+        state = client.status(job_id)
+        raise DeviceError(
+            f"{name}: job {job_id} ended {state.status} without a result: {state.error}",
+            f"See its log with: edge jobs logs {job_id} --to {name}\n{state.log_tail or ''}",
+        )
+    result.device = name
+    result.job_id = job_id
+    return result
 
-                traceback.print_exc()
-            return failed(device, exc)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(devices)))) as pool:
-        return FleetRun(list(pool.map(guarded, devices)))
+def run_on_device(device: Device, spec_for: SpecFor, payload: Payload,
+                  on_event: EventSink | None = None) -> Any:
+    """Check the agent, push the model, submit a detached job, follow it, return its result."""
+    with open_client(device) as client:
+        client.ensure_agent(need_numpy=True)
+        facts = client.info()
+        pushed = push_to(client, payload)
+        if pushed.bytes_sent:
+            _note(on_event, device.name, f"pushed {pushed.files_sent} files "
+                                         f"({pushed.bytes_sent / 1e6:.1f} MB)")
+        assert pushed.model_path is not None
+        spec = spec_for(pushed.model_path, facts)
+        job_id = client.submit(spec)
+        _note(on_event, device.name, f"job {job_id} submitted")
+        return follow_to_end(client, spec.kind, job_id, on_event)
 
 
-OptionsFor = Callable[[DeviceFacts], ConvertOptions]
-
-
-def convert(
-    model: Path,
-    devices: Sequence[Device],
-    options_for: OptionsFor,
-    output: str | None = None,
-    on_event: EventSink | None = None,
-) -> FleetRun:
+def convert(model: Path, devices: Sequence[Device], options_for: OptionsFor,
+            output: str | None = None, on_event: EventSink | None = None) -> FleetRun:
     """Convert `model` on every device; one ConvertResult per device. `options_for` resolves
     the options from each device's facts (recipe overrides are per device class)."""
-    model = check_saved_model(model)
+    payload = make_payload(check_saved_model(model))
 
     def spec_for(device_model: str, facts: DeviceFacts) -> JobSpec:
         options = options_for(facts)
         try:
             options.validate()
         except ProtocolError as exc:
-            raise EdgeError(
-                f"Invalid conversion options: {exc}",
-                "Fix the flag or recipe field named above (edge convert --help).",
-            ) from exc
+            raise EdgeError(f"Invalid conversion options: {exc}",
+                            "Fix the flag or recipe field named above (edge convert --help).",
+                            ) from exc
         return JobSpec(kind="convert", model=device_model, output=output, convert=options)
 
-    return _fan_out(
+    return fan_out(
         devices,
-        lambda d: run_on_device(d, spec_for, model, on_event),
+        lambda d: run_on_device(d, spec_for, payload, on_event),
         lambda d, e: ConvertResult(device=d.name, status=FAILED, error=e.message, hint=e.hint),
     )
 
 
-def bench(
-    model: Path, devices: Sequence[Device], options: BenchOptions, on_event: EventSink | None = None
-) -> FleetRun:
+def bench(model: Path, devices: Sequence[Device], options: BenchOptions,
+          on_event: EventSink | None = None) -> FleetRun:
     """Benchmark `model` on every device; one BenchResult per device."""
-    model = check_saved_model(model)
+    payload = make_payload(check_saved_model(model))
     options.validate()
 
     def spec_for(device_model: str, facts: DeviceFacts) -> JobSpec:
         return JobSpec(kind="bench", model=device_model, bench=options)
 
-    return _fan_out(
+    return fan_out(
         devices,
-        lambda d: run_on_device(d, spec_for, model, on_event),
+        lambda d: run_on_device(d, spec_for, payload, on_event),
         lambda d, e: BenchResult(device=d.name, status=FAILED, error=e.message, hint=e.hint),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from rich.console import Console, Group
 from rich.table import Table
@@ -119,7 +120,20 @@ def bench_table(results: Sequence[BenchResult], title: str = "Benchmark") -> Tab
     return t
 
 
-def print_failures(console: Console, results: Sequence[ConvertResult | BenchResult]) -> None:
+def push_table(results: Sequence[Any]) -> Table:
+    """PushResult rows: what travelled and what the device already had."""
+    t = Table(title="Push")
+    for col in ("device", "status", "files sent", "MB sent", "MB skipped", "MB/s", "seconds"):
+        t.add_column(col, justify="left" if col in ("device", "status") else "right")
+    for r in results:
+        rate = r.bytes_sent / r.seconds / 1e6 if r.seconds else 0.0
+        t.add_row(r.device, _status(r.status), f"{r.files_sent}/{r.files_total}",
+                  f"{r.bytes_sent / 1e6:.1f}", f"{r.bytes_skipped / 1e6:.1f}", f"{rate:.1f}",
+                  f"{r.seconds:.2f}")
+    return t
+
+
+def print_failures(console: Console, results: Sequence[Any]) -> None:
     for r in results:
         if r.status != "succeeded":
             console.print(f"[bold red]{r.device}: failed:[/] {r.error}", highlight=False)

@@ -7,7 +7,7 @@ import sys
 import traceback
 
 from ..errors import EdgeError
-from . import bench, convert, demo, info, recipes
+from . import agent, bench, convert, demo, fleet, info, jobs, pull, push, recipes
 from ._utils import err_console, typer_factory
 
 app = typer_factory("jetson-edge: convert and benchmark TensorFlow models on Jetson fleets.")
@@ -21,6 +21,13 @@ app.command(name="bench", help="Benchmark a SavedModel on devices.")(bench.bench
 app.command(name="demo", help="Build the guide's MNIST model, convert and benchmark it on local.")(
     demo.demo
 )
+app.command(name="push", help="Push a SavedModel (and calibration data) to devices.")(
+    push.push
+)
+app.command(name="pull", help="Fetch a converted model back from a device.")(pull.pull)
+app.add_typer(fleet.app, name="fleet")
+app.add_typer(jobs.app, name="jobs")
+app.add_typer(agent.app, name="agent")
 app.add_typer(recipes.app, name="recipes")
 
 

@@ -23,3 +23,46 @@ def event_printer(console: Console) -> EventSink:
             console.print(f"[cyan]{device}[/] {event.message}", style=style, highlight=False)
 
     return sink
+
+
+class PushBars:
+    """Rich progress bars for a push: one per device and a total (a PushProgress)."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TransferSpeedColumn,
+        )
+
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 DownloadColumn(), TransferSpeedColumn(), console=console,
+                                 transient=False)
+        self.total = self.progress.add_task("total", total=0)
+        self.tasks: dict[str, int] = {}
+        self.lock = threading.Lock()
+
+    def __enter__(self) -> PushBars:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def start(self, device: str, total_bytes: int) -> None:
+        with self.lock:
+            self.tasks[device] = self.progress.add_task(device, total=total_bytes)
+            task = self.progress.tasks[self.total]
+            self.progress.update(self.total, total=(task.total or 0) + total_bytes)
+
+    def advance(self, device: str, nbytes: int) -> None:
+        self.progress.advance(self.tasks[device], nbytes)
+        self.progress.advance(self.total, nbytes)
+
+    def finish(self, device: str, ok: bool) -> None:
+        with self.lock:
+            if device in self.tasks:
+                label = f"{device} [green]done[/]" if ok else f"{device} [red]failed[/]"
+                self.progress.update(self.tasks[device], description=label)

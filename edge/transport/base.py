@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -51,7 +51,17 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     def put(self, local: Path, remote: str) -> None:
-        """Copy one local file to a path on the device (parents created)."""
+        """Copy one local file to a path on the device (parents created), atomically."""
+
+    @abc.abstractmethod
+    def upload(self, local: Path, remote: str, offset: int = 0,
+               progress: Callable[[int], None] | None = None) -> int:
+        """Write bytes [offset, end) of a local file to the same range of a remote file
+        (created with parents when offset is 0). Returns the bytes sent."""
+
+    @abc.abstractmethod
+    def download(self, remote: str, local: Path) -> None:
+        """Copy one remote file to a local path."""
 
     def close(self) -> None:
         """Release the connection (no-op where there is none)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from .base import CommandResult, Transport, TransportError
@@ -47,6 +47,24 @@ class LocalTransport(Transport):
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+
+    def upload(self, local: Path, remote: str, offset: int = 0,
+               progress: Callable[[int], None] | None = None) -> int:
+        dest = Path(remote).expanduser()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        sent = 0
+        with open(local, "rb") as src, open(dest, "r+b" if offset else "wb") as dst:
+            src.seek(offset)
+            dst.seek(offset)
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+                sent += len(chunk)
+                if progress:
+                    progress(len(chunk))
+        return sent
+
+    def download(self, remote: str, local: Path) -> None:
+        shutil.copyfile(Path(remote).expanduser(), local)
 
     def put(self, local: Path, remote: str) -> None:
         dest = Path(remote).expanduser()

@@ -1,0 +1,370 @@
+"""The device's content-addressed store: manifests, push plans and commits.
+
+Layout under the device root: `store/<sha256>` (verified blobs), `store/<sha256>.partial`
+(uploads in flight, written by the host at an offset), `models/<tree-digest>/` and
+`calib/<tree-digest>/` (materialized trees: hard links into store/).
+
+Modes: a materialized file gets its manifest mode without write bits, owner-readable
+(`(mode & 0o555) | 0o400`), so a model file can't be overwritten by accident through its
+hard link into store/. A blob takes the mode of the first file that commits it; a later
+file with the same bytes but another mode gets a copy instead of a link. Empty
+directories are not represented in a manifest (a SavedModel loads without them).
+
+`build_manifest` also runs on the host: keep this module stdlib-only and Python 3.8.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+from typing import Dict, List, Optional, Set, Tuple
+
+from .errors import AgentError
+from .protocol import BlobNeed, Manifest, ManifestEntry, PushCommit, PushPlan
+
+CHUNK = 1 << 20
+MB = 1 << 20
+MIN_RESERVE = 8 * MB
+KIND_DIRS = {"model": "models", "calib": "calib"}
+_SHA_RE = re.compile(r"[0-9a-f]{64}")
+_LINK_ERRNOS = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES, errno.ENOTSUP}
+
+
+def _hash_file(path: str) -> Tuple[int, str]:
+    """(size, sha256 hex) of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            h.update(chunk)
+            size += len(chunk)
+    return size, h.hexdigest()
+
+
+def _entry(abs_path: str, rel: str) -> ManifestEntry:
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        raise AgentError(
+            f"File name is not valid UTF-8: {rel!r}", "rename the file before pushing"
+        ) from None
+    try:
+        st = os.stat(abs_path)
+        if not stat.S_ISREG(st.st_mode):
+            raise AgentError(f"Not a regular file: {abs_path}", "remove it from the directory")
+        size, digest = _hash_file(abs_path)
+    except OSError as exc:
+        raise AgentError(f"Cannot read {abs_path}: {exc.strerror}", "check the file") from None
+    return ManifestEntry(path=rel, size=size, sha256=digest, mode=stat.S_IMODE(st.st_mode) & 0o777)
+
+
+def build_manifest(directory: str, name: str = "", kind: str = "model") -> Manifest:
+    """Manifest of a local directory (sorted relative POSIX paths), or of a single file."""
+    if not os.path.isdir(directory):
+        if not os.path.exists(directory):
+            raise AgentError(f"No such file or directory: {directory}", "check the path")
+        entry = _entry(directory, os.path.basename(os.path.normpath(directory)))
+        return Manifest(entries=[entry], name=name, kind=kind)
+    top = os.path.realpath(directory)
+    entries: List[ManifestEntry] = []
+
+    def inside(real: str) -> bool:
+        return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
+
+    def walk(abs_dir: str, rel_parts: List[str], stack: Set[str]) -> None:
+        try:
+            names = sorted(os.listdir(abs_dir))
+        except OSError as exc:
+            raise AgentError(
+                f"Cannot list {abs_dir}: {exc.strerror}", "check permissions"
+            ) from None
+        for n in names:
+            abs_path = os.path.join(abs_dir, n)
+            rel = "/".join(rel_parts + [n])
+            if os.path.islink(abs_path):
+                real = os.path.realpath(abs_path)
+                if not inside(real):
+                    raise AgentError(
+                        f"Symlink {rel} points outside {directory} (to {real})",
+                        "copy the target into the directory or remove the link",
+                    )
+                if not os.path.exists(real):
+                    raise AgentError(f"Broken symlink: {rel}", "fix or remove the link")
+            if os.path.isdir(abs_path):
+                real = os.path.realpath(abs_path)
+                if real in stack:
+                    raise AgentError(f"Symlink loop at {rel}", "remove the link")
+                walk(abs_path, rel_parts + [n], stack | {real})
+            else:
+                entries.append(_entry(abs_path, rel))
+
+    walk(directory, [], {top})
+    entries.sort(key=lambda e: e.path)
+    return Manifest(entries=entries, name=name, kind=kind)
+
+
+def tree_digest(manifest: Manifest) -> str:
+    """sha256 over canonical JSON of the sorted (path, size, sha256, mode) entries."""
+    rows = sorted([e.path, e.size, e.sha256, e.mode] for e in manifest.entries)
+    text = json.dumps(rows, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def _bad(path: object, why: str) -> AgentError:
+    return AgentError(
+        f"Rejected manifest entry {path!r}: {why}",
+        "manifest paths must be relative POSIX paths inside the pushed tree",
+    )
+
+
+def validate_manifest(manifest: Manifest) -> None:
+    """Raise AgentError naming the first entry that could escape or confuse the tree."""
+    if manifest.kind not in KIND_DIRS:
+        raise AgentError(
+            f"Unknown manifest kind {manifest.kind!r}", f"use one of {sorted(KIND_DIRS)}"
+        )
+    files: Set[str] = set()
+    dirs: Set[str] = set()
+    for e in manifest.entries:
+        p = e.path
+        if not isinstance(p, str) or not p:
+            raise _bad(p, "empty path")
+        if "\x00" in p:
+            raise _bad(p, "NUL in path")
+        if "\\" in p:
+            raise _bad(p, "backslash in path")
+        if p.startswith("/"):
+            raise _bad(p, "absolute path")
+        parts = p.split("/")
+        if ".." in parts:
+            raise _bad(p, "'..' component")
+        if "." in parts:
+            raise _bad(p, "'.' component")
+        if "" in parts:
+            raise _bad(p, "empty component")
+        if not isinstance(e.sha256, str) or not _SHA_RE.fullmatch(e.sha256):
+            raise _bad(p, f"sha256 must be 64 lowercase hex characters, not {e.sha256!r}")
+        if isinstance(e.size, bool) or not isinstance(e.size, int) or e.size < 0:
+            raise _bad(p, f"bad size {e.size!r}")
+        if isinstance(e.mode, bool) or not isinstance(e.mode, int) or not 0 <= e.mode <= 0o777:
+            raise _bad(p, f"bad mode {e.mode!r}")
+        if p in files:
+            raise _bad(p, "duplicate path")
+        if p in dirs:
+            raise _bad(p, "is both a file and a directory")
+        files.add(p)
+        for i in range(1, len(parts)):
+            d = "/".join(parts[:i])
+            if d in files:
+                raise _bad(p, f"its parent {d!r} is also a file")
+            dirs.add(d)
+
+
+def manifest_from_json(text: str) -> Manifest:
+    """Decode a Manifest from JSON; bad input is an AgentError, not a traceback."""
+    try:
+        return Manifest.from_json(text)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise AgentError(f"Bad manifest JSON: {exc}", "send a Manifest object on stdin") from None
+
+
+def file_mode(entry: ManifestEntry) -> int:
+    """Mode of a materialized file: manifest mode, read-only, always owner-readable."""
+    return (entry.mode & 0o555) | 0o400
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+class BlobStore:
+    """store/, models/ and calib/ under a device root."""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(os.path.expanduser(root))
+        self.store_dir = os.path.join(self.root, "store")
+
+    def blob_path(self, sha256: str) -> str:
+        return os.path.join(self.store_dir, sha256)
+
+    def tree_path(self, manifest: Manifest, digest: str) -> str:
+        return os.path.join(self.root, KIND_DIRS[manifest.kind], digest)
+
+    @staticmethod
+    def _blobs(manifest: Manifest) -> Dict[str, List[ManifestEntry]]:
+        out: Dict[str, List[ManifestEntry]] = {}
+        for e in manifest.entries:
+            out.setdefault(e.sha256, []).append(e)
+        return out
+
+    def _size(self, path: str) -> Optional[int]:
+        try:
+            return os.stat(path).st_size
+        except OSError:
+            return None
+
+    def _complete(self, tree: str, manifest: Manifest) -> bool:
+        """True when every entry exists in `tree` as a regular file of the right size."""
+        if not os.path.isdir(tree):
+            return False
+        for e in manifest.entries:
+            try:
+                st = os.stat(os.path.join(tree, *e.path.split("/")))
+            except OSError:
+                return False
+            if not stat.S_ISREG(st.st_mode) or st.st_size != e.size:
+                return False
+        return True
+
+    def plan(self, manifest: Manifest) -> PushPlan:
+        """What the device lacks for `manifest`, with resume offsets; checks free disk."""
+        validate_manifest(manifest)
+        digest = tree_digest(manifest)
+        os.makedirs(self.store_dir, exist_ok=True)
+        usage = shutil.disk_usage(self.root)
+        plan = PushPlan(tree_digest=digest, disk_free_bytes=usage.free, store_dir=self.store_dir)
+        tree = self.tree_path(manifest, digest)
+        blobs = self._blobs(manifest)
+        if self._complete(tree, manifest):
+            plan.model_path = tree
+            plan.bytes_present = sum(es[0].size for es in blobs.values())
+            return plan
+        for sha, es in sorted(blobs.items()):
+            size = es[0].size
+            if self._size(self.blob_path(sha)) == size:
+                plan.bytes_present += size
+                continue
+            partial = self.blob_path(sha) + ".partial"
+            offset = self._size(partial) or 0
+            if offset > size:
+                os.remove(partial)
+                offset = 0
+            plan.missing.append(BlobNeed(sha256=sha, size=size, offset=offset))
+            plan.bytes_missing += size - offset
+        reserve = max(usage.total // 100, MIN_RESERVE)
+        if plan.bytes_missing > usage.free - reserve:
+            raise AgentError(
+                f"Not enough disk space for {manifest.name or 'this push'}: need "
+                f"{plan.bytes_missing / MB:.1f} MB, {usage.free / MB:.1f} MB free on {self.root}"
+                f" (keeping {reserve / MB:.1f} MB in reserve)",
+                "free space on the device, or use a device root on a bigger disk: "
+                "edge fleet add NAME --root DIR",
+            )
+        return plan
+
+    def _promote(self, sha: str, entries: List[ManifestEntry]) -> Tuple[int, Optional[str]]:
+        """Verify store/<sha>.partial and rename it into place.
+
+        Returns (bytes hashed, problem); a wrong partial is deleted unless merely short."""
+        size = entries[0].size
+        blob = self.blob_path(sha)
+        partial = blob + ".partial"
+        names = ", ".join(e.path for e in entries)
+        have = self._size(partial)
+        if have is None:
+            return 0, f"{names}: blob {sha} was not uploaded"
+        if have < size:
+            return 0, f"{names}: upload incomplete ({have} of {size} bytes)"
+        if have > size:
+            os.remove(partial)
+            return 0, f"{names}: upload too large ({have} bytes, expected {size})"
+        fd = os.open(partial, os.O_RDONLY)
+        try:
+            h = hashlib.sha256()
+            for chunk in iter(lambda: os.read(fd, CHUNK), b""):
+                h.update(chunk)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        actual = h.hexdigest()
+        if actual != sha:
+            os.remove(partial)
+            return have, (
+                f"{names}: expected sha256 {sha}, got {actual} (corrupted upload removed)"
+            )
+        os.chmod(partial, file_mode(entries[0]))
+        try:
+            os.replace(partial, blob)
+        except FileNotFoundError:  # a concurrent commit promoted it first
+            if self._size(blob) != size:
+                raise
+        return size, None
+
+    def commit(self, manifest: Manifest) -> PushCommit:
+        """Verify every uploaded blob, then materialize the tree atomically.
+
+        `bytes_verified` counts the bytes hashed by this commit (newly uploaded blobs)."""
+        validate_manifest(manifest)
+        digest = tree_digest(manifest)
+        os.makedirs(self.store_dir, exist_ok=True)
+        tree = self.tree_path(manifest, digest)
+        result = PushCommit(tree_digest=digest, model_path=tree, files=len(manifest.entries))
+        if self._complete(tree, manifest):
+            return result
+        problems: List[str] = []
+        for sha, es in sorted(self._blobs(manifest).items()):
+            if self._size(self.blob_path(sha)) == es[0].size:
+                continue
+            hashed, problem = self._promote(sha, es)
+            if problem:
+                problems.append(problem)
+            else:
+                result.bytes_verified += hashed
+        if problems:
+            raise AgentError(
+                "Push verification failed: " + "; ".join(problems),
+                "push again: the host re-sends the missing or corrupted blobs",
+            )
+        _fsync_dir(self.store_dir)
+        self._materialize(manifest, tree)
+        return result
+
+    def _materialize(self, manifest: Manifest, tree: str) -> None:
+        parent = os.path.dirname(tree)
+        os.makedirs(parent, exist_ok=True)
+        tmp = os.path.join(parent, f".tmp-{os.path.basename(tree)}-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        try:
+            for e in manifest.entries:
+                target = os.path.join(tmp, *e.path.split("/"))
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                self._place(self.blob_path(e.sha256), target, file_mode(e))
+            try:
+                os.rename(tmp, tree)
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                if not self._complete(tree, manifest):  # damaged: swap it for ours
+                    trash = tmp + ".old"
+                    os.rename(tree, trash)
+                    os.rename(tmp, tree)
+                    shutil.rmtree(trash, ignore_errors=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        _fsync_dir(parent)
+
+    @staticmethod
+    def _place(blob: str, target: str, mode: int) -> None:
+        """Hard-link `blob` at `target` when its mode fits, else copy it."""
+        if stat.S_IMODE(os.stat(blob).st_mode) == mode:
+            try:
+                os.link(blob, target)
+                return
+            except OSError as exc:
+                if exc.errno not in _LINK_ERRNOS:
+                    raise
+        shutil.copyfile(blob, target)
+        os.chmod(target, mode)

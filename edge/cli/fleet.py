@@ -1,0 +1,174 @@
+"""`edge fleet add | ls | rm | import`: the fleet inventory (fleet.yaml)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from ..ansible_inventory import import_ansible
+from ..devices import Device
+from ..fleet import Inventory, device_to_dict
+from ._utils import JsonOpt, console, print_json, typer_factory
+
+app = typer_factory("Fleet inventory: add, list, remove and import the devices edge targets.")
+
+ReplaceOpt = Annotated[
+    bool, typer.Option("--replace", help="Overwrite devices of the same name.")
+]
+
+
+def _split(values: Optional[List[str]]) -> List[str]:
+    """Repeatable options that also take comma-separated values."""
+    return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
+
+
+def _login(device: Device) -> str:
+    user = f"{device.user}@" if device.user else ""
+    port = f":{device.port}" if device.port else ""
+    return f"{user}{device.host}{port}"
+
+
+@app.command("add")
+def add(
+    name: Annotated[str, typer.Argument(help="Device name: letters, digits, '.', '_', '-'.")],
+    host: Annotated[str, typer.Option(help="Host name, address or ~/.ssh/config alias.")],
+    port: Annotated[Optional[int], typer.Option(help="SSH port (default: ssh config, 22).")] = None,
+    user: Annotated[Optional[str], typer.Option(help="SSH user (default: ssh config, you).")
+                    ] = None,
+    key: Annotated[Optional[str], typer.Option(help="Private key file (stored as given).")
+                   ] = None,
+    python: Annotated[str, typer.Option(help="Python 3.8+ on the device that runs the agent.")
+                      ] = "python3",
+    root: Annotated[str, typer.Option(help="Device root: agent, store, jobs, cache.")
+                    ] = "~/.edge",
+    tag: Annotated[Optional[List[str]], typer.Option(
+        "--tag", help="Tag (repeatable or comma-separated); select with --to tag:NAME.")] = None,
+    replace: ReplaceOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Add a device to the fleet inventory."""
+    inventory = Inventory.load()
+    existed = name in inventory
+    device = inventory.add(Device(name=name, host=host, port=port, user=user, key=key,
+                                  python=python, root=root, tags=_split(tag)), replace=replace)
+    inventory.save()
+    if json_out:
+        print_json(device_to_dict(device))
+        return
+    verb = "replaced" if existed else "added"
+    typer.echo(f"{verb} {device.name} ({_login(device)}) in {inventory.path}")
+
+
+@app.command("ls")
+def ls(
+    targets: Annotated[Optional[str], typer.Argument(
+        help="Only these: names, tag:NAME, all, local (comma-separated).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the devices of the inventory (or the given targets)."""
+    inventory = Inventory.load()
+    devices = inventory.resolve(targets) if targets else inventory.devices()
+    if json_out:
+        print_json([device_to_dict(d) for d in devices])
+        return
+    if not devices:
+        typer.echo(f"No devices in {inventory.path}. Add one: edge fleet add NAME --host HOST")
+        return
+    table = Table("name", "host", "port", "user", "python", "root", "tags",
+                  title=f"fleet ({inventory.path})", title_justify="left")
+    for d in devices:
+        cells = (d.name, d.host or "(this machine)", d.port or "-", d.user or "-", d.python,
+                 d.root, ", ".join(d.tags) or "-")
+        table.add_row(*(Text(str(c)) for c in cells))
+    console.print(table)
+
+
+@app.command("rm")
+def rm(names: Annotated[List[str], typer.Argument(help="Names of stored devices.")]) -> None:
+    """Remove devices (none at all if a name is unknown)."""
+    inventory = Inventory.load()
+    names = list(dict.fromkeys(names))
+    for name in names:
+        inventory.remove(name)
+    inventory.save()
+    for name in names:
+        typer.echo(f"removed {name}")
+
+
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="Ansible inventory file, YAML or INI.")],
+    replace: ReplaceOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Import the hosts of an Ansible inventory; its groups become tags."""
+    devices = import_ansible(file)
+    inventory = Inventory.load()
+    added, skipped = inventory.import_devices(devices, replace=replace)
+    if added:
+        inventory.save()
+    if json_out:
+        print_json({"inventory": str(inventory.path), "added": added, "skipped": skipped})
+        return
+    for name in added:
+        typer.echo(f"added   {name}")
+    for name in skipped:
+        typer.echo(f"skipped {name} (already in the inventory; --replace overwrites it)")
+    typer.echo(f"{len(added)} added, {len(skipped)} skipped: {inventory.path}")
+
+
+@app.command("probe")
+def probe(
+    targets: Annotated[str, typer.Argument(help="Devices (names, tag:NAME, all, local).")
+                       ] = "all",
+    json_out: JsonOpt = False,
+) -> None:
+    """Run the agent's `info` on each device (installing it if needed); cache the facts."""
+    from ..devices import resolve_targets
+    from ..facts import probe as probe_devices
+    from ..render import print_failures
+    from ._utils import err_console
+
+    run = probe_devices(resolve_targets(targets))
+    if json_out:
+        print_json([r.to_dict() for r in run.results])
+    else:
+        t = Table(title="Probe")
+        for col in ("device", "status", "module", "JetPack", "memory MB", "disk free MB",
+                    "python", "tensorflow"):
+            t.add_column(col)
+        for r in run.results:
+            f = r.facts
+            j = f.jetson if f else None
+            t.add_row(r.device, r.status, j.module if j else ("not a Jetson" if f else "-"),
+                      (j.jetpack or "?") if j else "-", str(f.memory_total_mb) if f else "-",
+                      str(f.disk_free_mb) if f else "-", f.python if f else "-",
+                      (f.tensorflow or "none") if f else "-")
+        console.print(t)
+        print_failures(err_console, run.results)
+    if not run.ok:
+        raise typer.Exit(1)
+
+
+@app.command("trust")
+def trust(
+    name: Annotated[str, typer.Argument(help="Device whose SSH host key to trust.")],
+    fingerprint: Annotated[Optional[str], typer.Option(
+        help="Expected SHA256:... fingerprint; refuse any other key.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Record the device's current host key in the fleet's known_hosts (shown first)."""
+    from ..hostkeys import trust as trust_device
+
+    result = trust_device(Inventory.load().get(name), fingerprint)
+    if json_out:
+        print_json(result.to_dict())
+    elif result.already_trusted:
+        console.print(f"{name}: {result.key_type} {result.fingerprint} is already trusted")
+    else:
+        console.print(f"{name}: trusted {result.host} {result.key_type} {result.fingerprint} "
+                      f"(saved to {result.known_hosts})")

@@ -1,0 +1,34 @@
+"""`edge pull JOB --from DEVICE --out DIR`: bring a converted model back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..connect import open_client
+from ..devices import resolve_targets
+from ..errors import EdgeError
+from ..pull import pull_job_model
+from ._utils import JsonOpt, console, print_json
+
+
+def pull(
+    job: Annotated[str, typer.Argument(help="The convert job id (see edge jobs ls).")],
+    source: Annotated[str, typer.Option("--from", help="The device that ran the job.")],
+    out: Annotated[Path, typer.Option(help="New local directory for the model.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Download a converted model from a device, verifying every file's sha256."""
+    devices = resolve_targets(source)
+    if len(devices) != 1:
+        raise EdgeError("--from takes exactly one device.", "e.g. --from nano1")
+    with open_client(devices[0]) as client:
+        manifest, path = pull_job_model(client, job, out.expanduser().resolve())
+    if json_out:
+        print_json({"device": devices[0].name, "job_id": job, "out": str(path),
+                    "files": len(manifest.entries), "bytes": manifest.total_bytes()})
+    else:
+        console.print(f"pulled {len(manifest.entries)} files "
+                      f"({manifest.total_bytes() / 1e6:.1f} MB) of job {job} to {path}")

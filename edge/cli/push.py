@@ -1,0 +1,45 @@
+"""`edge push MODEL_DIR --to TARGETS`: send what each device lacks, verified, resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .. import push as push_lib
+from ..devices import resolve_targets
+from ..jobs import check_saved_model
+from ..render import print_failures, push_table
+from ._utils import JsonOpt, TargetsOpt, console, err_console, print_json
+from .progress import PushBars
+
+
+def push(
+    model: Annotated[Path, typer.Argument(help="SavedModel directory to push.")],
+    to: TargetsOpt = "local",
+    calib: Annotated[Optional[Path], typer.Option(help="Calibration data (.npz, or a "
+                                                  "directory of .npy) to push too.")] = None,
+    parallel: Annotated[int, typer.Option(help="Devices pushed at once.")] = 8,
+    json_out: JsonOpt = False,
+) -> None:
+    """Push a SavedModel (and calibration data) to devices; only missing bytes travel."""
+    devices = resolve_targets(to)
+    model = check_saved_model(model)
+    runs = []
+    for source, kind in ((model, "model"), (calib, "calib")):
+        if source is None:
+            continue
+        if json_out or not console.is_terminal:
+            runs.append(push_lib.push(source, devices, kind, None, parallel))
+        else:
+            with PushBars(err_console) as bars:
+                runs.append(push_lib.push(source, devices, kind, bars, parallel))
+    results = [r for run in runs for r in run.results]
+    if json_out:
+        print_json([r.to_dict() for r in results])
+    else:
+        console.print(push_table(results))
+        print_failures(err_console, results)
+    if not all(run.ok for run in runs):
+        raise typer.Exit(1)

@@ -1,0 +1,53 @@
+"""Fan an operation out over devices; keep every device's result, successes and failures."""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from device_agent.protocol import SUCCEEDED
+
+from .devices import Device
+from .errors import EdgeError
+
+
+@dataclass
+class FleetRun:
+    """Results of one fleet operation, one per device, in target order."""
+
+    results: list[Any] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> list[Any]:
+        return [r for r in self.results if r.status == SUCCEEDED]
+
+    @property
+    def failed(self) -> list[Any]:
+        return [r for r in self.results if r.status != SUCCEEDED]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def fan_out(devices: Sequence[Device], work: Callable[[Device], Any],
+            failed: Callable[[Device, EdgeError], Any], max_parallel: int = 8) -> FleetRun:
+    """Run `work` on every device (at most `max_parallel` at once). A user/environment
+    error on one device becomes its failed result; a bug propagates."""
+
+    def guarded(device: Device) -> Any:
+        try:
+            return work(device)
+        except EdgeError as exc:
+            if os.environ.get("EDGE_DEBUG"):
+                traceback.print_exc()
+            return failed(device, exc)
+
+    if not devices:
+        return FleetRun([])
+    with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(devices)))) as pool:
+        return FleetRun(list(pool.map(guarded, devices)))
