@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from device_agent.protocol import FAILED, SUCCEEDED, JsonMixin, Manifest, PushCommit, PushPlan
+from device_agent.errors import AgentError
 from device_agent.store import build_manifest
 
 from .client import AgentClient
@@ -66,7 +67,12 @@ class Payload:
 def make_payload(source: Path, kind: str = "model") -> Payload:
     """Hash a directory (a SavedModel) or a single file (calibration data)."""
     source = source.expanduser().resolve()
-    return Payload(source, build_manifest(str(source), name=source.name, kind=kind))
+    if not source.exists():
+        raise EdgeError(f"{source} does not exist.", "Pass an existing file or directory.")
+    try:
+        return Payload(source, build_manifest(str(source), name=source.name, kind=kind))
+    except AgentError as exc:  # the shared manifest code speaks the agent's error type
+        raise EdgeError(exc.message, exc.hint) from exc
 
 
 def push_to(client: AgentClient, payload: Payload,

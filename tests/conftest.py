@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["fleet_fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def edge_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

@@ -7,6 +7,7 @@ reached through a bastion (ProxyJump) via the generated OpenSSH client config.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import shutil
@@ -15,7 +16,6 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:
@@ -85,10 +85,8 @@ def _terminate(pids: Sequence[int], timeout: float = STOP_TIMEOUT_S) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
         alive = [p for p in pids if not _gone(p)]
         for pid in alive:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + timeout
         while alive and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -111,10 +109,7 @@ class SshServer:
         sshd = find_sshd()
         if sshd is None:
             raise RuntimeError("OpenSSH server (sshd) is not installed")
-        self.sshd = sshd
-        self.name = name
-        self.host = host
-        self.port = port
+        self.sshd, self.name, self.host, self.port = sshd, name, host, port
         self.user = getpass.getuser()
         self.dir = Path(base_dir).resolve() / name
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -123,12 +118,10 @@ class SshServer:
         if not self.host_key_path.exists():
             keygen(self.host_key_path, f"{name}-host")
         self.host_key_pub = self.host_key_path.with_suffix(".pub").read_text().strip()
-        self.config_path = self.dir / "sshd_config"
-        self.pid_path = self.dir / "sshd.pid"
+        self.config_path, self.pid_path = self.dir / "sshd_config", self.dir / "sshd.pid"
         self.log_path = self.dir / "sshd.log"
-        root = self.dir / "device-root"
-        root.mkdir(exist_ok=True)
-        self.device_root = str(root)
+        (self.dir / "device-root").mkdir(exist_ok=True)
+        self.device_root = str(self.dir / "device-root")
         self.pid: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -230,9 +223,7 @@ class SshServer:
         self.start()
         return self
 
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
@@ -358,7 +349,5 @@ class SshFleet:
         self.start()
         return self
 
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

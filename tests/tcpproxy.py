@@ -12,7 +12,6 @@ import socket
 import struct
 import threading
 import time
-from types import TracebackType
 
 CHUNK = 64 * 1024
 MAX_QUEUED_CHUNKS = 1024  # per direction: 64 MiB in flight at most
@@ -254,7 +253,5 @@ class TcpProxy:
     def __enter__(self) -> TcpProxy:
         return self.start()
 
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
