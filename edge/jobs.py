@@ -152,8 +152,11 @@ def bench(model: Path, devices: Sequence[Device], options: BenchOptions,
     def spec_for(device_model: str, facts: DeviceFacts) -> JobSpec:
         return JobSpec(kind="bench", model=device_model, bench=options)
 
-    return fan_out(
+    run = fan_out(
         devices,
         lambda d: run_on_device(d, spec_for, payload, on_event),
         lambda d, e: BenchResult(device=d.name, status=FAILED, error=e.message, hint=e.hint),
     )
+    for result in run.results:  # name the model as the user knows it, not its store path
+        result.model = str(payload.source)
+    return run

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from device_agent.protocol import FAILED, SUCCEEDED, JsonMixin, Manifest, PushCommit, PushPlan
 from device_agent.errors import AgentError
+from device_agent.protocol import FAILED, SUCCEEDED, JsonMixin, Manifest, PushCommit, PushPlan
 from device_agent.store import build_manifest
 
 from .client import AgentClient
