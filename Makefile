@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(VENV)/bin/edge demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check edge device_agent tests benchmarks
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/vermin --no-tips --violations -t=3.8- --eval-annotations --backport dataclasses device_agent
 	$(VENV)/bin/hadolint Dockerfile.jetson
 

@@ -33,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="device facts as JSON")
-    info.add_argument("--sysroot", default="/", help="read system files under this root")
+    info.add_argument("--sysroot", default=None,
+                      help="read system files under this root (default: agent.json, or /)")
     info.add_argument("--deep", action="store_true", help="also import TensorFlow (TensorRT)")
     submit = sub.add_parser("submit", help="submit a job (JOB.json, or - for stdin)")
     submit.add_argument("job")
@@ -73,9 +74,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     store = JobStore(args.root)
     if args.command == "info":
+        from .config import load_config
         from .facts import collect
 
-        _print(collect(sysroot=args.sysroot, deep=args.deep, root_dir=store.root).to_dict())
+        sysroot = args.sysroot or load_config(store.root).sysroot
+        _print(collect(sysroot=sysroot, deep=args.deep, root_dir=store.root).to_dict())
         return 0
     if args.command == "submit":
         if args.job == "-":

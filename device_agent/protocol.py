@@ -26,7 +26,7 @@ CANCELED = "canceled"
 STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED)
 TERMINAL = (SUCCEEDED, FAILED, CANCELED)
 
-JOB_KINDS = ("convert", "bench")
+JOB_KINDS = ("convert", "bench", "validate")
 PRECISIONS = ("FP32", "FP16", "INT8")
 BACKENDS = ("auto", "tftrt", "native")
 PROFILE_STRATEGIES = ("Range", "Optimal", "Range+Optimal", "ImplicitBatchModeCompatible")
@@ -172,6 +172,15 @@ class ConvertOptions(JsonMixin):
     allow_engine_native_segment_execution: Optional[bool] = None
     calibration_batches: int = 8
     calibration_batch_size: int = 1
+    # Engine-count control: sweep minimum_segment_size (guide 6.1) for <= max_engines.
+    minimum_segment_size_auto: bool = False
+    # TensorFlow's GPU memory: None = let the planner choose (growth or a limit).
+    tf_gpu_memory_limit_mb: Optional[int] = None
+    # Compare the converted model with the input model on the device after converting.
+    run_validation: bool = False
+    atol: Optional[float] = None
+    rtol: Optional[float] = None
+    use_cache: bool = True
 
     def validate(self) -> None:
         """Raise ProtocolError for an option outside its closed set or range."""
@@ -227,6 +236,9 @@ class JobSpec(JsonMixin):
     bench: Optional[BenchOptions] = None
     labels: Dict[str, str] = field(default_factory=dict)
     gpu: bool = True  # takes the device's gpu.lock
+    calib: Optional[str] = None  # calibration data (a .npz or a directory of .npy)
+    converted: Optional[str] = None  # validate jobs: the model to compare with `model`
+    validation: Optional[ValidateOptions] = None
 
     def validate(self) -> None:
         if self.protocol != PROTOCOL_VERSION:
@@ -239,6 +251,20 @@ class JobSpec(JsonMixin):
             (self.convert or ConvertOptions()).validate()
         if self.kind == "bench":
             (self.bench or BenchOptions()).validate()
+
+
+@dataclass
+class ValidateOptions(JsonMixin):
+    """Compare two models on the same inputs. None tolerances = defaults per precision."""
+
+    precision: str = "FP32"
+    atol: Optional[float] = None
+    rtol: Optional[float] = None
+    samples: int = 8
+    batch_size: int = 1
+    signature_key: str = "serving_default"
+    input_shapes: Dict[str, List[int]] = field(default_factory=dict)
+    seed: int = 0
 
 
 # --------------------------------------------------------------------------- events
@@ -371,6 +397,69 @@ class ConversionSummary(JsonMixin):
 
 
 @dataclass
+class OutputCheck(JsonMixin):
+    max_abs_err: float
+    max_rel_err: float
+    passed: bool
+    mismatched: int = 0  # elements beyond both tolerances
+    elements: int = 0
+    top1_agreement: Optional[float] = None  # classifier outputs only
+
+
+@dataclass
+class ValidationReport(JsonMixin):
+    passed: bool
+    precision: str = "FP32"
+    atol: float = 0.0
+    rtol: float = 0.0
+    samples: int = 0
+    inputs_from: str = "generated"  # "generated" | "calibration"
+    outputs: Dict[str, OutputCheck] = field(default_factory=dict)
+
+
+@dataclass
+class Attempt(JsonMixin):
+    """One converter run: its workspace and how it ended ("ok", "oom", "error")."""
+
+    workspace_bytes: Optional[int]
+    outcome: str
+    error: Optional[str] = None
+    seconds: float = 0.0
+
+
+@dataclass
+class SweepPoint(JsonMixin):
+    minimum_segment_size: int
+    engines: int
+    percent_converted: float
+    ops_converted: int = 0
+
+
+@dataclass
+class CalibPlan(JsonMixin):
+    batches: int
+    batch_size: int
+    samples_available: int = 0
+
+
+@dataclass
+class ConversionPlan(JsonMixin):
+    """Everything resolved before the converter runs (what --dry-run prints)."""
+
+    backend: str
+    converter_kwargs: Dict[str, Any] = field(default_factory=dict)
+    env: Dict[str, str] = field(default_factory=dict)
+    workspace_bytes: Optional[int] = None
+    workspace_arithmetic: List[str] = field(default_factory=list)
+    tf_gpu_memory_limit_mb: Optional[int] = None
+    calibration: Optional[CalibPlan] = None
+    build_shapes: List[Dict[str, List[int]]] = field(default_factory=list)
+    cache_key: Optional[str] = None
+    fingerprint: Dict[str, Optional[str]] = field(default_factory=dict)
+    fallback_reason: Optional[str] = None
+
+
+@dataclass
 class ConvertResult(JsonMixin):
     device: str
     status: str
@@ -385,6 +474,12 @@ class ConvertResult(JsonMixin):
     job_id: Optional[str] = None
     seconds: Optional[float] = None
     engines_built: bool = False
+    validation: Optional[ValidationReport] = None
+    cache: str = "built"  # "built" | "hit" | "shared"
+    shared_from: Optional[str] = None
+    attempts: List[Attempt] = field(default_factory=list)
+    segment_sweep: List[SweepPoint] = field(default_factory=list)
+    plan: Optional[ConversionPlan] = None
     schema: int = RESULT_SCHEMA_VERSION
 
 
@@ -426,7 +521,20 @@ class BenchResult(JsonMixin):
     schema: int = RESULT_SCHEMA_VERSION
 
 
-RESULT_TYPES = {"convert": ConvertResult, "bench": BenchResult}
+@dataclass
+class ValidateResult(JsonMixin):
+    device: str
+    status: str
+    model: Optional[str] = None
+    converted: Optional[str] = None
+    validation: Optional[ValidationReport] = None
+    error: Optional[str] = None
+    hint: Optional[str] = None
+    job_id: Optional[str] = None
+    schema: int = RESULT_SCHEMA_VERSION
+
+
+RESULT_TYPES = {"convert": ConvertResult, "bench": BenchResult, "validate": ValidateResult}
 
 
 def result_from_dict(kind: str, data: Dict[str, Any]) -> Any:
