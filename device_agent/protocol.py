@@ -214,6 +214,11 @@ class BenchOptions(JsonMixin):
     # Sizes for dynamic non-batch dims, e.g. {"input_ids": [1, 128]}; batch dim replaced.
     input_shapes: Dict[str, List[int]] = field(default_factory=dict)
     seed: int = 0
+    scenario: Optional[str] = None  # "single-stream" | "offline"; None = batch_sizes as given
+    compare_native: bool = False
+    telemetry: bool = True
+    telemetry_interval_ms: int = 100
+    use_calibration_samples: bool = False
 
     def validate(self) -> None:
         if not self.batch_sizes or any(int(b) < 1 for b in self.batch_sizes):
@@ -239,6 +244,10 @@ class JobSpec(JsonMixin):
     calib: Optional[str] = None  # calibration data (a .npz or a directory of .npy)
     converted: Optional[str] = None  # validate jobs: the model to compare with `model`
     validation: Optional[ValidateOptions] = None
+    # Build-once sharing: a converted model another device built, already pushed here.
+    prebuilt: Optional[str] = None
+    prebuilt_from: Optional[str] = None
+    prebuilt_summary: Optional[ConversionSummary] = None
 
     def validate(self) -> None:
         if self.protocol != PROTOCOL_VERSION:
@@ -251,6 +260,8 @@ class JobSpec(JsonMixin):
             (self.convert or ConvertOptions()).validate()
         if self.kind == "bench":
             (self.bench or BenchOptions()).validate()
+        if self.kind == "validate" and not self.converted:
+            raise ProtocolError("a validate job needs `converted`, the model to compare")
 
 
 @dataclass
@@ -497,6 +508,30 @@ class LatencyStats(JsonMixin):
 
 
 @dataclass
+class PowerStats(JsonMixin):
+    avg_mw: float
+    peak_mw: float
+    energy_per_inference_mj: float
+
+
+@dataclass
+class TelemetrySample(JsonMixin):
+    """One parsed tegrastats line (or /proc sample where tegrastats is absent)."""
+
+    ts: float = 0.0
+    ram_used_mb: Optional[int] = None
+    ram_total_mb: Optional[int] = None
+    swap_used_mb: Optional[int] = None
+    swap_total_mb: Optional[int] = None
+    cpu_load_pct: Optional[List[Optional[float]]] = None
+    gpu_load_pct: Optional[float] = None
+    gpu_freq_mhz: Optional[List[int]] = None
+    temperatures_c: Dict[str, float] = field(default_factory=dict)
+    rails_mw: Dict[str, float] = field(default_factory=dict)
+    power_in_mw: Optional[float] = None
+
+
+@dataclass
 class BenchRun(JsonMixin):
     batch_size: int
     iterations: int
@@ -504,6 +539,14 @@ class BenchRun(JsonMixin):
     throughput_per_s: float
     wall_seconds: float = 0.0
     noisy: bool = False
+    power: Optional[PowerStats] = None
+    gpu_load_avg_pct: Optional[float] = None
+    temp_peak_c: Optional[float] = None
+    throttled: Optional[bool] = None
+    telemetry_source: Optional[str] = None  # "tegrastats" | "proc" | None
+    telemetry: List[TelemetrySample] = field(default_factory=list)
+    speedup_vs_native: Optional[float] = None
+    native_latency_ms: Optional[LatencyStats] = None
 
 
 @dataclass
@@ -518,6 +561,8 @@ class BenchResult(JsonMixin):
     hint: Optional[str] = None
     job_id: Optional[str] = None
     options: Optional[BenchOptions] = None
+    scenario: Optional[str] = None  # "single-stream" | "offline" | "custom"
+    headline: Optional[str] = None
     schema: int = RESULT_SCHEMA_VERSION
 
 

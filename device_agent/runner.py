@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional
 
 from . import bench as bench_mod
 from .backends import select_backend
@@ -14,10 +13,10 @@ from .protocol import (
     SUCCEEDED,
     BenchOptions,
     BenchResult,
-    ConvertOptions,
     ConvertResult,
     JobSpec,
-    TensorInfo,
+    ValidateOptions,
+    ValidateResult,
 )
 
 Emit = Callable[..., None]  # emit(kind, message, **data)
@@ -27,104 +26,45 @@ def run_job(spec: JobSpec, job_dir: str, emit: Emit) -> Any:
     """Dispatch on the job kind. AgentError propagates to the caller, which records it."""
     if spec.kind == "convert":
         return run_convert(spec, job_dir, emit)
+    if spec.kind == "validate":
+        from .validate import run_validate
+
+        return run_validate(spec, emit, _calibration_inputs(spec, job_dir))
     return run_bench(spec, emit)
 
 
 def _check_model_dir(path: str) -> None:
     if not os.path.isdir(path):
         raise AgentError(f"Model directory {path} does not exist on this device.")
-    if not any(
-        os.path.isfile(os.path.join(path, f)) for f in ("saved_model.pb", "saved_model.pbtxt")
-    ):
+    if not any(os.path.isfile(os.path.join(path, f)) for f in ("saved_model.pb",
+                                                               "saved_model.pbtxt")):
         raise AgentError(
             f"{path} is not a SavedModel: it has no saved_model.pb.",
             "Save the model with model.save(dir) (Keras 2) or tf.saved_model.save(obj, dir).",
         )
 
 
-def _input_fn(
-    inputs: List[TensorInfo], shapes: List[Dict[str, List[int]]], batch_size: int, count: int = 1
-) -> Callable[[], Iterator[Tuple[Any, ...]]]:
-    """An input_fn for build()/calibration yielding tuples in signature (sorted-name) order."""
-    from .signature import synth_inputs
-
-    profiles = shapes or [{}]
-
-    def fn() -> Iterator[Tuple[Any, ...]]:
-        for n in range(count):
-            for overrides in profiles:
-                arrays = synth_inputs(inputs, batch_size, overrides, seed=n)
-                yield tuple(arrays[i.name] for i in inputs)
-
-    return fn
-
-
 def run_convert(spec: JobSpec, job_dir: str, emit: Emit) -> ConvertResult:
-    """Convert spec.model with the chosen backend into spec.output (or the job's artifacts)."""
-    options = spec.convert or ConvertOptions()
     _check_model_dir(spec.model)
-    output = spec.output or os.path.join(job_dir, "artifacts", "model")
-    if os.path.exists(output) and os.listdir(output):
-        raise AgentError(
-            f"Output directory {output} already exists and is not empty.",
-            "Choose another --output, or remove that directory first.",
-        )
-    started = time.time()
-    emit("log", f"selecting backend {options.backend!r}")
-    backend, fallback = select_backend(options.backend)
-    if fallback:
-        emit("log", fallback)
-    emit("progress", f"converting with {backend} ({options.precision})", phase="convert")
+    from .convert import run_convert as convert_job
 
-    def log(msg: str) -> None:
-        emit("log", msg)
+    return convert_job(spec, job_dir, emit)
 
-    built = False
-    if backend == "tftrt":
-        from .backends import tftrt
-        from .signature import describe_inputs, load_signature
 
-        _, fn = load_signature(spec.model, options.signature_key, options.tags)
-        inputs = describe_inputs(fn)
-        build_fn = _input_fn(inputs, options.build_shapes, 1)
-        calib_fn = None
-        if options.precision == "INT8" and options.use_calibration:
-            emit(
-                "log",
-                "no calibration data given: calibrating on synthesized inputs "
-                "(accuracy will not be representative)",
-            )
-            calib_fn = _input_fn(
-                inputs,
-                options.build_shapes,
-                options.calibration_batch_size,
-                options.calibration_batches,
-            )
-        work_dir = os.path.join(job_dir, "artifacts")
-        os.makedirs(work_dir, exist_ok=True)
-        summary, built = tftrt.convert(
-            options, spec.model, output, work_dir, build_fn, calib_fn, log
-        )
-    else:
-        from .backends import native
+def _calibration_inputs(spec: JobSpec, job_dir: str) -> Optional[Iterator[Dict[str, Any]]]:
+    """Real samples for a validate job when it was given calibration data."""
+    if not spec.calib:
+        return None
+    from .calib import batches
+    from .convert import prepare_calibration
+    from .savedmodel_meta import read_signature
 
-        summary = native.convert(options, spec.model, output, log)
-    from .summary import render_text
-
-    with open(os.path.join(job_dir, "artifacts", "summary.txt"), "w") as f:
-        f.write(render_text(summary) + "\n")
-    return ConvertResult(
-        device=socket.gethostname(),
-        status=SUCCEEDED,
-        backend=backend,
-        fallback_reason=fallback,
-        precision=options.precision if backend == "tftrt" else "FP32",
-        output_model=os.path.abspath(output),
-        summary=summary,
-        options=options,
-        seconds=round(time.time() - started, 3),
-        engines_built=built,
-    )
+    options = spec.validation or ValidateOptions()
+    inputs = read_signature(spec.model, options.signature_key).inputs
+    data, _ = prepare_calibration(spec, inputs, job_dir, lambda *a, **k: None)
+    assert data is not None
+    order = [i.name for i in inputs]
+    return (dict(zip(order, b)) for b in batches(data, options.batch_size, options.samples, order))
 
 
 def run_bench(spec: JobSpec, emit: Emit) -> BenchResult:
@@ -175,5 +115,5 @@ def run_bench(spec: JobSpec, emit: Emit) -> BenchResult:
 
 def failed_result(spec: JobSpec, error: str, hint: Optional[str]) -> Any:
     """The result recorded for a job that raised."""
-    cls = ConvertResult if spec.kind == "convert" else BenchResult
+    cls = {"convert": ConvertResult, "bench": BenchResult, "validate": ValidateResult}[spec.kind]
     return cls(device=socket.gethostname(), status="failed", error=error, hint=hint)

@@ -18,25 +18,23 @@ from device_agent.protocol import (
     TERMINAL,
     BenchOptions,
     BenchResult,
-    ConvertOptions,
-    ConvertResult,
     DeviceFacts,
     Event,
     JobSpec,
-    ProtocolError,
+    ValidateOptions,
+    ValidateResult,
 )
 
 from .client import AgentClient
 from .connect import open_client
 from .devices import Device
-from .errors import DeviceError, EdgeError, ModelError
+from .errors import DeviceError, ModelError
 from .fleet_run import FleetRun, fan_out
 from .push import Payload, make_payload, push_to
 from .transport import TransportError
 
 EventSink = Callable[[str, Event], None]  # (device name, event)
 SpecFor = Callable[[str, DeviceFacts], JobSpec]  # (model path on device, facts) -> spec
-OptionsFor = Callable[[DeviceFacts], ConvertOptions]
 
 
 def check_saved_model(path: Path) -> Path:
@@ -120,29 +118,6 @@ def run_on_device(device: Device, spec_for: SpecFor, payload: Payload,
         return follow_to_end(client, spec.kind, job_id, on_event)
 
 
-def convert(model: Path, devices: Sequence[Device], options_for: OptionsFor,
-            output: str | None = None, on_event: EventSink | None = None) -> FleetRun:
-    """Convert `model` on every device; one ConvertResult per device. `options_for` resolves
-    the options from each device's facts (recipe overrides are per device class)."""
-    payload = make_payload(check_saved_model(model))
-
-    def spec_for(device_model: str, facts: DeviceFacts) -> JobSpec:
-        options = options_for(facts)
-        try:
-            options.validate()
-        except ProtocolError as exc:
-            raise EdgeError(f"Invalid conversion options: {exc}",
-                            "Fix the flag or recipe field named above (edge convert --help).",
-                            ) from exc
-        return JobSpec(kind="convert", model=device_model, output=output, convert=options)
-
-    return fan_out(
-        devices,
-        lambda d: run_on_device(d, spec_for, payload, on_event),
-        lambda d, e: ConvertResult(device=d.name, status=FAILED, error=e.message, hint=e.hint),
-    )
-
-
 def bench(model: Path, devices: Sequence[Device], options: BenchOptions,
           on_event: EventSink | None = None) -> FleetRun:
     """Benchmark `model` on every device; one BenchResult per device."""
@@ -160,3 +135,26 @@ def bench(model: Path, devices: Sequence[Device], options: BenchOptions,
     for result in run.results:  # name the model as the user knows it, not its store path
         result.model = str(payload.source)
     return run
+
+
+def validate(model: Path, converted: Path, devices: Sequence[Device], options: ValidateOptions,
+             calib: Path | None = None, on_event: EventSink | None = None) -> FleetRun:
+    """Run the native and the converted model on the same inputs on every device."""
+    payload = make_payload(check_saved_model(model))
+    other = make_payload(check_saved_model(converted))
+    calib_payload = make_payload(calib, "calib") if calib else None
+
+    def work(device: Device) -> Any:
+        with open_client(device) as client:
+            client.ensure_agent(need_numpy=True)
+            native = push_to(client, payload).model_path
+            conv = push_to(client, other).model_path
+            calib_path = push_to(client, calib_payload).model_path if calib_payload else None
+            assert native and conv
+            spec = JobSpec(kind="validate", model=native, converted=conv, validation=options,
+                           calib=calib_path)
+            job_id = client.submit(spec)
+            return follow_to_end(client, "validate", job_id, on_event)
+
+    return fan_out(devices, work, lambda d, e: ValidateResult(device=d.name, status=FAILED,
+                                                              error=e.message, hint=e.hint))

@@ -45,7 +45,8 @@ def facts_table(name: str, facts: DeviceFacts) -> Table:
 def convert_tables(results: Sequence[ConvertResult]) -> Group:
     """One overview table, then each device's engines."""
     over = Table(title="Conversion")
-    for col in ("device", "status", "backend", "precision", "engines", "ops converted", "time"):
+    for col in ("device", "status", "backend", "precision", "engines", "ops converted", "build",
+                "validation", "time"):
         over.add_column(col)
     parts: list = [over]
     for r in results:
@@ -57,6 +58,8 @@ def convert_tables(results: Sequence[ConvertResult]) -> Group:
             r.precision or "-",
             str(len(s.engines)) if s else "-",
             f"{s.percent_converted:.1f}% [{s.ops_converted}/{s.ops_total}]" if s else "-",
+            _build_note(r) if r.status == "succeeded" else "-",
+            _validation_note(r.validation),
             f"{r.seconds:.1f}s" if r.seconds is not None else "-",
         )
         if s and s.engines:
@@ -120,6 +123,36 @@ def bench_table(results: Sequence[BenchResult], title: str = "Benchmark") -> Tab
     return t
 
 
+def plan_tables(plans: Sequence[Any]) -> Group:
+    """Dry-run plans: one table per device with the resolved converter call."""
+    parts: list = []
+    for p in plans:
+        if p.plan is None:
+            continue
+        plan = p.plan
+        t = Table(title=f"{p.device}: conversion plan ({plan.backend})", show_header=False)
+        t.add_column("what", style="bold")
+        t.add_column("value")
+        for k, v in plan.converter_kwargs.items():
+            t.add_row(k, repr(v))
+        for k, v in plan.env.items():
+            t.add_row(k, v)
+        ws = plan.workspace_bytes
+        t.add_row("workspace", f"{ws / 2**20:.0f} MiB" if ws else "converter default")
+        t.add_row("TF GPU memory", f"{plan.tf_gpu_memory_limit_mb} MB"
+                  if plan.tf_gpu_memory_limit_mb else "memory growth")
+        cal = plan.calibration
+        t.add_row("calibration", f"{cal.batches} batches of {cal.batch_size}" if cal else "-")
+        t.add_row("build shapes", str(plan.build_shapes or "from the signature (batch 1)"))
+        t.add_row("cache key", plan.cache_key or "-")
+        if plan.fallback_reason:
+            t.add_row("note", plan.fallback_reason)
+        for line in plan.workspace_arithmetic:
+            t.add_row("", line)
+        parts.append(t)
+    return Group(*parts)
+
+
 def push_table(results: Sequence[Any]) -> Table:
     """PushResult rows: what travelled and what the device already had."""
     t = Table(title="Push")
@@ -139,6 +172,23 @@ def print_failures(console: Console, results: Sequence[Any]) -> None:
             console.print(f"[bold red]{r.device}: failed:[/] {r.error}", highlight=False)
             if r.hint:
                 console.print(f"  [bold]hint:[/] {r.hint}", highlight=False)
+
+
+def _build_note(r: ConvertResult) -> str:
+    if r.cache == "shared":
+        return f"shared from {r.shared_from}"
+    if r.cache == "hit":
+        return "cache hit"
+    retries = len([a for a in r.attempts if a.outcome == "oom"])
+    return "built" + (f" ({retries} OOM retries)" if retries else "")
+
+
+def _validation_note(v: Any) -> str:
+    if v is None:
+        return "-"
+    worst = max((o.max_abs_err for o in v.outputs.values()), default=0.0)
+    verdict = "[green]passed[/]" if v.passed else "[red]FAILED[/]"
+    return f"{verdict} (max abs {worst:.2g}, atol {v.atol:g}, rtol {v.rtol:g})"
 
 
 def _status(status: str) -> str:

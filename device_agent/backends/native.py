@@ -6,7 +6,7 @@ model, and summarizes the frozen graph the way TF-TRT counts ops: zero engines, 
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, List
 
 from ..protocol import ConversionSummary, ConvertOptions
 from ..signature import describe_inputs, describe_outputs, load_signature
@@ -38,3 +38,13 @@ def convert(
     tf.saved_model.save(loaded, output_dir, signatures={options.signature_key: fn})
     log(f"native backend: saved {output_dir} (no TensorRT engine was built)")
     return summary
+
+
+def frozen_graph_def(model_dir: str, signature_key: str, tags: List[str]) -> Any:
+    """The signature's graph frozen the way TF-TRT freezes it before segmenting."""
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
+
+    _, fn = load_signature(model_dir, signature_key, tags)
+    return convert_variables_to_constants_v2(fn).graph.as_graph_def()

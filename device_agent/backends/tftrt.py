@@ -95,16 +95,30 @@ def require_tensorrt() -> None:
 InputFn = Callable[[], Iterator[Tuple[Any, ...]]]
 
 
+def configure_tf_memory(limit_mb: Optional[int]) -> None:
+    """Unified memory: cap TensorFlow's GPU allocator (or let it grow) before anything
+    allocates, so TensorRT's builder keeps the room the planner gave it."""
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        if limit_mb:
+            tf.config.set_logical_device_configuration(
+                gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=int(limit_mb))])
+        else:
+            tf.config.experimental.set_memory_growth(gpu, True)
+
+
 def convert(
     options: ConvertOptions,
     model_dir: str,
-    output_dir: str,
+    output_dir: Optional[str],
     work_dir: str,
     build_input_fn: Optional[InputFn],
     calibration_input_fn: Optional[InputFn],
     log: Callable[[str], None],
 ) -> Tuple[ConversionSummary, bool]:
-    """Run convert -> (build) -> save. Returns the summary and whether engines were built."""
+    """Run convert -> build -> save (save and build skipped when output_dir is None, as the
+    segment-size sweep does). Returns the summary and whether engines were built."""
     require_tensorrt()
     from tensorflow.python.compiler.tensorrt import trt_convert as trt
 
@@ -126,7 +140,9 @@ def convert(
     log(f"convert() done in {time.time() - start:.1f}s")
     # TF-TRT's own summary() reads the converted function the same way.
     summary = summary_from_concrete_function(converter._converted_func)
-
+    summary.non_converted = parse_non_conversion_csv(report_csv)
+    if output_dir is None:
+        return summary, False
     built = False
     if options.build and build_input_fn is not None:
         start = time.time()
@@ -134,5 +150,4 @@ def convert(
         built = summary.engines != []
         log(f"build() done in {time.time() - start:.1f}s")
     converter.save(output_dir)
-    summary.non_converted = parse_non_conversion_csv(report_csv)
     return summary, built

@@ -11,11 +11,12 @@ import typer
 
 from device_agent.protocol import ConvertOptions, DeviceFacts
 
-from .. import jobs
+from .. import conversion
+from ..conversion import ConvertRequest
 from ..devices import resolve_targets
 from ..errors import EdgeError
 from ..recipes import load_recipe, parse_size, resolve
-from ..render import convert_tables, print_failures
+from ..render import convert_tables, plan_tables, print_failures
 from ._options import parse_input_shapes
 from ._utils import JsonOpt, TargetsOpt, console, err_console, print_json
 from .progress import event_printer
@@ -56,7 +57,9 @@ def convert(
     workspace: Annotated[
         Optional[str], typer.Option(help="TensorRT workspace: auto or a size like 512MiB.")
     ] = None,
-    min_segment_size: Annotated[Optional[int], typer.Option(help="minimum_segment_size.")] = None,
+    min_segment_size: Annotated[Optional[str], typer.Option(
+        help="minimum_segment_size, or auto: sweep sizes for the fewest engines within "
+             "--max-engines that keep the most ops converted.")] = None,
     max_cached_engines: Annotated[
         Optional[int], typer.Option(help="maximum_cached_engines.")
     ] = None,
@@ -87,6 +90,27 @@ def convert(
         Optional[list[str]], typer.Option(help="TF_TRT_EXPERIMENTAL_FEATURES entry (repeatable).")
     ] = None,
     signature: Annotated[Optional[str], typer.Option(help="Signature key.")] = None,
+    calib: Annotated[Optional[Path], typer.Option(
+        help="INT8 calibration data: an .npz keyed by input name, or a directory of .npy.")
+    ] = None,
+    calib_batch_size: Annotated[Optional[int], typer.Option(help="Samples per calibration "
+                                                            "batch.")] = None,
+    calib_batches: Annotated[Optional[int], typer.Option(help="Calibration batches to run.")
+                             ] = None,
+    validate: Annotated[bool, typer.Option("--validate", help="Compare the converted model "
+                                           "with the input model on the device.")] = False,
+    atol: Annotated[Optional[float], typer.Option(help="Validation absolute tolerance.")
+                    ] = None,
+    rtol: Annotated[Optional[float], typer.Option(help="Validation relative tolerance.")
+                    ] = None,
+    share_engines: Annotated[bool, typer.Option(
+        "--share-engines/--no-share-engines",
+        help="Build once per group of identical devices and send the engines to the rest.")
+    ] = True,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse a conversion "
+                                        "with the same model, options and device.")] = True,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Resolve and print each device's "
+                                          "plan; convert nothing.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Convert a SavedModel on each device and print the conversion summary."""
@@ -95,7 +119,7 @@ def convert(
     flags: dict[str, Any] = {
         "backend": backend.value if backend else None,
         "precision": precision.value if precision else None,
-        "minimum_segment_size": min_segment_size,
+        "minimum_segment_size": None,  # set below (an integer, or auto)
         "maximum_cached_engines": max_cached_engines,
         "max_engines": max_engines,
         "op_denylist": [o.strip() for o in op_denylist.split(",") if o.strip()]
@@ -108,7 +132,21 @@ def convert(
         "allow_build_at_runtime": allow_build_at_runtime,
         "experimental_features": experimental,
         "signature_key": signature,
+        "calibration_batch_size": calib_batch_size,
+        "calibration_batches": calib_batches,
+        "run_validation": True if validate else None,
+        "atol": atol,
+        "rtol": rtol,
+        "use_cache": None if cache else False,
     }
+    if min_segment_size == "auto":
+        flags["minimum_segment_size_auto"] = True
+    elif min_segment_size is not None:
+        try:
+            flags["minimum_segment_size"] = int(min_segment_size)
+        except ValueError:
+            raise EdgeError(f"Bad --min-segment-size {min_segment_size!r}.",
+                            "Give an integer (e.g. 3) or auto.") from None
     if workspace is not None and workspace != "auto":
         flags["max_workspace_size_bytes"] = parse_size(workspace)
     if profile_strategy is not None and dynamic_shape is None:
@@ -131,17 +169,25 @@ def convert(
             "See `edge convert --help` for the accepted values.",
         ) from exc
 
-    run = jobs.convert(
-        model,
-        devices,
-        options_for,
-        output=output,
-        on_event=None if json_out else event_printer(err_console),
-    )
+    request = ConvertRequest(model, options_for, output=output, calib=calib,
+                             share_engines=share_engines,
+                             on_event=None if json_out else event_printer(err_console))
+    if dry_run:
+        plans = conversion.dry_run(request, devices)
+        if json_out:
+            print_json([r.to_dict() for r in plans.results])
+        else:
+            console.print(plan_tables(plans.results))
+            print_failures(err_console, plans.results)
+        if not plans.ok:
+            raise typer.Exit(1)
+        return
+    run = conversion.convert(request, devices)
     if json_out:
         print_json([r.to_dict() for r in run.results])
     else:
         console.print(convert_tables(run.results))
         print_failures(err_console, run.results)
-    if not run.ok:
+    failed_validation = [r for r in run.results if r.validation and not r.validation.passed]
+    if not run.ok or failed_validation:
         raise typer.Exit(1)

@@ -10,7 +10,8 @@ import typer
 
 from device_agent.protocol import BenchOptions, ConvertOptions
 
-from .. import jobs
+from .. import conversion, jobs
+from ..conversion import ConvertRequest
 from ..devices import local_device
 from ..paths import data_dir
 from ..render import bench_table, convert_tables, print_failures
@@ -49,12 +50,10 @@ def demo(
         shutil.rmtree(converted)
     console.print("[bold]2/3[/] converting on `local` (FP16 requested, backend auto)")
     sink = event_printer(err_console)
-    conv = jobs.convert(
-        model,
+    conv = conversion.convert(
+        ConvertRequest(model, lambda facts: ConvertOptions(precision="FP16"),
+                       output=str(converted), on_event=sink),
         [device],
-        lambda facts: ConvertOptions(precision="FP16"),
-        output=str(converted),
-        on_event=sink,
     )
     console.print(convert_tables(conv.results))
     print_failures(err_console, conv.results)

@@ -7,7 +7,7 @@ import sys
 import traceback
 
 from ..errors import EdgeError
-from . import agent, bench, convert, demo, fleet, info, jobs, pull, push, recipes
+from . import agent, bench, convert, demo, fleet, info, jobs, pull, push, recipes, validate
 from ._utils import err_console, typer_factory
 
 app = typer_factory("jetson-edge: convert and benchmark TensorFlow models on Jetson fleets.")
@@ -23,6 +23,9 @@ app.command(name="demo", help="Build the guide's MNIST model, convert and benchm
 )
 app.command(name="push", help="Push a SavedModel (and calibration data) to devices.")(
     push.push
+)
+app.command(name="validate", help="Compare a converted model with its input model.")(
+    validate.validate
 )
 app.command(name="pull", help="Fetch a converted model back from a device.")(pull.pull)
 app.add_typer(fleet.app, name="fleet")

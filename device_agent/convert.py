@@ -1,0 +1,306 @@
+"""The convert job: check, plan, (cache | shared build | sweep + build with OOM retries),
+place the output, summarize, validate.
+
+Everything that can fail cheaply fails before the converter starts: the model's
+signature (read without TensorFlow), calibration data against it, the memory plan.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import shutil
+import socket
+import time
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+from .backends import select_backend
+from .calib import CalibrationData, batches, check_against_signature, open_calibration
+from .config import load_config
+from .errors import AgentError
+from .facts import collect
+from .planner import make_plan, run_with_retries
+from .protocol import (
+    SUCCEEDED,
+    Attempt,
+    ConversionSummary,
+    ConvertOptions,
+    ConvertResult,
+    JobSpec,
+    SweepPoint,
+    TensorInfo,
+    ValidateOptions,
+)
+from .savedmodel_meta import read_signature
+from .segments import run_sweep, segments_in_graph, sweep_sizes
+from .store import build_manifest, tree_digest
+
+Emit = Callable[..., None]
+HEX = set("0123456789abcdef")
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _is_digest(name: str) -> bool:
+    return len(name) == 64 and set(name) <= HEX
+
+
+def model_identity(path: str) -> Tuple[str, int]:
+    """(tree digest, bytes) of a model tree. A pushed tree is named by its digest."""
+    total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+    name = os.path.basename(os.path.normpath(path))
+    if _is_digest(name) and os.path.basename(os.path.dirname(os.path.normpath(path))) in (
+            "models", "calib"):
+        return name, total
+    return tree_digest(build_manifest(path)), total
+
+
+def link_tree(src: str, dst: str) -> None:
+    """Recreate `src` at `dst` with hard links (copies across filesystems)."""
+    for dirpath, _, files in os.walk(src):
+        rel = os.path.relpath(dirpath, src)
+        target = os.path.normpath(os.path.join(dst, rel))
+        os.makedirs(target, exist_ok=True)
+        for name in files:
+            s, d = os.path.join(dirpath, name), os.path.join(target, name)
+            try:
+                os.link(s, d)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES):
+                    raise
+                shutil.copy2(s, d)
+
+
+def _calib_file(path: str) -> str:
+    """A pushed calibration tree holds one .npz, or the .npy files themselves."""
+    if os.path.isdir(path):
+        npz = [f for f in os.listdir(path) if f.endswith(".npz")]
+        if len(npz) == 1:
+            return os.path.join(path, npz[0])
+    return path
+
+
+def prepare_calibration(spec: JobSpec, inputs: List[TensorInfo], job_dir: str,
+                        emit: Emit) -> Tuple[Optional[CalibrationData], Optional[str]]:
+    """Open and check the job's calibration data before the converter starts."""
+    if not spec.calib:
+        return None, None
+    data = open_calibration(_calib_file(spec.calib), cache_dir=os.path.join(job_dir, "calib"))
+    check_against_signature(data, inputs)
+    digest, _ = model_identity(spec.calib) if os.path.isdir(spec.calib) else (None, 0)
+    emit("log", f"calibration data: {data.samples} samples of "
+                + ", ".join(f"{k}:{d}{s}" for k, (d, s) in sorted(data.inputs.items())))
+    return data, digest
+
+
+def calibration_fn(data: CalibrationData, inputs: List[TensorInfo], batch_size: int,
+                   count: int) -> Callable[[], Iterator[Tuple[Any, ...]]]:
+    order = [i.name for i in inputs]
+    return lambda: batches(data, batch_size, count, order)
+
+
+def synthetic_fn(inputs: List[TensorInfo], shapes: List[Dict[str, List[int]]], batch_size: int,
+                 count: int = 1) -> Callable[[], Iterator[Tuple[Any, ...]]]:
+    """Generated inputs in signature (sorted-name) order, one set per profile."""
+    from .signature import synth_inputs
+
+    def fn() -> Iterator[Tuple[Any, ...]]:
+        for n in range(count):
+            for overrides in shapes or [{}]:
+                arrays = synth_inputs(inputs, batch_size, overrides, seed=n)
+                yield tuple(arrays[i.name] for i in inputs)
+
+    return fn
+
+
+class ModelCache:
+    """cache/<key>/{model/, summary.json, complete}: converted models by cache key."""
+
+    def __init__(self, root: str) -> None:
+        self.dir = os.path.join(root, "cache")
+
+    def path(self, key: str) -> str:
+        return os.path.join(self.dir, key, "model")
+
+    def lookup(self, key: str) -> Optional[ConversionSummary]:
+        entry = os.path.join(self.dir, key)
+        if not os.path.exists(os.path.join(entry, "complete")):
+            return None
+        with open(os.path.join(entry, "summary.json")) as f:
+            return ConversionSummary.from_json(f.read())
+
+    def staging(self, key: str) -> str:
+        path = os.path.join(self.dir, f".tmp-{key[:16]}-{os.getpid()}")
+        shutil.rmtree(path, ignore_errors=True)
+        os.makedirs(path)
+        return path
+
+    def commit(self, key: str, staging: str, summary: ConversionSummary) -> str:
+        with open(os.path.join(staging, "summary.json"), "w") as f:
+            f.write(summary.to_json())
+        with open(os.path.join(staging, "complete"), "w") as f:
+            f.write(str(time.time()))
+        final = os.path.join(self.dir, key)
+        try:
+            os.rename(staging, final)
+        except OSError:  # another job filled this key first: theirs is as good
+            shutil.rmtree(staging, ignore_errors=True)
+        return self.path(key)
+
+
+# ---------------------------------------------------------------------- building
+
+
+def _build(options: ConvertOptions, backend: str, spec: JobSpec, output: str, work_dir: str,
+           inputs: List[TensorInfo], calib: Optional[CalibrationData], workspace: Optional[int],
+           tf_limit_mb: Optional[int], calib_batches: int, emit: Emit
+           ) -> Tuple[ConversionSummary, bool, List[Attempt], List[SweepPoint], ConvertOptions]:
+    def log(msg: str) -> None:
+        emit("log", msg)
+
+    sweep: List[SweepPoint] = []
+    if backend == "native":
+        from .backends import native
+
+        if options.minimum_segment_size_auto:
+            graph_def = native.frozen_graph_def(spec.model, options.signature_key, options.tags)
+            chosen, sweep = run_sweep(
+                lambda size: segments_in_graph(graph_def, size, max_engines=options.max_engines),
+                sweep_sizes(options.minimum_segment_size), options.max_engines, log)
+            log("segment sweep estimated with jetson-edge's segmenter model (no TensorRT "
+                f"here): minimum_segment_size {chosen.minimum_segment_size}")
+            options = dataclasses.replace(options, minimum_segment_size=chosen.minimum_segment_size)
+        start = time.time()
+        summary = native.convert(options, spec.model, output, log)
+        return summary, False, [Attempt(None, "ok", seconds=round(time.time() - start, 3))], \
+            sweep, options
+
+    from .backends import tftrt
+
+    tftrt.configure_tf_memory(tf_limit_mb)
+    calib_fn = None
+    if options.precision == "INT8" and options.use_calibration:
+        if calib is not None:
+            calib_fn = calibration_fn(calib, inputs, options.calibration_batch_size, calib_batches)
+        else:
+            log("no calibration data given: calibrating on generated inputs (accuracy will not "
+                "be representative; pass --calib DATA)")
+            calib_fn = synthetic_fn(inputs, options.build_shapes, options.calibration_batch_size,
+                                    options.calibration_batches)
+    build_fn = synthetic_fn(inputs, options.build_shapes, 1)
+    if options.minimum_segment_size_auto:
+        def count(size: int) -> SweepPoint:
+            trial = dataclasses.replace(options, minimum_segment_size=size)
+            s, _ = tftrt.convert(trial, spec.model, None, work_dir, None, calib_fn, log)
+            return SweepPoint(size, len(s.engines), s.percent_converted, s.ops_converted)
+
+        chosen, sweep = run_sweep(count, sweep_sizes(options.minimum_segment_size),
+                                  options.max_engines, log)
+        options = dataclasses.replace(options, minimum_segment_size=chosen.minimum_segment_size)
+
+    def attempt(ws: int) -> Tuple[ConversionSummary, bool]:
+        shutil.rmtree(output, ignore_errors=True)
+        trial = dataclasses.replace(options, max_workspace_size_bytes=ws)
+        return tftrt.convert(trial, spec.model, output, work_dir, build_fn, calib_fn, log)
+
+    (summary, built), attempts = run_with_retries(attempt, int(workspace or 1 << 30), log=log)
+    return summary, built, attempts, sweep, options
+
+
+# ---------------------------------------------------------------------- the job
+
+
+def run_convert(spec: JobSpec, job_dir: str, emit: Emit) -> ConvertResult:
+    """Convert spec.model on this device; see the module docstring for the steps."""
+    options = spec.convert or ConvertOptions()
+    if not os.path.isdir(spec.model):
+        raise AgentError(f"Model directory {spec.model} does not exist on this device.")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(job_dir)))
+    started = time.time()
+    signature = read_signature(spec.model, options.signature_key, options.tags)
+    calib, calib_digest = prepare_calibration(spec, signature.inputs, job_dir, emit)
+    emit("log", f"selecting backend {options.backend!r}")
+    backend, fallback = select_backend(options.backend)
+    if fallback:
+        emit("log", fallback)
+    facts = collect(sysroot=load_config(root).sysroot, root_dir=root)
+    digest, nbytes = model_identity(spec.model)
+    plan = make_plan(facts, options, backend, spec.model, nbytes, digest,
+                     calib.samples if calib else None, fallback, calib_digest=calib_digest)
+    for line in plan.workspace_arithmetic:
+        emit("log", "plan: " + line)
+    result = ConvertResult(
+        device=socket.gethostname(), status=SUCCEEDED, backend=backend,
+        fallback_reason=fallback, precision=options.precision if backend == "tftrt" else "FP32",
+        options=options, plan=plan,
+    )
+    cache = ModelCache(root)
+    key = plan.cache_key or digest
+    hit = cache.lookup(key) if options.use_cache and not spec.prebuilt else None
+    if spec.prebuilt:
+        emit("progress", f"installing the build shared by {spec.prebuilt_from}", phase="share")
+        staging = cache.staging(key)
+        link_tree(spec.prebuilt, os.path.join(staging, "model"))
+        summary = spec.prebuilt_summary or ConversionSummary()
+        model_path = cache.commit(key, staging, summary)
+        result.cache, result.shared_from = "shared", spec.prebuilt_from
+        result.engines_built = bool(summary.engines)
+    elif hit is not None:
+        emit("progress", f"cache hit {key[:12]}: skipping the converter", phase="cache")
+        summary, model_path, result.cache = hit, cache.path(key), "hit"
+        result.engines_built = bool(hit.engines)
+    else:
+        emit("progress", f"converting with {backend} ({options.precision})", phase="convert")
+        work_dir = os.path.join(job_dir, "artifacts")
+        os.makedirs(work_dir, exist_ok=True)
+        staging = cache.staging(key) if options.use_cache else work_dir
+        calib_batches = plan.calibration.batches if plan.calibration else 0
+        summary, result.engines_built, result.attempts, result.segment_sweep, used = _build(
+            options, backend, spec, os.path.join(staging, "model"), work_dir, signature.inputs,
+            calib, plan.workspace_bytes, plan.tf_gpu_memory_limit_mb, calib_batches, emit)
+        result.options = used
+        model_path = (cache.commit(key, staging, summary) if options.use_cache
+                      else os.path.join(staging, "model"))
+    summary.inputs = summary.inputs or signature.inputs
+    summary.outputs = summary.outputs or signature.outputs
+    result.summary = summary
+    result.output_model = _place_output(model_path, spec.output)
+    from .summary import render_text
+
+    os.makedirs(os.path.join(job_dir, "artifacts"), exist_ok=True)
+    with open(os.path.join(job_dir, "artifacts", "summary.txt"), "w") as f:
+        f.write(render_text(summary) + "\n")
+    if options.run_validation:
+        result.validation = _validate(spec, options, result, calib, signature.inputs, emit)
+    result.seconds = round(time.time() - started, 3)
+    return result
+
+
+def _place_output(model_path: str, output: Optional[str]) -> str:
+    if not output:
+        return os.path.abspath(model_path)
+    if os.path.exists(output) and os.listdir(output):
+        raise AgentError(f"Output directory {output} already exists and is not empty.",
+                         "Choose another --output, or remove that directory first.")
+    link_tree(model_path, output)
+    return os.path.abspath(output)
+
+
+def _validate(spec: JobSpec, options: ConvertOptions, result: ConvertResult,
+              calib: Optional[CalibrationData], inputs: List[TensorInfo], emit: Emit) -> Any:
+    from .validate import compare_models
+
+    vopts = ValidateOptions(precision=result.precision or "FP32", atol=options.atol,
+                            rtol=options.rtol, signature_key=options.signature_key)
+    samples = None
+    if calib is not None:
+        order = [i.name for i in inputs]
+        samples = (dict(zip(order, batch)) for batch in batches(calib, 1, vopts.samples, order))
+    emit("progress", "validating the converted model against the input model", phase="validate")
+    report = compare_models(spec.model, result.output_model or "", vopts, samples, emit)
+    emit("log", "validation {} (atol {}, rtol {})".format(
+        "passed" if report.passed else "FAILED", report.atol, report.rtol))
+    return report
+

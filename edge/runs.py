@@ -1,0 +1,433 @@
+"""The run history: every convert, bench and validate result, in a versioned SQLite file.
+
+The schema version lives in `PRAGMA user_version`; `MIGRATIONS[n]` takes a database from
+version n-1 to n, so a file written by any older jetson-edge opens (and is upgraded), and
+a file written by a newer one is refused instead of being misread.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from device_agent.protocol import JOB_KINDS, ProtocolError, result_from_dict
+
+from .errors import EdgeError
+from .paths import data_dir
+
+# Version 1: the first, simple layout. Kept verbatim: fresh files are built by running
+# every migration from 0, and tests/data/runs-schema1.sqlite was made from this SQL.
+SCHEMA_V1 = """
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    device TEXT NOT NULL,
+    model TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    result_json TEXT NOT NULL
+);
+"""
+
+_V2_COLUMNS = ("model_digest", "fingerprint", "recipe", "options", "artifacts", "job_id", "labels")
+_INSERT_COLUMNS = (
+    "kind, device, model, model_digest, created_at, status, fingerprint, recipe, "
+    "options, metrics, artifacts, job_id, labels"
+)
+_COLUMNS = "id, " + _INSERT_COLUMNS
+_MARKS = ", ".join("?" * len(_INSERT_COLUMNS.split(",")))
+
+
+def _migrate_1(db: sqlite3.Connection) -> None:
+    db.execute(SCHEMA_V1)  # not executescript(): that would commit the open transaction
+
+
+def _migrate_2(db: sqlite3.Connection) -> None:
+    """Full layout: digest, fingerprint, recipe, options, artifacts, job id, labels."""
+    db.execute("ALTER TABLE runs RENAME COLUMN result_json TO metrics")
+    for col in _V2_COLUMNS:
+        db.execute(f"ALTER TABLE runs ADD COLUMN {col} TEXT")
+    rows = db.execute("SELECT id, metrics FROM runs").fetchall()
+    for run_id, metrics in rows:
+        try:
+            result = json.loads(metrics)
+        except ValueError:
+            result = {}
+        result = result if isinstance(result, dict) else {}
+        options = result.get("options")
+        db.execute(
+            "UPDATE runs SET options = ?, job_id = ?, artifacts = ?, labels = '{}' WHERE id = ?",
+            (
+                json.dumps(options) if options is not None else None,
+                result.get("job_id"),
+                json.dumps(_artifacts(result)),
+                run_id,
+            ),
+        )
+    db.execute("CREATE INDEX runs_device ON runs(device)")
+    db.execute("CREATE INDEX runs_digest ON runs(model_digest)")
+
+
+MIGRATIONS: Dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1, 2: _migrate_2}
+SCHEMA_VERSION = max(MIGRATIONS)
+
+
+def _artifacts(result: Dict[str, Any]) -> Dict[str, Any]:
+    """Where a run's files are: on its device, under the device root."""
+    job_id = result.get("job_id")
+    out: Dict[str, Any] = {"device": result.get("device"), "job_id": job_id}
+    if job_id:
+        out["job_dir"] = f"jobs/{job_id}"
+    for key in ("output_model", "converted"):
+        if result.get(key):
+            out[key] = result[key]
+    return out
+
+
+def format_id(run_id: int) -> str:
+    return f"r{run_id}"
+
+
+def parse_id(text: str) -> int:
+    """'r12', 'R12' or '12' -> 12."""
+    raw = text.strip()
+    digits = raw[1:] if raw[:1] in ("r", "R") else raw
+    if not digits.isdigit():
+        raise EdgeError(f"{text!r} is not a run id (like r12).", "List runs with: edge runs ls")
+    return int(digits)
+
+
+_SUMMARY_KEYS = ("kind", "device", "model", "model_digest", "recipe", "created_at", "status",
+                 "job_id")
+
+
+@dataclass
+class Run:
+    """One stored result and what it was run with."""
+
+    id: int
+    kind: str
+    device: str
+    model: str
+    created_at: str
+    status: str
+    metrics: Dict[str, Any]
+    model_digest: Optional[str] = None
+    fingerprint: Optional[Dict[str, Any]] = None
+    recipe: Optional[str] = None
+    options: Optional[Dict[str, Any]] = None
+    artifacts: Dict[str, Any] = field(default_factory=dict)
+    job_id: Optional[str] = None
+    labels: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return format_id(self.id)
+
+    def result(self) -> Any:
+        """The result dataclass (ConvertResult, BenchResult or ValidateResult)."""
+        try:
+            return result_from_dict(self.kind, self.metrics)
+        except ProtocolError as exc:
+            raise EdgeError(f"Run {self.run_id} holds an unreadable result: {exc}") from exc
+
+    def summary(self) -> Dict[str, Any]:
+        """The `edge runs ls --json` row."""
+        return {"id": self.run_id, **{k: getattr(self, k) for k in _SUMMARY_KEYS}}
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Everything, with the id as 'r12'."""
+        return {**asdict(self), "id": self.run_id}
+
+
+def _dumps(value: Any) -> Optional[str]:
+    return None if value is None else json.dumps(value, sort_keys=True)
+
+
+def _loads(text: Optional[str]) -> Any:
+    return json.loads(text) if text else None
+
+
+def _row_to_run(row: sqlite3.Row) -> Run:
+    data = dict(zip(row.keys(), row))
+    for key in ("metrics", "fingerprint", "options", "artifacts", "labels"):
+        data[key] = _loads(data[key])
+    for key in ("metrics", "artifacts", "labels"):
+        data[key] = data[key] or {}
+    return Run(**data)
+
+
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class RunStore:
+    """The SQLite run history (default: data_dir()/runs.sqlite). Opening migrates it."""
+
+    def __init__(self, path: Optional[Path] = None) -> None:
+        self.path = Path(path) if path else data_dir() / "runs.sqlite"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+        self.db.row_factory = sqlite3.Row
+        try:
+            self._migrate()
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _migrate(self) -> None:
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.DatabaseError as exc:
+            raise EdgeError(
+                f"{self.path} is not a run database: {exc}", "Move it aside; a new one is made."
+            ) from exc
+        try:
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise EdgeError(
+                    f"{self.path} has run-store schema {version}, but this jetson-edge knows "
+                    f"only up to {SCHEMA_VERSION}: it was written by a newer jetson-edge.",
+                    "Upgrade jetson-edge: pip install -U jetson-edge",
+                )
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                MIGRATIONS[target](self.db)
+                self.db.execute(f"PRAGMA user_version = {target}")
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def record(
+        self,
+        kind: str,
+        result: Any,
+        model: str,
+        model_digest: Optional[str] = None,
+        fingerprint: Optional[Dict[str, Any]] = None,
+        recipe: Optional[str] = None,
+        labels: Optional[Dict[str, str]] = None,
+    ) -> Run:
+        """Store one device's result (a protocol dataclass or its dict)."""
+        if kind not in JOB_KINDS:
+            raise EdgeError(f"Unknown run kind {kind!r}; one of {', '.join(JOB_KINDS)}.")
+        data = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+        created = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        row = (kind, data.get("device") or "?", str(model), model_digest, created,
+               data.get("status") or "?", _dumps(fingerprint), recipe, _dumps(data.get("options")),
+               _dumps(data), _dumps(_artifacts(data)), data.get("job_id"), _dumps(labels or {}))
+        cur = self.db.execute(f"INSERT INTO runs ({_INSERT_COLUMNS}) VALUES ({_MARKS})", row)
+        assert cur.lastrowid is not None
+        return self.get(str(cur.lastrowid))
+
+    def get(self, run_id: str) -> Run:
+        """One run by id ('r12' or '12')."""
+        row = self.db.execute(
+            f"SELECT {_COLUMNS} FROM runs WHERE id = ?", (parse_id(str(run_id)),)
+        ).fetchone()
+        if row is None:
+            raise EdgeError(f"No run {run_id!r} in {self.path}.", "List runs with: edge runs ls")
+        return _row_to_run(row)
+
+    def list(
+        self,
+        device: Optional[str] = None,
+        model: Optional[str] = None,
+        kind: Optional[str] = None,
+        limit: Optional[int] = None,
+    ) -> List[Run]:
+        """Runs, oldest first; `limit` keeps the newest N. `model` matches a path substring
+        or a digest prefix."""
+        where: List[str] = []
+        args: List[Any] = []
+        if device:
+            where.append("device = ?")
+            args.append(device)
+        if kind:
+            where.append("kind = ?")
+            args.append(kind)
+        if model:
+            where.append("(model LIKE ? ESCAPE '\\' OR model_digest LIKE ? ESCAPE '\\')")
+            args += [f"%{_like(model)}%", f"{_like(model)}%"]
+        sql = f"SELECT {_COLUMNS} FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(max(0, int(limit)))
+        return [_row_to_run(r) for r in reversed(self.db.execute(sql, args).fetchall())]
+
+
+# --------------------------------------------------------------------------- compare
+
+
+@dataclass
+class Delta:
+    """One metric of run A against run B; `delta_pct` = (b - a) / |a| * 100."""
+
+    metric: str
+    a: float
+    b: float
+    delta_pct: Optional[float]
+    better: str  # "lower" | "higher"
+    regression: bool
+    batch_size: Optional[int] = None
+
+
+@dataclass
+class Comparison:
+    a: str
+    b: str
+    kind: str
+    threshold_pct: float
+    deltas: List[Delta] = field(default_factory=list)
+    only_in_a: List[int] = field(default_factory=list)  # batch sizes without a partner
+    only_in_b: List[int] = field(default_factory=list)
+
+    @property
+    def regressions(self) -> List[Delta]:
+        return [d for d in self.deltas if d.regression]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "a": self.a,
+            "b": self.b,
+            "kind": self.kind,
+            "threshold_pct": self.threshold_pct,
+            "deltas": [vars(d) for d in self.deltas],
+            "regressions": len(self.regressions),
+            "only_in_a": self.only_in_a,
+            "only_in_b": self.only_in_b,
+        }
+
+
+def _delta(metric: str, a: float, b: float, better: str, threshold: float,
+           batch: Optional[int] = None) -> Delta:
+    pct = (b - a) / abs(a) * 100.0 if a else None
+    worse = b > a if better == "lower" else b < a
+    regression = worse and (pct is None or abs(pct) > threshold)
+    return Delta(metric, float(a), float(b), pct, better, regression, batch)
+
+
+def _bench_metrics(run: Any) -> List[tuple]:
+    lat = run.latency_ms
+    out = [("p50_ms", lat.p50, "lower"), ("p90_ms", lat.p90, "lower"),
+           ("p99_ms", lat.p99, "lower"), ("mean_ms", lat.mean, "lower"),
+           ("throughput_per_s", run.throughput_per_s, "higher")]
+    if run.power:
+        out += [("power_avg_mw", run.power.avg_mw, "lower"),
+                ("energy_per_inference_mj", run.power.energy_per_inference_mj, "lower")]
+    return out
+
+
+def _convert_metrics(result: Any) -> Dict[str, tuple]:
+    out: Dict[str, tuple] = {}
+    if result.summary:
+        out["percent_converted"] = (result.summary.percent_converted, "higher")
+        out["engines"] = (len(result.summary.engines), "lower")
+    if result.seconds is not None:
+        out["seconds"] = (result.seconds, "lower")
+    return out
+
+
+def compare(a: Run, b: Run, threshold_pct: float = 5.0) -> Comparison:
+    """Per-metric deltas of B against A; worse by more than `threshold_pct` = regression."""
+    if a.kind != b.kind:
+        raise EdgeError(f"Cannot compare a {a.kind} run ({a.run_id}) with a {b.kind} run "
+                        f"({b.run_id}).", "Compare two bench runs or two convert runs.")
+    cmp = Comparison(a.run_id, b.run_id, a.kind, threshold_pct)
+    ra, rb = a.result(), b.result()
+    if a.kind == "bench":
+        runs_a = {r.batch_size: r for r in ra.runs}
+        runs_b = {r.batch_size: r for r in rb.runs}
+        cmp.only_in_a = sorted(set(runs_a) - set(runs_b))
+        cmp.only_in_b = sorted(set(runs_b) - set(runs_a))
+        for bs in sorted(set(runs_a) & set(runs_b)):
+            mb = {m: (v, better) for m, v, better in _bench_metrics(runs_b[bs])}
+            for metric, va, better in _bench_metrics(runs_a[bs]):
+                if metric in mb:
+                    cmp.deltas.append(_delta(metric, va, mb[metric][0], better, threshold_pct, bs))
+        if not cmp.deltas:
+            raise EdgeError(f"Runs {a.run_id} and {b.run_id} share no batch size to compare.",
+                            "Benchmark both with the same --batch-sizes.")
+    elif a.kind == "convert":
+        ma, mb2 = _convert_metrics(ra), _convert_metrics(rb)
+        for metric, (va, better) in ma.items():
+            if metric in mb2:
+                cmp.deltas.append(_delta(metric, va, mb2[metric][0], better, threshold_pct))
+    else:
+        raise EdgeError("Only bench and convert runs can be compared.",
+                        "Show a validate run with: edge runs show RUN")
+    return cmp
+
+
+def comparison_rows(cmp: Comparison) -> List[List[str]]:
+    """[batch, metric, A, B, delta, verdict] rows: the terminal and HTML tables use these."""
+    rows = []
+    for d in cmp.deltas:
+        pct = "n/a" if d.delta_pct is None else f"{d.delta_pct:+.1f}%"
+        verdict = "REGRESSION" if d.regression else ""
+        rows.append(["-" if d.batch_size is None else str(d.batch_size), d.metric,
+                     f"{d.a:.5g}", f"{d.b:.5g}", pct, verdict])
+    return rows
+
+
+# --------------------------------------------------------------------------- export
+
+EXPORT_COLUMNS = (
+    "run_id", "kind", "device", "model", "created_at", "status", "batch_size", "p50_ms",
+    "p90_ms", "p95_ms", "p99_ms", "mean_ms", "throughput_per_s", "power_avg_mw",
+    "energy_per_inference_mj",
+)
+
+
+def export_rows(runs: Sequence[Run]) -> List[Dict[str, Any]]:
+    """One flat row per (run, batch size); runs without batch results get one row."""
+    out: List[Dict[str, Any]] = []
+    for run in runs:
+        base = {"run_id": run.run_id, "kind": run.kind, "device": run.device,
+                "model": run.model, "created_at": run.created_at, "status": run.status}
+        batches = run.result().runs if run.kind == "bench" else []
+        if not batches:
+            out.append(base)
+        for b in batches:
+            lat = b.latency_ms
+            out.append({
+                **base, "batch_size": b.batch_size, "p50_ms": lat.p50, "p90_ms": lat.p90,
+                "p95_ms": lat.p95, "p99_ms": lat.p99, "mean_ms": lat.mean,
+                "throughput_per_s": b.throughput_per_s,
+                "power_avg_mw": b.power.avg_mw if b.power else None,
+                "energy_per_inference_mj": b.power.energy_per_inference_mj if b.power else None,
+            })
+    return out
+
+
+def export(runs: Sequence[Run], format: str = "csv") -> str:
+    """CSV (flat, per batch size) or JSON (full run dicts) text."""
+    if format == "json":
+        return json.dumps([r.to_dict() for r in runs], indent=2, sort_keys=True) + "\n"
+    if format != "csv":
+        raise EdgeError(f"Unknown export format {format!r}.", "Use --format csv or json.")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=EXPORT_COLUMNS, restval="")
+    writer.writeheader()
+    for row in export_rows(runs):
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    return buf.getvalue()
