@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("jobs", help="list jobs")
     sub.add_parser("push-plan", help="what the device lacks for a Manifest (JSON on stdin)")
     sub.add_parser("push-commit", help="verify uploads and materialize a Manifest (stdin)")
+    cache = sub.add_parser("cache", help="whether a converted model is cached under KEY")
+    cache.add_argument("key")
     manifest = sub.add_parser("manifest", help="the Manifest of a directory under the root")
     manifest.add_argument("path")
     work = sub.add_parser("_work")  # the detached worker; not for people
@@ -116,6 +118,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         manifest = manifest_from_json(sys.stdin.read())
         push = blobs.plan(manifest) if args.command == "push-plan" else blobs.commit(manifest)
         _print(push.to_dict())
+        return 0
+    if args.command == "cache":
+        from .convert import ModelCache
+
+        _print({"key": args.key, "hit": ModelCache(store.root).lookup(args.key) is not None})
         return 0
     if args.command == "manifest":
         from .store import build_manifest

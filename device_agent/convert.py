@@ -238,8 +238,8 @@ def run_convert(spec: JobSpec, job_dir: str, emit: Emit) -> ConvertResult:
     )
     cache = ModelCache(root)
     key = plan.cache_key or digest
-    hit = cache.lookup(key) if options.use_cache and not spec.prebuilt else None
-    if spec.prebuilt:
+    hit = cache.lookup(key) if options.use_cache else None
+    if spec.prebuilt and hit is None:
         emit("progress", f"installing the build shared by {spec.prebuilt_from}", phase="share")
         staging = cache.staging(key)
         link_tree(spec.prebuilt, os.path.join(staging, "model"))

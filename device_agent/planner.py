@@ -366,9 +366,11 @@ def cache_key(
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def same_build_group(a: Dict[str, Optional[str]], b: Dict[str, Optional[str]]) -> bool:
+def same_build_group(a: Dict[str, Optional[str]], b: Dict[str, Optional[str]],
+                     engines: bool = True) -> bool:
     """Whether engines built on one can be reused on the other: every fingerprint field
-    equal, and for Jetsons a known module, L4T and TensorRT (engine portability, ref 5)."""
+    equal, and for Jetsons a known module, L4T and TensorRT (engine portability, ref 5).
+    With `engines` False (the native backend builds none) TensorRT need not be known."""
     if any(a.get(k) != b.get(k) for k in FINGERPRINT_KEYS):
         return False
     module = a.get("module")
@@ -376,7 +378,7 @@ def same_build_group(a: Dict[str, Optional[str]], b: Dict[str, Optional[str]]) -
         return False
     if module.endswith(HOST_SUFFIX):
         return True
-    return a.get("l4t") is not None and a.get("tensorrt") is not None
+    return a.get("l4t") is not None and (a.get("tensorrt") is not None or not engines)
 
 
 # --------------------------------------------------------------------------- the plan

@@ -225,6 +225,8 @@ class BenchOptions(JsonMixin):
             raise ProtocolError("batch sizes must be positive integers")
         if self.iterations is not None and self.iterations < 1:
             raise ProtocolError("iterations must be >= 1")
+        if self.scenario not in (None, "single-stream", "offline"):
+            raise ProtocolError(f"scenario must be single-stream or offline, not {self.scenario!r}")
         if self.duration_seconds <= 0 and self.iterations is None:
             raise ProtocolError("duration must be positive when no iteration count is given")
 
@@ -248,6 +250,7 @@ class JobSpec(JsonMixin):
     prebuilt: Optional[str] = None
     prebuilt_from: Optional[str] = None
     prebuilt_summary: Optional[ConversionSummary] = None
+    native: Optional[str] = None  # bench jobs: the input model, timed in the same job
 
     def validate(self) -> None:
         if self.protocol != PROTOCOL_VERSION:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Any, Callable, Dict, Iterator, Optional
+import time
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from . import bench as bench_mod
 from .backends import select_backend
@@ -13,8 +14,10 @@ from .protocol import (
     SUCCEEDED,
     BenchOptions,
     BenchResult,
+    BenchRun,
     ConvertResult,
     JobSpec,
+    TensorInfo,
     ValidateOptions,
     ValidateResult,
 )
@@ -30,7 +33,7 @@ def run_job(spec: JobSpec, job_dir: str, emit: Emit) -> Any:
         from .validate import run_validate
 
         return run_validate(spec, emit, _calibration_inputs(spec, job_dir))
-    return run_bench(spec, emit)
+    return run_bench(spec, emit, job_dir)
 
 
 def _check_model_dir(path: str) -> None:
@@ -67,50 +70,123 @@ def _calibration_inputs(spec: JobSpec, job_dir: str) -> Optional[Iterator[Dict[s
     return (dict(zip(order, b)) for b in batches(data, options.batch_size, options.samples, order))
 
 
-def run_bench(spec: JobSpec, emit: Emit) -> BenchResult:
-    """Benchmark spec.model at each batch size with synthesized inputs."""
+SCENARIO_BATCHES = {"single-stream": [1], "offline": [1, 2, 4, 8, 16, 32, 64]}
+
+
+def _model_call(model: str, key: str) -> Tuple[Any, List[TensorInfo]]:
+    from .signature import describe_inputs, load_signature
+
+    _, fn = load_signature(model, key)
+    return fn, describe_inputs(fn)
+
+
+def _inputs_for(inputs: List[TensorInfo], batch_size: int, options: BenchOptions,
+                calib: Any) -> Dict[str, Any]:
+    """Real samples (the first batch of the calibration data) or synthesized inputs."""
+    if calib is not None:
+        from .calib import batches
+
+        order = [i.name for i in inputs]
+        first = next(iter(batches(calib, batch_size, 1, order)), None)
+        if first is None:
+            raise AgentError(f"The calibration data has fewer than {batch_size} samples.",
+                             "Use smaller batch sizes or more samples.")
+        return dict(zip(order, first))
+    from .signature import synth_inputs
+
+    return synth_inputs(inputs, batch_size, options.input_shapes, options.seed)
+
+
+def _timed(fn: Any, arrays: Dict[str, Any], batch_size: int, options: BenchOptions) -> BenchRun:
     import tensorflow as tf
 
-    from .signature import describe_inputs, load_signature, synth_inputs
+    tensors = {k: tf.constant(v) for k, v in arrays.items()}
 
+    def call() -> None:
+        # .numpy() forces completion: the clock stops only when results are on the host.
+        for out in fn(**tensors).values():
+            out.numpy()
+
+    return bench_mod.bench_run(call, batch_size, options)
+
+
+def _with_telemetry(run_fn: Callable[[], BenchRun], options: BenchOptions,
+                    emit: Emit) -> BenchRun:
+    if not options.telemetry:
+        return run_fn()
+    from .telemetry import TelemetrySampler
+
+    with TelemetrySampler(interval_ms=options.telemetry_interval_ms) as sampler:
+        run = run_fn()
+        end = time.time()
+    samples = sampler.samples
+    begin = end - run.wall_seconds
+    power, gpu, temp, throttled, warnings = sampler.summarize(
+        begin, end, run.iterations * run.batch_size)
+    run.power, run.gpu_load_avg_pct, run.temp_peak_c = power, gpu, temp
+    run.throttled, run.telemetry_source = throttled, sampler.source
+    run.telemetry = [t for t in samples if begin <= t.ts <= end]
+    for w in warnings:
+        emit("log", "telemetry: " + w)
+    return run
+
+
+def run_bench(spec: JobSpec, emit: Emit, job_dir: str = "") -> BenchResult:
+    """Benchmark spec.model per batch size (scenario or list), with telemetry, and the
+    native model in the same job when asked; speedup = native latency / this latency."""
     options = spec.bench or BenchOptions()
     _check_model_dir(spec.model)
     backend, fallback = select_backend(options.backend)
-    _, fn = load_signature(spec.model, options.signature_key)
-    inputs = describe_inputs(fn)
-    result = BenchResult(
-        device=socket.gethostname(),
-        status=SUCCEEDED,
-        backend=backend,
-        fallback_reason=fallback,
-        model=spec.model,
-        options=options,
-    )
-    for batch_size in options.batch_sizes:
-        arrays = synth_inputs(inputs, batch_size, options.input_shapes, options.seed)
-        tensors = {k: tf.constant(v) for k, v in arrays.items()}
+    fn, inputs = _model_call(spec.model, options.signature_key)
+    native = None
+    if spec.native:
+        _check_model_dir(spec.native)
+        native = _model_call(spec.native, options.signature_key)[0]
+    calib = None
+    if spec.calib:
+        from .convert import prepare_calibration
 
-        def call(tensors: Dict[str, Any] = tensors) -> None:
-            # .numpy() forces completion: the clock stops only when results are on the host.
-            for out in fn(**tensors).values():
-                out.numpy()
-
-        emit(
-            "progress",
-            f"batch size {batch_size}: warming up and timing",
-            phase="bench",
-            batch_size=batch_size,
-        )
-        run = bench_mod.bench_run(call, batch_size, options)
+        calib, _ = prepare_calibration(spec, inputs, job_dir or os.getcwd(), emit)
+    sizes = SCENARIO_BATCHES.get(options.scenario or "", options.batch_sizes)
+    result = BenchResult(device=socket.gethostname(), status=SUCCEEDED, backend=backend,
+                         fallback_reason=fallback, model=spec.model, options=options,
+                         scenario=options.scenario or "custom")
+    for batch_size in sizes:
+        try:
+            arrays = _inputs_for(inputs, batch_size, options, calib)
+        except AgentError as exc:
+            if options.scenario == "offline" and result.runs:
+                emit("log", f"offline sweep stops at batch {batch_size}: {exc.message}")
+                break
+            raise
+        emit("progress", f"batch size {batch_size}: warming up and timing", phase="bench",
+             batch_size=batch_size)
+        run = _with_telemetry(lambda a=arrays, b=batch_size: _timed(fn, a, b, options),
+                              options, emit)
+        if native is not None:
+            base = _timed(native, arrays, batch_size, options)
+            run.native_latency_ms = base.latency_ms
+            run.speedup_vs_native = base.latency_ms.p50 / run.latency_ms.p50
         result.runs.append(run)
-        emit(
-            "progress",
-            f"batch size {batch_size}: p50 {run.latency_ms.p50:.3f} ms, "
-            f"{run.throughput_per_s:.1f}/s",
-            phase="bench",
-            batch_size=batch_size,
-        )
+        extra = f", {run.speedup_vs_native:.2f}x native" if run.speedup_vs_native else ""
+        power = f", {run.power.avg_mw / 1000:.1f} W" if run.power else ""
+        emit("progress", f"batch size {batch_size}: p50 {run.latency_ms.p50:.3f} ms, "
+                         f"{run.throughput_per_s:.1f}/s{power}{extra}"
+                         + (" (noisy)" if run.noisy else ""),
+             phase="bench", batch_size=batch_size)
+    result.headline = headline(result)
     return result
+
+
+def headline(result: BenchResult) -> Optional[str]:
+    """single-stream: p90 latency at batch 1 (as MLPerf); offline: the best throughput."""
+    if not result.runs:
+        return None
+    if result.scenario == "single-stream":
+        run = result.runs[0]
+        return f"single-stream p90 {run.latency_ms.p90:.3f} ms"
+    best = max(result.runs, key=lambda r: r.throughput_per_s)
+    return f"best throughput {best.throughput_per_s:,.1f}/s at batch {best.batch_size}"
 
 
 def failed_result(spec: JobSpec, error: str, hint: Optional[str]) -> Any:

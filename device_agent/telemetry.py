@@ -96,13 +96,16 @@ def read_meminfo(proc_root: str = "/proc") -> Dict[str, int]:
 
 
 def proc_sample(
-    prev: Dict[int, Tuple[int, int]], cur: Dict[int, Tuple[int, int]], mem: Dict[str, int],
+    prev: Dict[int, Tuple[int, int]],
+    cur: Dict[int, Tuple[int, int]],
+    mem: Dict[str, int],
     ts: float,
 ) -> TelemetrySample:
     """A sample from /proc: CPU loads and RAM/swap in MB (used = total - MemAvailable)."""
     total = mem.get("MemTotal", 0)
-    avail = mem.get("MemAvailable", mem.get("MemFree", 0) + mem.get("Buffers", 0)
-                    + mem.get("Cached", 0))
+    avail = mem.get(
+        "MemAvailable", mem.get("MemFree", 0) + mem.get("Buffers", 0) + mem.get("Cached", 0)
+    )
     swap_total = mem.get("SwapTotal")
     swap_free = mem.get("SwapFree", 0)
     return TelemetrySample(
@@ -126,7 +129,9 @@ class TelemetrySampler:
     """
 
     def __init__(
-        self, interval_ms: int = 100, proc_root: str = "/proc",
+        self,
+        interval_ms: int = 100,
+        proc_root: str = "/proc",
         tegrastats: Optional[str] = None,
     ) -> None:
         self.interval_ms = max(1, int(interval_ms))
@@ -169,7 +174,9 @@ class TelemetrySampler:
                 self._stderr = tempfile.TemporaryFile()
                 self._proc = subprocess.Popen(
                     [str(self.tegrastats), "--interval", str(self.interval_ms)],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self._stderr,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=self._stderr,
                 )
                 target = self._read_tegrastats
             except OSError as exc:
@@ -192,7 +199,8 @@ class TelemetrySampler:
                     proc.wait()
             elif proc.returncode != 0:
                 self.warnings.append(
-                    f"tegrastats exited early with status {proc.returncode}: {self._err()}")
+                    f"tegrastats exited early with status {proc.returncode}: {self._err()}"
+                )
         if self._thread is not None:
             self._thread.join(timeout=5)
         if proc is not None and proc.stdout is not None and not proc.stdout.closed:
@@ -202,8 +210,9 @@ class TelemetrySampler:
         self._proc, self._stderr = None, None
         return self.samples
 
-    def summarize(self, start: float, end: float, inferences: int) -> Tuple[
-            Optional[PowerStats], Optional[float], Optional[float], bool, List[str]]:
+    def summarize(
+        self, start: float, end: float, inferences: int
+    ) -> Tuple[Optional[PowerStats], Optional[float], Optional[float], bool, List[str]]:
         """`summarize()` over this sampler's samples, CPU clocks included."""
         with self._lock:
             samples, freqs = list(self._samples), list(self._cpu_freqs)
@@ -224,9 +233,12 @@ class TelemetrySampler:
         proc = self._proc
         if proc is None or proc.stdout is None:
             return
-        for raw in iter(proc.stdout.readline, b""):
-            sample, freqs = parse_line(raw.decode("utf-8", "replace"), ts=time.time())
-            self._add(sample, freqs)
+        try:
+            for raw in iter(proc.stdout.readline, b""):
+                sample, freqs = parse_line(raw.decode("utf-8", "replace"), ts=time.time())
+                self._add(sample, freqs)
+        except (OSError, ValueError):  # the pipe was closed under us by stop()
+            pass
 
     def _read_proc(self) -> None:
         try:
@@ -244,7 +256,10 @@ class TelemetrySampler:
 
 
 def _power(
-    window: List[TelemetrySample], start: float, end: float, inferences: int,
+    window: List[TelemetrySample],
+    start: float,
+    end: float,
+    inferences: int,
     warnings: List[str],
 ) -> Optional[PowerStats]:
     """Time-weighted (trapezoid) mean of power_in_mw; energy/inference = avg x (end-start)."""
@@ -258,13 +273,11 @@ def _power(
     if len(points) == 1 or span <= 0:
         avg = sum(p for _, p in points) / len(points)
     else:
-        area = sum((t1 - t0) * (p0 + p1) / 2.0
-                   for (t0, p0), (t1, p1) in zip(points, points[1:]))
+        area = sum((t1 - t0) * (p0 + p1) / 2.0 for (t0, p0), (t1, p1) in zip(points, points[1:]))
         avg = area / span
     # mW x s = mJ: the mean power held over the whole run, shared by its inferences.
     energy = avg * (end - start) / inferences
-    return PowerStats(avg_mw=avg, peak_mw=max(p for _, p in points),
-                      energy_per_inference_mj=energy)
+    return PowerStats(avg_mw=avg, peak_mw=max(p for _, p in points), energy_per_inference_mj=energy)
 
 
 def _thermal_warnings(window: List[TelemetrySample]) -> List[str]:
@@ -287,8 +300,12 @@ def _drops(series: List[Tuple[Optional[float], Optional[float]]]) -> Tuple[int, 
     for load, clock in series:
         if clock is None or clock <= 0:
             continue
-        if (load is not None and load >= HIGH_LOAD_PCT and peak > 0
-                and clock < (1.0 - CLOCK_DROP) * peak):
+        if (
+            load is not None
+            and load >= HIGH_LOAD_PCT
+            and peak > 0
+            and clock < (1.0 - CLOCK_DROP) * peak
+        ):
             count += 1
             if not low or clock < low:
                 low, low_peak = clock, peak
@@ -298,13 +315,13 @@ def _drops(series: List[Tuple[Optional[float], Optional[float]]]) -> Tuple[int, 
 
 def _clock_warnings(window: List[TelemetrySample], freqs: List[CpuFreqs]) -> List[str]:
     warnings = []
-    gpu = [(s.gpu_load_pct, float(max(s.gpu_freq_mhz)) if s.gpu_freq_mhz else None)
-           for s in window]
+    gpu = [(s.gpu_load_pct, float(max(s.gpu_freq_mhz)) if s.gpu_freq_mhz else None) for s in window]
     count, low, peak = _drops(gpu)
     if count:
         warnings.append(
             f"gpu clock: dropped to {low:g} MHz (max so far {peak:g} MHz) at >= "
-            f"{HIGH_LOAD_PCT:g}% load in {count} of {len(window)} samples")
+            f"{HIGH_LOAD_PCT:g}% load in {count} of {len(window)} samples"
+        )
     cores = max((len(f) for f in freqs if f), default=0)
     for core in range(cores):
         series = []
@@ -317,12 +334,16 @@ def _clock_warnings(window: List[TelemetrySample], freqs: List[CpuFreqs]) -> Lis
         if count:
             warnings.append(
                 f"cpu clock: core {core} dropped to {low:g} MHz (max so far {peak:g} MHz) "
-                f"at >= {HIGH_LOAD_PCT:g}% load in {count} of {len(window)} samples")
+                f"at >= {HIGH_LOAD_PCT:g}% load in {count} of {len(window)} samples"
+            )
     return warnings
 
 
 def summarize(
-    samples: Sequence[TelemetrySample], start: float, end: float, inferences: int,
+    samples: Sequence[TelemetrySample],
+    start: float,
+    end: float,
+    inferences: int,
     cpu_freq_mhz: Optional[Sequence[CpuFreqs]] = None,
 ) -> Tuple[Optional[PowerStats], Optional[float], Optional[float], bool, List[str]]:
     """(power, gpu_load_avg, temp_peak, throttled, warnings) over samples in [start, end].
@@ -343,15 +364,20 @@ def summarize(
     freqs = list(cpu_freq_mhz) if cpu_freq_mhz is not None else []
     freqs += [None] * (len(samples) - len(freqs))
     pairs = sorted(
-        ((s, f) for s, f in zip(samples, freqs) if start <= s.ts <= end), key=lambda p: p[0].ts)
+        ((s, f) for s, f in zip(samples, freqs) if start <= s.ts <= end), key=lambda p: p[0].ts
+    )
     window = [s for s, _ in pairs]
     if samples and not window:
         warnings.append(f"no telemetry samples within the run ({len(samples)} outside it)")
     power = _power(window, start, end, inferences, warnings)
     loads = [s.gpu_load_pct for s in window if s.gpu_load_pct is not None]
     gpu_avg = sum(loads) / len(loads) if loads else None
-    temps = [v for s in window for k, v in s.temperatures_c.items()
-             if _sensor_key(k) not in IGNORED_SENSORS]
+    temps = [
+        v
+        for s in window
+        for k, v in s.temperatures_c.items()
+        if _sensor_key(k) not in IGNORED_SENSORS
+    ]
     temp_peak = max(temps) if temps else None
     throttle = _thermal_warnings(window) + _clock_warnings(window, [f for _, f in pairs])
     return power, gpu_avg, temp_peak, bool(throttle), warnings + throttle
@@ -365,7 +391,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m device_agent.telemetry",
         description="Parse tegrastats lines (stdin) into JSON objects (stdout), one a line. "
-        "Blank lines and lines starting with '#' are skipped.")
+        "Blank lines and lines starting with '#' are skipped.",
+    )
     parser.parse_args(argv)
     try:
         for raw in sys.stdin.buffer:

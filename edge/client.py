@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from device_agent.protocol import (
@@ -30,11 +32,17 @@ FOLLOW_IDLE_TIMEOUT = 30.0
 
 # Runs on any Python 3 the device has, so a too-old one is reported, not crashed on.
 PROBE = (
-    "import sys, os, json\n"
+    "import sys, os, json, hashlib\n"
     "try:\n    import numpy\n    np = numpy.__version__\nexcept Exception:\n    np = None\n"
+    "p = sys.argv[1]\n"
+    "h = hashlib.sha256(open(p, 'rb').read()).hexdigest() if os.path.isfile(p) else None\n"
     "print(json.dumps({'python': '%d.%d.%d' % tuple(sys.version_info[:3]), 'numpy': np,"
-    " 'agent': os.path.isfile(sys.argv[1])}))\n"
+    " 'agent': h}))\n"
 )
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def remote_root(root: str) -> str:
@@ -95,8 +103,9 @@ class AgentClient:
                 "Install it on the board: sudo apt-get install python3-numpy "
                 "(or pip3 install numpy).",
             )
-        if not data["agent"]:
-            self.transport.put(build_zipapp(), self.agent_path)
+        local = build_zipapp()
+        if data["agent"] != _sha256(local):  # missing, or another build of this version
+            self.transport.put(local, self.agent_path)
             check.installed = True
         return check
 

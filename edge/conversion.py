@@ -8,6 +8,7 @@ validated there when asked) instead of rebuilding for hours.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -189,9 +190,31 @@ def convert(request: ConvertRequest, devices: Sequence[Device]) -> FleetRun:
                            prebuilt_from=leader.device.name, prebuilt_summary=built.summary)
             return _submit_and_follow(client, spec, request.on_event)
 
+    def cached(p: _Prepared) -> bool:
+        """Whether the device already holds this conversion (then it needs no share)."""
+        if not p.options.use_cache:
+            return False
+        from device_agent.planner import cache_key
+        from device_agent.store import tree_digest
+
+        backend = "tftrt" if _builds_engines(p) else "native"
+        key = cache_key(tree_digest(payload.manifest),
+                        dataclasses.replace(p.options, backend=backend), fingerprint(p.facts),
+                        tree_digest(calib_payload.manifest) if calib_payload else None)
+        with open_client(p.device) as client:
+            return bool(client.call("cache", key)["hit"])
+
     def run_group(group: list[_Prepared]) -> dict[str, ConvertResult]:
-        leader, rest = group[0], group[1:]
         out: dict[str, ConvertResult] = {}
+        if len(group) > 1:  # devices that hold the build already just hit their cache
+            hits = [p for p in group if _guard(p.device, lambda p=p: cached(p),
+                                               failed) is True]
+            for p in hits:
+                out[p.device.name] = _guard(p.device, lambda p=p: build(p), failed)
+            group = [p for p in group if p not in hits]
+            if not group:
+                return out
+        leader, rest = group[0], group[1:]
         out[leader.device.name] = _guard(leader.device, lambda: build(leader), failed)
         built = out[leader.device.name]
         if not rest:
@@ -222,7 +245,9 @@ def convert(request: ConvertRequest, devices: Sequence[Device]) -> FleetRun:
             merged.update(part)
     results = [merged.get(r.device.name) if isinstance(r, _Prepared) else r
                for r in prepared.results]
-    return FleetRun([r for r in results if r is not None])
+    from device_agent.store import tree_digest
+
+    return FleetRun([r for r in results if r is not None], tree_digest(payload.manifest))
 
 
 def _groups(ready: list[_Prepared]) -> list[list[_Prepared]]:
@@ -231,12 +256,20 @@ def _groups(ready: list[_Prepared]) -> list[list[_Prepared]]:
         fp = fingerprint(p.facts)
         for group in groups:
             lead = group[0]
-            if same_build_group(fingerprint(lead.facts), fp) and _same_artifact(lead, p):
+            engines = _builds_engines(lead) or _builds_engines(p)
+            if same_build_group(fingerprint(lead.facts), fp, engines) and \
+                    _same_artifact(lead, p):
                 group.append(p)
                 break
         else:
             groups.append([p])
     return groups
+
+
+def _builds_engines(p: _Prepared) -> bool:
+    """Whether this device's conversion would build TensorRT engines."""
+    return p.options.backend == "tftrt" or (p.options.backend == "auto"
+                                            and bool(p.facts.tensorrt_enabled))
 
 
 def _same_artifact(a: _Prepared, b: _Prepared) -> bool:

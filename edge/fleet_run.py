@@ -20,6 +20,7 @@ class FleetRun:
     """Results of one fleet operation, one per device, in target order."""
 
     results: list[Any] = field(default_factory=list)
+    model_digest: str | None = None  # the tree digest of the model the operation used
 
     @property
     def succeeded(self) -> list[Any]:

@@ -18,23 +18,22 @@ from device_agent.protocol import (
     TERMINAL,
     BenchOptions,
     BenchResult,
-    DeviceFacts,
     Event,
     JobSpec,
     ValidateOptions,
     ValidateResult,
 )
+from device_agent.store import tree_digest
 
 from .client import AgentClient
 from .connect import open_client
 from .devices import Device
 from .errors import DeviceError, ModelError
 from .fleet_run import FleetRun, fan_out
-from .push import Payload, make_payload, push_to
+from .push import make_payload, push_to
 from .transport import TransportError
 
 EventSink = Callable[[str, Event], None]  # (device name, event)
-SpecFor = Callable[[str, DeviceFacts], JobSpec]  # (model path on device, facts) -> spec
 
 
 def check_saved_model(path: Path) -> Path:
@@ -101,39 +100,34 @@ def follow_to_end(client: AgentClient, kind: str, job_id: str,
     return result
 
 
-def run_on_device(device: Device, spec_for: SpecFor, payload: Payload,
-                  on_event: EventSink | None = None) -> Any:
-    """Check the agent, push the model, submit a detached job, follow it, return its result."""
-    with open_client(device) as client:
-        client.ensure_agent(need_numpy=True)
-        facts = client.info()
-        pushed = push_to(client, payload)
-        if pushed.bytes_sent:
-            _note(on_event, device.name, f"pushed {pushed.files_sent} files "
-                                         f"({pushed.bytes_sent / 1e6:.1f} MB)")
-        assert pushed.model_path is not None
-        spec = spec_for(pushed.model_path, facts)
-        job_id = client.submit(spec)
-        _note(on_event, device.name, f"job {job_id} submitted")
-        return follow_to_end(client, spec.kind, job_id, on_event)
-
-
 def bench(model: Path, devices: Sequence[Device], options: BenchOptions,
-          on_event: EventSink | None = None) -> FleetRun:
-    """Benchmark `model` on every device; one BenchResult per device."""
+          on_event: EventSink | None = None, native: Path | None = None,
+          calib: Path | None = None) -> FleetRun:
+    """Benchmark `model` on every device (and `native` in the same job, for speedups);
+    one BenchResult per device."""
     payload = make_payload(check_saved_model(model))
+    native_payload = make_payload(check_saved_model(native)) if native else None
+    calib_payload = make_payload(calib, "calib") if calib else None
     options.validate()
 
-    def spec_for(device_model: str, facts: DeviceFacts) -> JobSpec:
-        return JobSpec(kind="bench", model=device_model, bench=options)
+    def run(device: Device) -> Any:
+        with open_client(device) as client:
+            client.ensure_agent(need_numpy=True)
+            spec = JobSpec(kind="bench", model=str(push_to(client, payload).model_path),
+                           bench=options)
+            if native_payload:
+                spec.native = push_to(client, native_payload).model_path
+            if calib_payload:
+                spec.calib = push_to(client, calib_payload).model_path
+            job_id = client.submit(spec)
+            _note(on_event, device.name, f"job {job_id} submitted")
+            return follow_to_end(client, "bench", job_id, on_event)
 
-    run = fan_out(
-        devices,
-        lambda d: run_on_device(d, spec_for, payload, on_event),
-        lambda d, e: BenchResult(device=d.name, status=FAILED, error=e.message, hint=e.hint),
-    )
+    run = fan_out(devices, run, lambda d, e: BenchResult(device=d.name, status=FAILED,
+                                                         error=e.message, hint=e.hint))
     for result in run.results:  # name the model as the user knows it, not its store path
         result.model = str(payload.source)
+    run.model_digest = tree_digest(payload.manifest)
     return run
 
 
@@ -156,5 +150,7 @@ def validate(model: Path, converted: Path, devices: Sequence[Device], options: V
             job_id = client.submit(spec)
             return follow_to_end(client, "validate", job_id, on_event)
 
-    return fan_out(devices, work, lambda d, e: ValidateResult(device=d.name, status=FAILED,
-                                                              error=e.message, hint=e.hint))
+    run = fan_out(devices, work, lambda d, e: ValidateResult(device=d.name, status=FAILED,
+                                                             error=e.message, hint=e.hint))
+    run.model_digest = tree_digest(payload.manifest)
+    return run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,11 +13,17 @@ from device_agent.protocol import BenchOptions, ProtocolError
 from .. import jobs
 from ..devices import resolve_targets
 from ..errors import EdgeError
+from ..history import record_runs
 from ..render import bench_table, print_failures
 from ._options import parse_input_shapes, parse_int_list
 from ._utils import JsonOpt, TargetsOpt, console, err_console, print_json
 from .convert import Backend
 from .progress import event_printer
+
+
+class Scenario(str, Enum):
+    single_stream = "single-stream"
+    offline = "offline"
 
 
 def bench(
@@ -34,6 +41,17 @@ def bench(
     ] = None,
     backend: Annotated[Backend, typer.Option()] = Backend.auto,
     signature: Annotated[str, typer.Option(help="Signature key.")] = "serving_default",
+    scenario: Annotated[Optional[Scenario], typer.Option(
+        help="single-stream: batch 1, p90 latency is the headline (MLPerf); offline: sweep "
+             "batch sizes, best throughput is the headline.")] = None,
+    compare_native: Annotated[Optional[Path], typer.Option(
+        help="The native model MODEL was converted from: timed in the same job, with the "
+             "speedup per batch size.")] = None,
+    calib: Annotated[Optional[Path], typer.Option(
+        help="Real samples (.npz or .npy directory) instead of synthesized inputs.")] = None,
+    telemetry: Annotated[bool, typer.Option("--telemetry/--no-telemetry", help="Sample "
+                                            "tegrastats (or /proc) during each run.")] = True,
+    telemetry_interval: Annotated[int, typer.Option(help="Telemetry interval in ms.")] = 100,
     json_out: JsonOpt = False,
 ) -> None:
     """Benchmark a SavedModel on each device: warm-up, timed run, latency percentiles."""
@@ -47,18 +65,24 @@ def bench(
         duration_seconds=duration,
         warmup_seconds=warmup,
         input_shapes=shapes,
+        scenario=scenario.value if scenario else None,
+        telemetry=telemetry,
+        telemetry_interval_ms=telemetry_interval,
     )
     try:
         options.validate()
     except ProtocolError as exc:
         raise EdgeError(f"Invalid benchmark options: {exc}", "See `edge bench --help`.") from exc
-    run = jobs.bench(
-        model, devices, options, on_event=None if json_out else event_printer(err_console)
-    )
+    run = jobs.bench(model, devices, options,
+                     on_event=None if json_out else event_printer(err_console),
+                     native=compare_native, calib=calib)
+    stored = record_runs("bench", run.results, model, run.model_digest, None)
     if json_out:
         print_json([r.to_dict() for r in run.results])
     else:
         console.print(bench_table(run.results))
         print_failures(err_console, run.results)
+        err_console.print(f"recorded as {', '.join(r.run_id for r in stored)} "
+                          "(edge runs show ID)", style="dim")
     if not run.ok:
         raise typer.Exit(1)

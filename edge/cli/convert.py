@@ -15,6 +15,7 @@ from .. import conversion
 from ..conversion import ConvertRequest
 from ..devices import resolve_targets
 from ..errors import EdgeError
+from ..history import record_runs
 from ..recipes import load_recipe, parse_size, resolve
 from ..render import convert_tables, plan_tables, print_failures
 from ._options import parse_input_shapes
@@ -183,11 +184,14 @@ def convert(
             raise typer.Exit(1)
         return
     run = conversion.convert(request, devices)
+    stored = record_runs("convert", run.results, model, run.model_digest, recipe)
     if json_out:
         print_json([r.to_dict() for r in run.results])
     else:
         console.print(convert_tables(run.results))
         print_failures(err_console, run.results)
+        err_console.print(f"recorded as {', '.join(r.run_id for r in stored)} "
+                          "(edge runs show ID)", style="dim")
     failed_validation = [r for r in run.results if r.validation and not r.validation.passed]
     if not run.ok or failed_validation:
         raise typer.Exit(1)

@@ -7,7 +7,21 @@ import sys
 import traceback
 
 from ..errors import EdgeError
-from . import agent, bench, convert, demo, fleet, info, jobs, pull, push, recipes, validate
+from . import (
+    agent,
+    bench,
+    convert,
+    demo,
+    fleet,
+    info,
+    jobs,
+    pull,
+    push,
+    recipes,
+    report,
+    runs,
+    validate,
+)
 from ._utils import err_console, typer_factory
 
 app = typer_factory("jetson-edge: convert and benchmark TensorFlow models on Jetson fleets.")
@@ -32,6 +46,8 @@ app.add_typer(fleet.app, name="fleet")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(agent.app, name="agent")
 app.add_typer(recipes.app, name="recipes")
+app.add_typer(runs.app, name="runs")
+app.command(name="report", help="Write an HTML report with plots of stored runs.")(report.report)
 
 
 def main() -> None:

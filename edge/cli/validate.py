@@ -12,6 +12,7 @@ from device_agent.protocol import ValidateOptions
 
 from .. import jobs
 from ..devices import resolve_targets
+from ..history import record_runs
 from ..render import print_failures
 from ._options import parse_input_shapes
 from ._utils import JsonOpt, TargetsOpt, console, err_console, print_json
@@ -41,6 +42,7 @@ def validate(
                               if input_shape else {})
     run = jobs.validate(model, converted, resolve_targets(to), options, calib,
                         on_event=None if json_out else event_printer(err_console))
+    stored = record_runs("validate", run.results, model, run.model_digest, None)
     if json_out:
         print_json([r.to_dict() for r in run.results])
     else:
@@ -60,5 +62,7 @@ def validate(
                             f"{v.inputs_from}, {v.samples} samples"
         console.print(t)
         print_failures(err_console, run.results)
+        err_console.print(f"recorded as {', '.join(r.run_id for r in stored)} "
+                          "(edge runs show ID)", style="dim")
     if not run.ok or any(r.validation and not r.validation.passed for r in run.results):
         raise typer.Exit(1)

@@ -64,7 +64,8 @@ def test_protocol_round_trip_through_files(tmp_path: Path, tiny_model: Path) -> 
     spec_file.write_text(spec.to_json())
     proc = agent(root, "submit", str(spec_file))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    stream = [Event.from_json(line) for line in proc.stdout.splitlines()]
+    # blank lines are the follow stream's heartbeats
+    stream = [Event.from_json(line) for line in proc.stdout.splitlines() if line.strip()]
     assert [e.seq for e in stream] == list(range(len(stream)))
     assert stream[-1].kind == "status" and stream[-1].status == "succeeded"
     job_dir = next((root / "jobs").iterdir())
