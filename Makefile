@@ -25,5 +25,8 @@ lint: $(STAMP)
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+bench-harness: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) benchmarks/harness_overhead.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info
