@@ -22,8 +22,9 @@ from sshfleet import SshFleet
 from tcpproxy import TcpProxy
 
 from device_agent.protocol import BenchOptions, ConvertOptions, Event
-from edge import jobs
+from edge import conversion, jobs
 from edge.connect import open_client
+from edge.conversion import ConvertRequest
 from edge.devices import Device, resolve_targets
 from edge.errors import EdgeError
 from edge.fleet import Inventory
@@ -274,7 +275,8 @@ def test_jobs_ls_attach_logs_and_pull(ssh_env: SshFleet, tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch,
                                       tiny_model: Path) -> None:
     register(tmp_path, monkeypatch, ["d2"])
-    run = jobs.convert(tiny_model, resolve_targets("d2"), lambda facts: ConvertOptions())
+    run = conversion.convert(ConvertRequest(tiny_model, lambda facts: ConvertOptions()),
+                             resolve_targets("d2"))
     (result,) = run.results
     assert result.status == "succeeded"
     listing = json.loads(edge_cli("jobs", "ls", "d2", "--json").stdout)

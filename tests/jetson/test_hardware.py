@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from device_agent.protocol import BenchOptions, ConvertOptions
-from edge import jobs
+from edge import conversion, jobs
+from edge.conversion import ConvertRequest
 from edge.devices import Device
 from edge.facts import device_facts
 
@@ -44,9 +45,9 @@ def test_facts_identify_a_jetson_with_tensorrt(board: Device) -> None:
 
 
 def test_fp16_conversion_builds_engines_and_runs(board: Device, mnist_model: Path) -> None:
-    run = jobs.convert(mnist_model, [board],
-                       lambda facts: ConvertOptions(backend="tftrt", precision="FP16",
-                                                    run_validation=True))
+    run = conversion.convert(ConvertRequest(
+        mnist_model, lambda facts: ConvertOptions(backend="tftrt", precision="FP16",
+                                                  run_validation=True)), [board])
     (result,) = run.results
     assert result.status == "succeeded", result.error
     assert result.backend == "tftrt" and result.engines_built
