@@ -13,6 +13,7 @@ from device_agent.protocol import BenchOptions, ConvertOptions
 from .. import conversion, jobs
 from ..conversion import ConvertRequest
 from ..devices import local_device
+from ..history import record_runs
 from ..paths import data_dir
 from ..render import bench_table, convert_tables, print_failures
 from ._utils import console, err_console
@@ -69,7 +70,14 @@ def demo(
         jobs.bench(Path(result.output_model or converted), [device], options, on_event=sink),
     ]
     results = [r for run in runs for r in run.results]
+    stored = record_runs("convert", conv.results, model, conv.model_digest)
+    for run in runs:
+        stored += record_runs("bench", run.results, Path(run.results[0].model or model),
+                              run.model_digest)
     console.print(bench_table(results, title="Benchmark: native vs converted"))
+    console.print(f"recorded as runs {', '.join(r.run_id for r in stored)}: "
+                  f"edge runs ls, edge report {' '.join(r.run_id for r in stored[1:])} "
+                  "--out DIR", highlight=False)
     print_failures(err_console, results)
     console.print(
         "On a Jetson, the same conversion builds TensorRT engines natively on its GPU: "
