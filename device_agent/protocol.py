@@ -344,6 +344,9 @@ class BlobNeed(JsonMixin):
     sha256: str
     size: int
     offset: int = 0
+    # A parallel (multi-channel) upload that was interrupted: the byte ranges [start, end)
+    # still to send; when set, `offset` is unused.
+    ranges: List[List[int]] = field(default_factory=list)
 
 
 @dataclass

@@ -247,6 +247,11 @@ class BlobStore:
                 plan.bytes_present += size
                 continue
             partial = self.blob_path(sha) + ".partial"
+            todo = _ranges_todo(partial, size)
+            if todo is not None:  # an interrupted parallel upload: resume by range
+                plan.missing.append(BlobNeed(sha256=sha, size=size, ranges=todo))
+                plan.bytes_missing += sum(end - start for start, end in todo)
+                continue
             offset = self._size(partial) or 0
             if offset > size:
                 os.remove(partial)
@@ -291,10 +296,12 @@ class BlobStore:
         actual = h.hexdigest()
         if actual != sha:
             os.remove(partial)
+            _remove(partial + RANGES_SUFFIX)
             return have, (
                 f"{names}: expected sha256 {sha}, got {actual} (corrupted upload removed)"
             )
         os.chmod(partial, file_mode(entries[0]))
+        _remove(partial + RANGES_SUFFIX)
         try:
             os.replace(partial, blob)
         except FileNotFoundError:  # a concurrent commit promoted it first
@@ -368,3 +375,36 @@ class BlobStore:
                     raise
         shutil.copyfile(blob, target)
         os.chmod(target, mode)
+
+
+# A parallel upload writes byte ranges of one blob through several channels at once; the
+# host records the finished ranges in `<sha>.partial.ranges` ({"done": [[start, end]...]}),
+# so an interrupted upload resumes by range instead of by file size.
+RANGES_SUFFIX = ".ranges"
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def _ranges_todo(partial: str, size: int) -> Optional[List[List[int]]]:
+    """The ranges still missing from a parallel upload, or None if there is none."""
+    try:
+        with open(partial + RANGES_SUFFIX) as f:
+            done = json.load(f)["done"]
+        spans = sorted((int(a), int(b)) for a, b in done)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not os.path.exists(partial):
+        return None
+    todo, pos = [], 0
+    for start, end in spans:
+        if start > pos:
+            todo.append([pos, min(start, size)])
+        pos = max(pos, end)
+    if pos < size:
+        todo.append([pos, size])
+    return [r for r in todo if r[1] > r[0]]

@@ -10,6 +10,8 @@ verified on the device, materialized atomically.
 
 from __future__ import annotations
 
+import json
+import os
 import posixpath
 import time
 from collections.abc import Sequence
@@ -25,7 +27,7 @@ from .client import AgentClient
 from .devices import Device
 from .errors import EdgeError
 from .fleet_run import FleetRun, fan_out
-from .transport import Transport
+from .transport import LocalTransport, RangeTask, Transport
 
 
 class PushProgress(Protocol):
@@ -88,14 +90,22 @@ def push_to(client: AgentClient, payload: Payload,
     missing_shas = {need.sha256 for need in plan.missing}
     if progress:
         progress.start(name, plan.bytes_missing)
-    sent = 0
     transport: Transport = client.transport
-    for need in plan.missing:
-        remote = posixpath.join(plan.store_dir, need.sha256 + ".partial")
-        local = payload.local_file(by_sha[need.sha256])
-        sent += transport.upload(local, remote, offset=need.offset,
-                                 progress=(lambda n: progress.advance(name, n))
-                                 if progress else None)
+    tasks = _tasks(transport, payload, plan, by_sha, channels_for(transport))
+    sidecars: dict[str, list[list[int]]] = {}
+    for remote, done in tasks.sidecars.items():
+        sidecars[remote] = done
+        transport.write_bytes(remote + ".ranges", json.dumps({"done": done}).encode())
+
+    def on_done(task: RangeTask) -> None:  # runs under the transport's lock
+        done = sidecars.get(task.remote)
+        if done is not None:
+            done.append([task.start, task.end])
+            transport.write_bytes(task.remote + ".ranges", json.dumps({"done": done}).encode())
+
+    sent = transport.upload_ranges(tasks.ranges, tasks.channels,
+                                   (lambda n: progress.advance(name, n)) if progress else None,
+                                   on_done)
     commit = PushCommit.from_dict(client.call("push-commit", input=manifest.to_json().encode(),
                                               timeout=600))
     if progress:
@@ -107,6 +117,60 @@ def push_to(client: AgentClient, payload: Payload,
         seconds=round(time.monotonic() - started, 3), model_path=commit.model_path,
         tree_digest=commit.tree_digest,
     )
+
+
+PARALLEL_MIN = 16 << 20  # blobs with more than this left go out in ranges on channels
+RANGE_BYTES = 4 << 20
+
+
+def channels_for(transport: Transport) -> int:
+    """SFTP channels per device: several over SSH (EDGE_PUSH_CHANNELS, default 4)."""
+    if isinstance(transport, LocalTransport):
+        return 1
+    return max(1, int(os.environ.get("EDGE_PUSH_CHANNELS", "4")))
+
+
+@dataclass
+class _Tasks:
+    ranges: list[RangeTask]
+    channels: int
+    sidecars: dict[str, list[list[int]]]
+
+
+def _split(start: int, end: int) -> list[list[int]]:
+    return [[a, min(a + RANGE_BYTES, end)] for a in range(start, end, RANGE_BYTES)] or \
+        [[start, end]]
+
+
+def _tasks(transport: Transport, payload: Payload, plan: PushPlan, by_sha: dict[str, str],
+           channels: int) -> _Tasks:
+    """Byte-range tasks for every missing blob. A big blob is cut into ranges written in
+    parallel, with the finished ranges recorded beside it so an interruption resumes by
+    range; the rest go whole, resumable by size."""
+    out = _Tasks([], channels, {})
+    for need in plan.missing:
+        remote = posixpath.join(plan.store_dir, need.sha256 + ".partial")
+        local = payload.local_file(by_sha[need.sha256])
+        transport.ensure_file(remote)
+        if need.ranges:  # an interrupted parallel upload
+            spans, parallel = need.ranges, True
+        else:
+            spans = [[need.offset, need.size]]
+            parallel = channels > 1 and need.size - need.offset > PARALLEL_MIN
+        if not parallel:
+            out.ranges.append(RangeTask(local, remote, need.offset, need.size))
+            continue
+        todo = [piece for a, b in spans for piece in _split(a, b)]
+        done, pos = [], 0
+        for a, b in sorted(spans):
+            if a > pos:
+                done.append([pos, a])
+            pos = max(pos, b)
+        if pos < need.size:
+            done.append([pos, need.size])
+        out.sidecars[remote] = done
+        out.ranges.extend(RangeTask(local, remote, a, b) for a, b in todo)
+    return out
 
 
 def push(source: Path, devices: Sequence[Device], kind: str = "model",

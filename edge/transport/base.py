@@ -33,6 +33,16 @@ class CommandResult:
         return "\n".join(text.splitlines()[-lines:])
 
 
+@dataclass
+class RangeTask:
+    """Bytes [start, end) of a local file, to the same range of a remote file."""
+
+    local: Path
+    remote: str
+    start: int
+    end: int
+
+
 class Transport(abc.ABC):
     """Run argument lists (never shell strings) and copy files to one device."""
 
@@ -62,6 +72,31 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     def download(self, remote: str, local: Path) -> None:
         """Copy one remote file to a local path."""
+
+    @abc.abstractmethod
+    def write_range(self, task: RangeTask, progress: Callable[[int], None] | None = None
+                    ) -> int:
+        """Write one byte range into an existing remote file. Returns the bytes sent."""
+
+    @abc.abstractmethod
+    def ensure_file(self, remote: str) -> None:
+        """Create an empty remote file (and parents) unless it exists; never truncate."""
+
+    @abc.abstractmethod
+    def write_bytes(self, remote: str, data: bytes) -> None:
+        """Replace a small remote file atomically."""
+
+    def upload_ranges(self, tasks: Sequence[RangeTask], channels: int = 1,
+                      progress: Callable[[int], None] | None = None,
+                      on_done: Callable[[RangeTask], None] | None = None) -> int:
+        """Send every task; transports that can run several channels at once override
+        this. `on_done` runs after a task's bytes are acknowledged."""
+        sent = 0
+        for task in tasks:
+            sent += self.write_range(task, progress)
+            if on_done:
+                on_done(task)
+        return sent
 
     def close(self) -> None:
         """Release the connection (no-op where there is none)."""

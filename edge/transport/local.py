@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from .base import CommandResult, Transport, TransportError
+from .base import CommandResult, RangeTask, Transport, TransportError
 
 
 class LocalTransport(Transport):
@@ -62,6 +62,33 @@ class LocalTransport(Transport):
                 if progress:
                     progress(len(chunk))
         return sent
+
+    def write_range(self, task: RangeTask, progress: Callable[[int], None] | None = None
+                    ) -> int:
+        sent = 0
+        with open(task.local, "rb") as src, open(Path(task.remote).expanduser(), "r+b") as dst:
+            src.seek(task.start)
+            dst.seek(task.start)
+            while sent < task.end - task.start:
+                chunk = src.read(min(1 << 20, task.end - task.start - sent))
+                if not chunk:
+                    break
+                dst.write(chunk)
+                sent += len(chunk)
+                if progress:
+                    progress(len(chunk))
+        return sent
+
+    def ensure_file(self, remote: str) -> None:
+        path = Path(remote).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.open("ab").close()
+
+    def write_bytes(self, remote: str, data: bytes) -> None:
+        path = Path(remote).expanduser()
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
 
     def download(self, remote: str, local: Path) -> None:
         shutil.copyfile(Path(remote).expanduser(), local)

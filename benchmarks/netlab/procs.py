@@ -1,0 +1,85 @@
+"""Process helpers for the lab: run commands, find and stop what the lab started.
+
+Every process the harness starts carries `MARK_VAR=<run id>` in its environment (sshd,
+delay proxy, scp, ansible and the ssh masters it leaves behind), so teardown can find
+and stop exactly those, and nothing else, even after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+MARK_VAR = "EDGE_NETLAB_RUN"
+STOP_TIMEOUT_S = 5.0
+
+
+def sh(*argv: str, check: bool = True, timeout: float = 30.0) -> subprocess.CompletedProcess:
+    """Run a short command, capture its output; raise with stderr on failure."""
+    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): "
+                           f"{proc.stderr.strip() or proc.stdout.strip()}")
+    return proc
+
+
+def _stat(pid: int | str) -> list[str]:
+    """Fields of /proc/PID/stat after the command name: [state, ppid, ...]; [] if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return []
+    return stat[stat.rfind(")") + 2:].split()
+
+
+def gone(pid: int) -> bool:
+    """True when `pid` has exited (a zombie counts)."""
+    return _stat(pid)[:1] in ([], ["Z"], ["X"])
+
+
+def marked_pids(run_id: str) -> list[int]:
+    """Processes whose environment holds MARK_VAR=run_id (never this process)."""
+    needle = f"{MARK_VAR}={run_id}".encode()
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        pid = int(entry.name)
+        if pid == os.getpid():
+            continue
+        try:
+            env = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in env.split(b"\0"):
+            found.append(pid)
+    return found
+
+
+def terminate(pids: Sequence[int], timeout: float = STOP_TIMEOUT_S) -> None:
+    """SIGTERM the given processes, then SIGKILL those that linger; reap our children."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        alive = [p for p in pids if not gone(p)]
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + timeout
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.02)
+            alive = [p for p in alive if not gone(p)]
+        if not alive:
+            break
+    for pid in pids:  # reap those that are our own children
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)
+
+
+def kill_marked(run_id: str) -> int:
+    """Stop every process of this run; returns how many there were."""
+    pids = marked_pids(run_id)
+    terminate(pids)
+    return len(pids)
