@@ -17,27 +17,20 @@ import os
 from typing import Any, Dict, List, Optional, Tuple
 
 from device_agent.protocol import ConversionSummary, Engine, NonConverted, TensorInfo
+from device_agent.savedmodel_meta import DTYPE_NAMES
 
 TRT_ENGINE_OP = "TRTEngineOp"
 NATIVE_SEGMENT_SUFFIX = "_native_segment"
 
-# tensorflow/core/framework/types.proto DataType -> tf.DType.name (as in TF 2.15).
-_DTYPE_NAMES: Dict[int, str] = {
-    1: "float32", 2: "float64", 3: "int32", 4: "uint8", 5: "int16", 6: "int8",
-    7: "string", 8: "complex64", 9: "int64", 10: "bool", 11: "qint8", 12: "quint8",
-    13: "qint32", 14: "bfloat16", 15: "qint16", 16: "quint16", 17: "uint16",
-    18: "complex128", 19: "float16", 20: "resource", 21: "variant", 22: "uint32",
-    23: "uint64", 24: "float8_e5m2", 25: "float8_e4m3fn", 29: "int4", 30: "uint4",
-}  # fmt: skip
 
 
 def dtype_name(enum: int) -> str:
     """Name of a DataType enum value ("float32"); `_ref` types are enum + 100."""
     enum = int(enum)
-    if enum in _DTYPE_NAMES:
-        return _DTYPE_NAMES[enum]
-    if enum - 100 in _DTYPE_NAMES:
-        return _DTYPE_NAMES[enum - 100] + "_ref"
+    if enum in DTYPE_NAMES:
+        return DTYPE_NAMES[enum]
+    if enum - 100 in DTYPE_NAMES:
+        return DTYPE_NAMES[enum - 100] + "_ref"
     return str(enum)
 
 

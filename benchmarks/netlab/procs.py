@@ -43,9 +43,9 @@ def gone(pid: int) -> bool:
     return _stat(pid)[:1] in ([], ["Z"], ["X"])
 
 
-def marked_pids(run_id: str) -> list[int]:
-    """Processes whose environment holds MARK_VAR=run_id (never this process)."""
-    needle = f"{MARK_VAR}={run_id}".encode()
+def marked_pids(value: str, var: str = MARK_VAR) -> list[int]:
+    """Processes whose environment holds `var`=`value` (never this process)."""
+    needle = f"{var}={value}".encode()
     found = []
     for entry in Path("/proc").glob("[0-9]*"):
         pid = int(entry.name)
@@ -78,8 +78,8 @@ def terminate(pids: Sequence[int], timeout: float = STOP_TIMEOUT_S) -> None:
             os.waitpid(pid, os.WNOHANG)
 
 
-def kill_marked(run_id: str) -> int:
-    """Stop every process of this run; returns how many there were."""
-    pids = marked_pids(run_id)
+def kill_marked(value: str, var: str = MARK_VAR) -> int:
+    """Stop every process marked `var`=`value`; returns how many there were."""
+    pids = marked_pids(value, var)
     terminate(pids)
     return len(pids)

@@ -63,11 +63,16 @@ class Transport(abc.ABC):
     def put(self, local: Path, remote: str) -> None:
         """Copy one local file to a path on the device (parents created), atomically."""
 
-    @abc.abstractmethod
     def upload(self, local: Path, remote: str, offset: int = 0,
                progress: Callable[[int], None] | None = None) -> int:
         """Write bytes [offset, end) of a local file to the same range of a remote file
-        (created with parents when offset is 0). Returns the bytes sent."""
+        (created empty, with parents, when offset is 0). Returns the bytes sent."""
+        if offset == 0:
+            self.write_bytes(remote, b"")
+        else:
+            self.ensure_file(remote)
+        return self.write_range(RangeTask(local, remote, offset, local.stat().st_size),
+                                progress)
 
     @abc.abstractmethod
     def download(self, remote: str, local: Path) -> None:

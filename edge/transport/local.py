@@ -48,21 +48,6 @@ class LocalTransport(Transport):
                 proc.kill()
             proc.wait()
 
-    def upload(self, local: Path, remote: str, offset: int = 0,
-               progress: Callable[[int], None] | None = None) -> int:
-        dest = Path(remote).expanduser()
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        sent = 0
-        with open(local, "rb") as src, open(dest, "r+b" if offset else "wb") as dst:
-            src.seek(offset)
-            dst.seek(offset)
-            while chunk := src.read(1 << 20):
-                dst.write(chunk)
-                sent += len(chunk)
-                if progress:
-                    progress(len(chunk))
-        return sent
-
     def write_range(self, task: RangeTask, progress: Callable[[int], None] | None = None
                     ) -> int:
         sent = 0
@@ -86,6 +71,7 @@ class LocalTransport(Transport):
 
     def write_bytes(self, remote: str, data: bytes) -> None:
         path = Path(remote).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)

@@ -330,31 +330,6 @@ class SSHTransport(Transport):
             except OSError:
                 sftp.stat(d)  # raced with another writer: fine if it now exists
 
-    def upload(self, local: Path, remote: str, offset: int = 0,
-               progress: Callable[[int], None] | None = None) -> int:
-        sftp = self.sftp()
-        self._makedirs(sftp, remote)
-        sent = 0
-        try:
-            with open(local, "rb") as src, sftp.open(remote, "r+b" if offset else "wb") as dst:
-                dst.set_pipelined(True)
-                if offset:
-                    dst.seek(offset)
-                    src.seek(offset)
-                while True:
-                    chunk = src.read(1 << 20)
-                    if not chunk:
-                        break
-                    dst.write(chunk)
-                    sent += len(chunk)
-                    if progress:
-                        progress(len(chunk))
-        except (OSError, paramiko.SSHException, EOFError) as exc:
-            self.close()
-            raise TransportError(f"{self.device_name}: upload of {local.name} failed after "
-                                 f"{sent} bytes: {exc}") from exc
-        return sent
-
     def _write_range(self, sftp: paramiko.SFTPClient, task: RangeTask,
                      progress: Callable[[int], None] | None) -> int:
         sent = 0
@@ -436,16 +411,25 @@ class SSHTransport(Transport):
         return sent[0]
 
     def ensure_file(self, remote: str) -> None:
-        sftp = self.sftp()
-        self._makedirs(sftp, remote)
-        sftp.open(remote, "ab").close()
+        try:
+            sftp = self.sftp()
+            self._makedirs(sftp, remote)
+            sftp.open(remote, "ab").close()
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            self.close()
+            raise TransportError(f"{self.device_name}: cannot create {remote}: {exc}") from exc
 
     def write_bytes(self, remote: str, data: bytes) -> None:
-        sftp = self.sftp()
-        tmp = remote + ".tmp"
-        with sftp.open(tmp, "wb") as f:
-            f.write(data)
-        sftp.posix_rename(tmp, remote)
+        try:
+            sftp = self.sftp()
+            self._makedirs(sftp, remote)
+            tmp = remote + ".tmp"
+            with sftp.open(tmp, "wb") as f:
+                f.write(data)
+            sftp.posix_rename(tmp, remote)
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            self.close()
+            raise TransportError(f"{self.device_name}: cannot write {remote}: {exc}") from exc
 
     def put(self, local: Path, remote: str) -> None:
         partial = remote + ".partial"

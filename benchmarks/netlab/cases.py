@@ -1,0 +1,300 @@
+"""The five benchmark cases of the issue; each appends Rows to `ctx.rows`."""
+
+from __future__ import annotations
+
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .lab import Device, Lab
+from .payloads import Payload
+from .report import Row
+from .tools import ToolFailed, Tools
+
+SINK = """\
+import socket, sys
+srv = socket.create_server((sys.argv[1], int(sys.argv[2])))
+print("ready", flush=True)
+conn, _ = srv.accept()
+n = 0
+while True:
+    data = conn.recv(1 << 20)
+    if not data:
+        break
+    n += len(data)
+conn.sendall(str(n).encode())
+"""
+
+
+@dataclass
+class Ctx:
+    """Everything a case needs; `rows` collects the results."""
+
+    lab: Lab
+    tools: Tools
+    random: Payload
+    model: Payload | None
+    devices: int
+    probe_devices: int
+    rate_mbit: float = 100.0
+    delay_ms: float = 25.0
+    repeat: int = 1
+    rows: list[Row] = field(default_factory=list)
+
+    def devs(self, n: int) -> list[Device]:
+        return self.lab.devices[:n]
+
+    def line_time(self, nbytes: int) -> float:
+        return nbytes * 8 / (self.rate_mbit * 1e6)
+
+    def payloads(self) -> list[Payload]:
+        return [self.random] + ([self.model] if self.model else [])
+
+
+def measure(ctx: Ctx, case: int, group: str, tool: str, needs: str,
+            fn: Callable[[], float], setup: Callable[[], object] | None = None,
+            role: str = "baseline", nbytes: int = 0, devices: int = 1, key: str = "",
+            repeat: int | None = None, timeout: float | None = None) -> Row:
+    """Run `setup` (untimed) then `fn` (returns seconds), `repeat` times; keep the median.
+    A tool that is not installed, fails or times out gets a row saying so."""
+    row = Row(case, group, tool, None, role, nbytes, devices, key=key)
+    ctx.rows.append(row)
+    missing = [ctx.tools.missing[t] for t in needs.split(",") if t and t in ctx.tools.missing]
+    if missing:
+        row.note = "skipped: " + missing[0]
+        print(f"[case {case}] {tool}: {row.note}", file=sys.stderr, flush=True)
+        return row
+    ctx.tools.timeout = timeout or 120.0
+    try:
+        for _ in range(repeat or ctx.repeat):
+            if setup:
+                setup()
+            row.samples.append(fn())
+    except ToolFailed as exc:
+        row.note = f"failed: {exc}"
+    if row.samples and not row.note:
+        row.seconds = statistics.median(row.samples)
+    shown = f"{row.seconds:.2f}s" if row.seconds is not None else row.note
+    print(f"[case {case}] {group} | {tool}: {shown}", file=sys.stderr, flush=True)
+    return row
+
+
+def _edge_note(row: Row, data: object) -> None:
+    """Add the slowest device's own push time (edge's JSON) to the row's note."""
+    if isinstance(data, list):
+        secs = [r.get("seconds") or 0.0 for r in data if isinstance(r, dict)]
+        if secs:
+            row.note = f"slowest device's push {max(secs):.1f}s"
+
+
+def _edge_push(ctx: Ctx, row_args: dict, group: str, devs: Sequence[Device], p: Payload,
+               config: Path | None = None, setup: Callable[[], object] | None = None) -> Row:
+    last: list[object] = []
+
+    def fn() -> float:
+        seconds, data = ctx.tools.edge_push(f"n{len(devs)}", len(devs), p, config)
+        last[:] = [data]
+        return seconds
+
+    row = measure(ctx, tool=f"edge push (--parallel {len(devs)})", needs="edge", fn=fn,
+                  setup=setup, role="edge", group=group, **row_args)
+    if row.seconds is not None and last:
+        _edge_note(row, last[0])
+    return row
+
+
+def raw_tcp(lab: Lab, dev: Device, path: Path) -> float:
+    """Seconds to send `path` over plain TCP into the device's namespace (no ssh)."""
+    sink = subprocess.Popen(["ip", "netns", "exec", dev.ns, sys.executable, "-c", SINK,
+                             dev.addr, "9009"], stdout=subprocess.PIPE, text=True,
+                            env=lab.env())
+    try:
+        assert sink.stdout is not None
+        sink.stdout.readline()
+        t0 = time.monotonic()
+        with socket.create_connection((dev.addr, 9009), timeout=60) as s, open(path, "rb") as f:
+            s.sendfile(f)
+            s.shutdown(socket.SHUT_WR)
+            got = int(s.recv(64) or b"0")
+        seconds = time.monotonic() - t0
+        if got != path.stat().st_size:
+            raise ToolFailed(f"sink got {got} bytes")
+        return seconds
+    finally:
+        sink.kill()
+        sink.wait()
+
+
+def case1(ctx: Ctx) -> None:
+    """1 device on a 100 Mbit/s link: line time, raw TCP, scp, rsync, edge push."""
+    ctx.lab.shape(ctx.rate_mbit, ctx.devs(1))
+    for p in ctx.payloads():
+        _case1(ctx, p, p is ctx.random)
+
+
+def _case1(ctx: Ctx, p: Payload, first: bool) -> None:
+    lab, tools, devs = ctx.lab, ctx.tools, ctx.devs(1)
+    group = f"{p.name}, 1 device, {ctx.rate_mbit:g} Mbit/s"
+    line = ctx.line_time(p.bytes)
+    kw = dict(case=1, nbytes=p.bytes, devices=1, timeout=60 + 20 * line)
+    ctx.rows.append(Row(1, group, "line time (bytes*8/rate)", line, "ref", p.bytes,
+                        key="c1.line" if first else ""))
+    reset = lambda: lab.reset(devs)  # noqa: E731
+    if first:
+        measure(ctx, group=group, tool="raw TCP, no ssh (link ceiling)", needs="",
+                fn=lambda: raw_tcp(lab, devs[0], p.copy_src), role="ref", **kw)
+    measure(ctx, group=group, tool="scp", needs="scp", setup=reset,
+            fn=lambda: tools.scp(devs, p), key="c1.scp" if first else "", **kw)
+    measure(ctx, group=group, tool="rsync over ssh", needs="rsync", setup=reset,
+            fn=lambda: tools.rsync(devs, p), **kw)
+    _edge_push(ctx, {**kw, "key": "c1.edge" if first else ""}, group, devs, p, setup=reset)
+
+
+def case2(ctx: Ctx) -> None:
+    """1 device, 50 ms RTT (delay proxy), no rate cap: scp and rsync vs edge push."""
+    lab, tools, devs, p = ctx.lab, ctx.tools, ctx.devs(1), ctx.random
+    lab.shape(None, devs)
+    config = lab.delay(ctx.delay_ms, devs)
+    try:
+        group = f"{p.name}, 1 device, {2 * ctx.delay_ms:g} ms RTT, no rate cap"
+        kw = dict(case=2, nbytes=p.bytes, devices=1, timeout=300.0)
+        reset = lambda: lab.reset(devs)  # noqa: E731
+        measure(ctx, group=group, tool="scp", needs="scp", setup=reset,
+                fn=lambda: tools.scp(devs, p, config), key="c2.scp", **kw)
+        measure(ctx, group=group, tool="rsync over ssh", needs="rsync", setup=reset,
+                fn=lambda: tools.rsync(devs, p, config), **kw)
+        _edge_push(ctx, {**kw, "key": "c2.edge"}, group, devs, p, config, setup=reset)
+    finally:
+        lab.stop_delay()
+
+
+def case3(ctx: Ctx) -> None:
+    """N devices, each on its own 100 Mbit/s link: fan-out of every tool vs edge."""
+    ctx.lab.shape(ctx.rate_mbit, ctx.devs(ctx.devices))
+    for p in ctx.payloads():
+        _case3(ctx, p, p is ctx.random)
+
+
+def _case3(ctx: Ctx, p: Payload, first: bool) -> None:
+    lab, tools, n = ctx.lab, ctx.tools, ctx.devices
+    devs = ctx.devs(n)
+    group = f"{p.name}, {n} devices, {ctx.rate_mbit:g} Mbit/s each"
+    line = ctx.line_time(p.bytes)
+    kw = dict(case=3, nbytes=p.bytes, devices=n, timeout=120 + 30 * line)
+    k = (lambda s: f"c3.{s}") if first else (lambda s: "")
+    ctx.rows.append(Row(3, group, "line time of one link", line, "ref", p.bytes, n,
+                        key=k("line")))
+    reset = lambda: lab.reset(devs)  # noqa: E731
+
+    def ansible_fresh() -> None:
+        reset()
+        tools.ansible_cold()
+
+    measure(ctx, group=group, tool=f"ansible copy (forks {n})", needs="ansible",
+            setup=ansible_fresh, fn=lambda: tools.ansible_copy(f"n{n}", n, p),
+            key=k("ansible"), **kw)
+    tools.ansible_cold()
+    measure(ctx, group=group, tool=f"{n} parallel scp", needs="scp", setup=reset,
+            fn=lambda: tools.scp(devs, p), key=k("scp"), **kw)
+    measure(ctx, group=group, tool="parallel-ssh copy_file", needs="pssh", setup=reset,
+            fn=lambda: tools.pssh_copy(devs, p), **kw)
+    measure(ctx, group=group, tool=f"{n} parallel rsync", needs="rsync", setup=reset,
+            fn=lambda: tools.rsync(devs, p), **kw)
+    _edge_push(ctx, {**kw, "key": k("edge")}, group, devs, p, setup=reset)
+
+
+def case4(ctx: Ctx) -> None:
+    """N devices already holding the payload: re-push it unchanged."""
+    lab, tools, n, p = ctx.lab, ctx.tools, ctx.devices, ctx.random
+    devs = ctx.devs(n)
+    group = f"{p.name} unchanged re-push, {n} devices, {ctx.rate_mbit:g} Mbit/s each"
+    kw = dict(case=4, devices=n, repeat=max(3, ctx.repeat), timeout=300.0)
+
+    def first_copy(copy: Callable[[], object]) -> Callable[[], None]:
+        def setup() -> None:  # the first copy travels uncapped, to save time
+            lab.reset(devs)
+            lab.shape(None, devs)
+            copy()
+            lab.shape(ctx.rate_mbit, devs)
+        return setup
+
+    if tools.has("ansible"):
+        tools.ansible_cold()
+        first_copy(lambda: tools.ansible_copy(f"n{n}", n, p))()
+    measure(ctx, group=group, tool="ansible copy, cold ssh", needs="ansible",
+            setup=tools.ansible_cold, fn=lambda: tools.ansible_copy(f"n{n}", n, p),
+            key="c4.ansible", **kw)
+    measure(ctx, group=group, tool="ansible copy, warm ControlPersist", needs="ansible",
+            fn=lambda: tools.ansible_copy(f"n{n}", n, p), **kw)
+    tools.ansible_cold()
+    if tools.has("rsync"):
+        first_copy(lambda: tools.rsync(devs, p))()
+    measure(ctx, group=group, tool=f"{n} parallel rsync", needs="rsync",
+            fn=lambda: tools.rsync(devs, p), **kw)
+    if tools.has("edge"):
+        first_copy(lambda: tools.edge_push(f"n{n}", n, p))()
+    _edge_push(ctx, {**kw, "key": "c4.edge"}, group, devs, p)
+
+
+def _probe_set(ctx: Ctx, n: int, main: bool) -> None:
+    """Cold and warm: n parallel ssh, parallel-ssh, ansible ping, edge fleet probe."""
+    lab, tools, devs = ctx.lab, ctx.tools, ctx.devs(n)
+    k = (lambda s: f"c5.{s}") if main else (lambda s: "")
+    cmd = f"{ctx.tools.python} -c 'import sys; print(sys.version)'"
+    cold = f"{n} devices run the device's Python, cold"
+    warm = f"{n} devices run the device's Python, warm"
+    kw = dict(case=5, devices=n, timeout=120.0)
+    measure(ctx, group=cold, tool=f"{n} parallel OpenSSH ssh", needs="ssh",
+            fn=lambda: tools.ssh(devs, cmd), key=k("ssh"), **kw)
+    if main:
+        measure(ctx, group=cold, tool=f"{n} parallel ssh, kex curve25519-sha256", needs="ssh",
+                fn=lambda: tools.ssh(devs, cmd, "-o", "KexAlgorithms=curve25519-sha256"), **kw)
+        measure(ctx, group=cold, tool="parallel-ssh run_command", needs="pssh",
+                fn=lambda: tools.pssh_run(devs, cmd), **kw)
+    measure(ctx, group=cold, tool=f"ansible -m ping (forks {n})", needs="ansible",
+            setup=tools.ansible_cold, fn=lambda: tools.ansible_run(f"n{n}", n, "ping"), **kw)
+    measure(ctx, group=warm, tool="ansible -m ping, warm ControlPersist", needs="ansible",
+            fn=lambda: tools.ansible_run(f"n{n}", n, "ping"), **kw)
+    tools.ansible_cold()
+    probe = ["fleet", "probe", f"tag:n{n}", "--json"]
+    measure(ctx, group=cold, tool="edge fleet probe (agent not installed)", needs="edge",
+            setup=lambda: lab.reset(devs), fn=lambda: tools.edge_cmd(probe)[0], role="edge",
+            key=k("edge_cold"), **kw)
+    measure(ctx, group=warm, tool="edge fleet probe", needs="edge",
+            fn=lambda: tools.edge_cmd(probe)[0], role="edge", key=k("edge_warm"),
+            **{**kw, "repeat": max(3, ctx.repeat)})
+
+
+def case5(ctx: Ctx) -> None:
+    """Run the device's Python on N (and on probe_devices) devices; agent start-up."""
+    lab, tools = ctx.lab, ctx.tools
+    lab.shape(None)
+    _probe_set(ctx, ctx.devices, main=True)
+    if ctx.probe_devices != ctx.devices:
+        _probe_set(ctx, ctx.probe_devices, main=False)
+    dev = lab.devices[0]
+    group = "agent and CLI start-up, no ssh"
+    if not tools.has("edge"):
+        return
+    lab.reset([dev])
+    try:
+        tools.edge_cmd(["fleet", "probe", dev.name, "--json"])  # installs the agent
+    except ToolFailed as exc:
+        print(f"[case 5] agent install failed: {exc}", file=sys.stderr)
+        return
+    pyz = next(dev.edge_root.rglob("*.pyz"))
+    argv = [tools.python, str(pyz), "--root", str(dev.edge_root), "info"]
+    measure(ctx, 5, group, "agent info, first run after install", "edge", role="edge",
+            fn=lambda: tools.run([argv])[0], key="c5.agent_info", repeat=1)
+    measure(ctx, 5, group, "agent info, later runs", "edge", role="edge",
+            fn=lambda: tools.run([argv])[0], repeat=5)
+    measure(ctx, 5, group, "edge CLI start-up (edge fleet ls --json)", "edge", role="edge",
+            fn=lambda: tools.edge_cmd(["fleet", "ls", "--json"])[0], repeat=3)
+
+
+CASES: dict[int, Callable[[Ctx], None]] = {1: case1, 2: case2, 3: case3, 4: case4, 5: case5}
