@@ -33,7 +33,8 @@ FOLLOW_IDLE_TIMEOUT = 30.0
 # Runs on any Python 3 the device has, so a too-old one is reported, not crashed on.
 PROBE = (
     "import sys, os, json, hashlib\n"
-    "try:\n    import numpy\n    np = numpy.__version__\nexcept Exception:\n    np = None\n"
+    "try:\n    from importlib.metadata import version\n    np = version('numpy')\n"
+    "except Exception:\n    np = None\n"
     "p = sys.argv[1]\n"
     "h = hashlib.sha256(open(p, 'rb').read()).hexdigest() if os.path.isfile(p) else None\n"
     "print(json.dumps({'python': '%d.%d.%d' % tuple(sys.version_info[:3]), 'numpy': np,"

@@ -15,11 +15,14 @@ def open_transport(device: Device) -> Transport:
     if device.is_local:
         return LocalTransport(device.name)
     from .fleet import known_hosts_path
+    from .transport import mux
     from .transport.ssh import SSHTransport, resolve_endpoint
 
     assert device.host is not None
     endpoint = resolve_endpoint(device.host, device.port, device.user, device.key)
-    return SSHTransport(device.name, endpoint, known_hosts_path())
+    # With `edge mux start`, commands ride the multiplexer's warm connections.
+    cls = mux.MuxTransport if mux.running() else SSHTransport
+    return cls(device.name, endpoint, known_hosts_path())
 
 
 @contextmanager

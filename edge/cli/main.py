@@ -15,6 +15,7 @@ from . import (
     fleet,
     info,
     jobs,
+    mux,
     pull,
     push,
     recipes,
@@ -45,6 +46,7 @@ app.command(name="pull", help="Fetch a converted model back from a device.")(pul
 app.add_typer(fleet.app, name="fleet")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(agent.app, name="agent")
+app.add_typer(mux.app, name="mux")
 app.add_typer(recipes.app, name="recipes")
 app.add_typer(runs.app, name="runs")
 app.command(name="report", help="Write an HTML report with plots of stored runs.")(report.report)

@@ -1,0 +1,43 @@
+"""`edge mux start|stop|status`: keep SSH connections warm across commands."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ._utils import JsonOpt, console, print_json, typer_factory
+
+app = typer_factory("Connection multiplexer (like ControlPersist): warm SSH across commands.")
+
+
+@app.command()
+def start(idle: Annotated[float, typer.Option(help="Exit after this many idle seconds.")
+                          ] = 600.0) -> None:
+    """Start the multiplexer; later `edge` commands reuse its connections."""
+    from ..transport import mux
+
+    pid = mux.start(idle)
+    console.print(f"multiplexer {'started (pid ' + str(pid) + ')' if pid else 'already running'}"
+                  f" on {mux.socket_path()}", highlight=False)
+
+
+@app.command()
+def stop() -> None:
+    """Stop the multiplexer and close its connections."""
+    from ..transport import mux
+
+    console.print("stopped" if mux.stop() else "not running")
+
+
+@app.command()
+def status(json_out: JsonOpt = False) -> None:
+    """Whether the multiplexer runs, and where its socket is."""
+    from ..transport import mux
+
+    info = {"running": mux.running(), "socket": str(mux.socket_path())}
+    if json_out:
+        print_json(info)
+    else:
+        console.print(f"{'running' if info['running'] else 'not running'} ({info['socket']})",
+                      highlight=False)
