@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -15,12 +16,25 @@ from ._utils import JsonOpt, console, print_json
 
 
 def pull(
-    job: Annotated[str, typer.Argument(help="The convert job id (see edge jobs ls).")],
-    source: Annotated[str, typer.Option("--from", help="The device that ran the job.")],
+    job: Annotated[str, typer.Argument(help="A convert run (r12, see edge runs ls) or job id "
+                                       "(see edge jobs ls).")],
     out: Annotated[Path, typer.Option(help="New local directory for the model.")],
+    source: Annotated[Optional[str], typer.Option(
+        "--from", help="The device that ran the job (a run knows it).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Download a converted model from a device, verifying every file's sha256."""
+    if re.fullmatch(r"r?\d+", job):  # a run id from the run history
+        from ..runs import RunStore
+
+        with RunStore() as store:
+            run = store.get(job)
+        if run.kind != "convert" or not run.job_id:
+            raise EdgeError(f"Run {job} is a {run.kind} run with no converted model.",
+                            "Pass a convert run: edge runs ls --kind convert")
+        job, source = run.job_id, source or run.device
+    if source is None:
+        raise EdgeError("Which device ran the job?", "Pass --from DEVICE (or a run id).")
     devices = resolve_targets(source)
     if len(devices) != 1:
         raise EdgeError("--from takes exactly one device.", "e.g. --from nano1")
