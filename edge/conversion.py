@@ -159,7 +159,8 @@ def convert(request: ConvertRequest, devices: Sequence[Device]) -> FleetRun:
     def prepare(device: Device) -> _Prepared:
         with open_client(device) as client:
             client.ensure_agent(need_numpy=True)
-            facts = client.info(deep=request.share_engines)
+            # TensorRT's version is part of the fingerprint: needed only to group devices.
+            facts = client.info(deep=request.share_engines and len(devices) > 1)
         return _Prepared(device, facts, _resolve(request.options_for, facts))
 
     def failed(device: Device, exc: EdgeError) -> ConvertResult:
