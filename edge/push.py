@@ -97,11 +97,17 @@ def push_to(client: AgentClient, payload: Payload,
         sidecars[remote] = done
         transport.write_bytes(remote + ".ranges", json.dumps({"done": done}).encode())
 
+    last_saved = [time.monotonic()]
+
     def on_done(task: RangeTask) -> None:  # runs under the transport's lock
         done = sidecars.get(task.remote)
-        if done is not None:
-            done.append([task.start, task.end])
+        if done is None:
+            return
+        done.append([task.start, task.end])
+        # Recording costs round trips: at most once a second (a resume may redo ~1 s).
+        if time.monotonic() - last_saved[0] >= SIDECAR_EVERY_S:
             transport.write_bytes(task.remote + ".ranges", json.dumps({"done": done}).encode())
+            last_saved[0] = time.monotonic()
 
     sent = transport.upload_ranges(tasks.ranges, tasks.channels,
                                    (lambda n: progress.advance(name, n)) if progress else None,
@@ -120,7 +126,8 @@ def push_to(client: AgentClient, payload: Payload,
 
 
 PARALLEL_MIN = 16 << 20  # blobs with more than this left go out in ranges on channels
-RANGE_BYTES = 4 << 20
+RANGE_BYTES = 8 << 20
+SIDECAR_EVERY_S = 1.0
 
 
 def channels_for(transport: Transport) -> int:

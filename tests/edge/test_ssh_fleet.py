@@ -104,6 +104,11 @@ class Interrupt(Exception):
 def test_interrupted_push_resumes(ssh_env: SshFleet, tmp_path: Path,
                                   monkeypatch: pytest.MonkeyPatch, big_model: Path) -> None:
     register(tmp_path, monkeypatch, ["d1"])
+    import edge.push
+
+    # small ranges, each recorded at once, so the cut lands between recorded ranges
+    monkeypatch.setattr(edge.push, "RANGE_BYTES", 2 << 20)
+    monkeypatch.setattr(edge.push, "SIDECAR_EVERY_S", 0.0)
     (device,) = resolve_targets("d1")
     payload = make_payload(big_model)
     total = payload.manifest.total_bytes()
