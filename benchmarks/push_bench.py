@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rtt", type=float, default=50.0, help="round-trip time of case 2, ms")
     p.add_argument("--repeat", type=int, default=1, help="runs per transfer (median)")
     p.add_argument("--no-model", action="store_true", help="skip the Keras SavedModel payload")
+    p.add_argument("--model-fanout", action="store_true",
+                   help="case 3 pushes the SavedModel too (Ansible takes ~90 s on 16 devices)")
     p.add_argument("--device-python", default=sys.executable,
                    help="Python the devices run (agent, Ansible modules); default: this one")
     p.add_argument("--results", type=Path, default=None,
@@ -84,8 +86,21 @@ def notes(args: argparse.Namespace, tools: Tools, lab_devices: int) -> list[str]
         "--to tag:nN --parallel N --json` (N = devices, as Ansible's forks), `edge fleet "
         "probe tag:nN --json`. The random payload is a directory: the file plus a 4-byte "
         "saved_model.pb stub; baselines copy the file alone.",
+        "Case 4: before the timed re-pushes, the baselines' destination files are placed "
+        "locally (same bytes, mode and mtime); edge's first push is made by edge itself "
+        "(uncapped; a no-op when case 3 left it there).",
+        f"Case 5 probe command (ssh, parallel-ssh): `{args.device_python} -c 'import sys; "
+        "print(sys.version)'`; Ansible runs its ping module with that Python.",
+        "A tool run that fails is retried once; its row then says so. Medians where a row "
+        "says 'median of N'; --repeat sets N for the transfers.",
         f"Device Python (agent, Ansible modules, ssh/pssh probe command): {args.device_python}",
+        "Python tools on the client run with a bytecode cache (PYTHONPYCACHEPREFIX in the "
+        "run's temp dir; PYTHONDONTWRITEBYTECODE unset), as after a normal install; one "
+        "untimed tiny run of edge, Ansible and parallel-ssh fills it before the cases. "
+        "Device-side processes get sshd's plain environment.",
     ]
+    if not args.model_fanout:
+        out.append("Case 3 pushed the random file only (--model-fanout adds the SavedModel).")
     return out
 
 
@@ -112,9 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     lab_n = max([args.devices if c in (3, 4, 5) else 1 for c in args.cases]
                 + [args.probe_devices if 5 in args.cases else 1])
     work = Path(tempfile.mkdtemp(prefix="edge-bench-"))
+    # Python tools (edge, ansible) run with a bytecode cache, as in a normal install; the
+    # cache lives in the temp dir, so nothing is written into the source tree.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
     try:
         model = None
-        if not args.no_model and {1, 3} & set(args.cases):
+        if not args.no_model and (1 in args.cases or (3 in args.cases and args.model_fanout)):
             print("[setup] Keras SavedModel (built once, then cached) ...", file=sys.stderr)
             model = savedmodel_payload(args.device_python)
         random = random_payload(work, args.mib)
@@ -127,8 +147,10 @@ def main(argv: list[str] | None = None) -> int:
                 tools.edge_setup(groups)
             if tools.has("ansible"):
                 tools.ansible_setup(groups)
+            tools.warm_up(lab.devices[0])
             ctx = Ctx(lab, tools, random, model, args.devices, args.probe_devices,
-                      rate_mbit=args.rate, delay_ms=args.rtt / 2, repeat=args.repeat)
+                      rate_mbit=args.rate, delay_ms=args.rtt / 2, repeat=args.repeat,
+                      model_fanout=args.model_fanout)
             for case in args.cases:
                 print(f"[case {case}] {CASES[case].__doc__}", file=sys.stderr, flush=True)
                 CASES[case](ctx)
@@ -143,8 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     print(table(ctx.rows) + "\n\n" + targets_md(targets))
     print(f"\n{elapsed:.0f} s in all", file=sys.stderr)
     if args.results and not args.no_write:
-        write_results(args.results, command, machine_info(HERE.parent), ctx.rows, targets,
-                      run_notes, elapsed)
+        info = machine_info(HERE.parent)
+        info["load average (1/5/15 min) before / after"] = (
+            " ".join(load_before) + " / " + " ".join(Path("/proc/loadavg").read_text().split()[:3]))
+        write_results(args.results, command, info, ctx.rows, targets, run_notes, elapsed)
         print(f"wrote {args.results}", file=sys.stderr)
     elif args.quick:
         print("(--quick writes no results file; pass --results PATH to keep one)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import statistics
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 from .lab import Device, Lab
 from .payloads import Payload
 from .report import Row
-from .tools import ToolFailed, Tools
+from .tools import ToolFailed, Tools, device_env
 
 SINK = """\
 import socket, sys
@@ -44,6 +45,7 @@ class Ctx:
     rate_mbit: float = 100.0
     delay_ms: float = 25.0
     repeat: int = 1
+    model_fanout: bool = False
     rows: list[Row] = field(default_factory=list)
 
     def devs(self, n: int) -> list[Device]:
@@ -70,14 +72,21 @@ def measure(ctx: Ctx, case: int, group: str, tool: str, needs: str,
         print(f"[case {case}] {tool}: {row.note}", file=sys.stderr, flush=True)
         return row
     ctx.tools.timeout = timeout or 120.0
-    try:
-        for _ in range(repeat or ctx.repeat):
+    retried = ""
+    while len(row.samples) < (repeat or ctx.repeat):
+        try:
             if setup:
                 setup()
             row.samples.append(fn())
-    except ToolFailed as exc:
-        row.note = f"failed: {exc}"
-    if row.samples and not row.note:
+        except ToolFailed as exc:
+            if retried:  # one failure is retried (and reported); a second one ends it
+                row.note = f"failed twice: {exc}"
+                break
+            retried = str(exc)
+            print(f"[case {case}] {tool}: {exc}; retrying once", file=sys.stderr, flush=True)
+    if retried and not row.note:
+        row.note = f"1 failed attempt, retried: {retried[:120]}"
+    if row.samples and not row.note.startswith("failed"):
         row.seconds = statistics.median(row.samples)
     shown = f"{row.seconds:.2f}s" if row.seconds is not None else row.note
     print(f"[case {case}] {group} | {tool}: {shown}", file=sys.stderr, flush=True)
@@ -89,7 +98,8 @@ def _edge_note(row: Row, data: object) -> None:
     if isinstance(data, list):
         secs = [r.get("seconds") or 0.0 for r in data if isinstance(r, dict)]
         if secs:
-            row.note = f"slowest device's push {max(secs):.1f}s"
+            row.note = "; ".join(filter(None, [f"slowest device's push {max(secs):.1f}s",
+                                               row.note]))
 
 
 def _edge_push(ctx: Ctx, row_args: dict, group: str, devs: Sequence[Device], p: Payload,
@@ -176,8 +186,9 @@ def case2(ctx: Ctx) -> None:
 def case3(ctx: Ctx) -> None:
     """N devices, each on its own 100 Mbit/s link: fan-out of every tool vs edge."""
     ctx.lab.shape(ctx.rate_mbit, ctx.devs(ctx.devices))
-    for p in ctx.payloads():
-        _case3(ctx, p, p is ctx.random)
+    if ctx.model and ctx.model_fanout:
+        _case3(ctx, ctx.model, False)
+    _case3(ctx, ctx.random, True)  # last: case 4 starts from what edge pushed here
 
 
 def _case3(ctx: Ctx, p: Payload, first: bool) -> None:
@@ -215,30 +226,27 @@ def case4(ctx: Ctx) -> None:
     group = f"{p.name} unchanged re-push, {n} devices, {ctx.rate_mbit:g} Mbit/s each"
     kw = dict(case=4, devices=n, repeat=max(3, ctx.repeat), timeout=300.0)
     once = {**kw, "repeat": ctx.repeat}  # Ansible re-push hashes everything: slow to repeat
-
-    def first_copy(copy: Callable[[], object]) -> Callable[[], None]:
-        def setup() -> None:  # the first copy travels uncapped, to save time
-            lab.reset(devs)
-            lab.shape(None, devs)
-            copy()
-            lab.shape(ctx.rate_mbit, devs)
-        return setup
-
-    if tools.has("ansible"):
-        tools.ansible_cold()
-        first_copy(lambda: tools.ansible_copy(f"n{n}", n, p))()
+    # The baselines' copies are already there: placed locally (same bytes, mode, mtime).
+    for dev in devs:
+        shutil.rmtree(dev.dest, ignore_errors=True)
+        dev.dest.mkdir(parents=True)
+        shutil.copy2(p.copy_src, dev.dest / p.copy_src.name)
+    lab.shape(ctx.rate_mbit, devs)
+    tools.ansible_cold()
     measure(ctx, group=group, tool="ansible copy, cold ssh", needs="ansible",
             setup=tools.ansible_cold, fn=lambda: tools.ansible_copy(f"n{n}", n, p),
             key="c4.ansible", **once)
     measure(ctx, group=group, tool="ansible copy, warm ControlPersist", needs="ansible",
             fn=lambda: tools.ansible_copy(f"n{n}", n, p), **once)
     tools.ansible_cold()
-    if tools.has("rsync"):
-        first_copy(lambda: tools.rsync(devs, p))()
     measure(ctx, group=group, tool=f"{n} parallel rsync", needs="rsync",
             fn=lambda: tools.rsync(devs, p), **kw)
-    if tools.has("edge"):
-        first_copy(lambda: tools.edge_push(f"n{n}", n, p))()
+    if tools.has("edge"):  # edge's first push (a no-op if case 3 left it there), uncapped
+        lab.shape(None, devs)
+        try:
+            tools.edge_push(f"n{n}", n, p)
+        finally:
+            lab.shape(ctx.rate_mbit, devs)
     _edge_push(ctx, {**kw, "key": "c4.edge"}, group, devs, p)
 
 
@@ -249,7 +257,9 @@ def _probe_set(ctx: Ctx, n: int, main: bool) -> None:
     cmd = f"{ctx.tools.python} -c 'import sys; print(sys.version)'"
     cold = f"{n} devices run the device's Python, cold"
     warm = f"{n} devices run the device's Python, warm"
-    kw = dict(case=5, devices=n, timeout=120.0, repeat=max(3, ctx.repeat))
+    # 3 runs each for the main probe (Ansible: --repeat, it is slow); --repeat for the other
+    kw = dict(case=5, devices=n, timeout=120.0, repeat=max(3, ctx.repeat) if main else ctx.repeat)
+    ans = {**kw, "repeat": ctx.repeat}
     measure(ctx, group=cold, tool=f"{n} parallel OpenSSH ssh", needs="ssh",
             fn=lambda: tools.ssh(devs, cmd), key=k("ssh"), **kw)
     if main:
@@ -258,9 +268,9 @@ def _probe_set(ctx: Ctx, n: int, main: bool) -> None:
         measure(ctx, group=cold, tool="parallel-ssh run_command", needs="pssh",
                 fn=lambda: tools.pssh_run(devs, cmd), **kw)
     measure(ctx, group=cold, tool=f"ansible -m ping (forks {n})", needs="ansible",
-            setup=tools.ansible_cold, fn=lambda: tools.ansible_run(f"n{n}", n, "ping"), **kw)
+            setup=tools.ansible_cold, fn=lambda: tools.ansible_run(f"n{n}", n, "ping"), **ans)
     measure(ctx, group=warm, tool="ansible -m ping, warm ControlPersist", needs="ansible",
-            fn=lambda: tools.ansible_run(f"n{n}", n, "ping"), **kw)
+            fn=lambda: tools.ansible_run(f"n{n}", n, "ping"), **ans)
     tools.ansible_cold()
     probe = ["fleet", "probe", f"tag:n{n}", "--json"]
     measure(ctx, group=cold, tool="edge fleet probe (agent not installed)", needs="edge",
@@ -289,10 +299,11 @@ def case5(ctx: Ctx) -> None:
         return
     pyz = next(dev.edge_root.rglob("*.pyz"))
     argv = [tools.python, str(pyz), "--root", str(dev.edge_root), "info"]
+    env = device_env()
     measure(ctx, 5, group, "agent info, first run after install", "edge", role="edge",
-            fn=lambda: tools.run([argv])[0], key="c5.agent_info", repeat=1)
+            fn=lambda: tools.run([argv], env=env)[0], key="c5.agent_info", repeat=1)
     measure(ctx, 5, group, "agent info, later runs", "edge", role="edge",
-            fn=lambda: tools.run([argv])[0], repeat=5)
+            fn=lambda: tools.run([argv], env=env)[0], repeat=5)
     measure(ctx, 5, group, "edge CLI start-up (edge fleet ls --json)", "edge", role="edge",
             fn=lambda: tools.edge_cmd(["fleet", "ls", "--json"])[0], repeat=3)
 

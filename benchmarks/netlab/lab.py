@@ -26,7 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from .procs import MARK_VAR, kill_marked, sh, terminate
+from .procs import MARK_VAR, kill_marked, pids_with_cmdline, sh, terminate
 
 SSHD = "/usr/sbin/sshd"
 START_TIMEOUT_S = 15.0
@@ -47,6 +47,8 @@ Subsystem sftp internal-sftp
 MaxSessions 64
 MaxStartups 200:30:400
 UseDNS no
+ClientAliveInterval 15
+ClientAliveCountMax 3
 PrintMotd no
 PrintLastLog no
 LogLevel ERROR
@@ -227,10 +229,19 @@ class Lab:
             signal.signal(sig, signal.SIG_IGN)
         try:
             self.stop_delay()
-            killed = kill_marked(self.run_id)  # tools, ssh masters, sshd sessions, listeners
-            terminate([d.sshd.pid for d in self.devices if d.sshd is not None])
+            # Tools (marked), then ssh masters and anything else naming the lab's files...
+            killed = kill_marked(self.run_id)
+            stray = pids_with_cmdline(str(self.base))
+            terminate(stray)
+            # ...then every process in the namespaces: sshd, its sessions, their commands.
+            in_ns = [int(p) for dev in self.devices
+                     for p in sh("ip", "netns", "pids", dev.ns, check=False).stdout.split()]
+            terminate(in_ns)
+            killed += len(stray) + len(in_ns)
             for dev in self.devices:
                 if dev.sshd is not None:
+                    if dev.sshd.poll() is None:
+                        terminate([dev.sshd.pid])
                     dev.sshd.wait(5)
                 sh("ip", "link", "del", dev.host_if, check=False)  # its peer and qdiscs too
                 sh("ip", "netns", "del", dev.ns, check=False)

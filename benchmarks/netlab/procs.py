@@ -60,6 +60,21 @@ def marked_pids(value: str, var: str = MARK_VAR) -> list[int]:
     return found
 
 
+def pids_with_cmdline(needle: str) -> list[int]:
+    """Processes whose command line contains `needle` (ssh masters rewrite their
+    environment for their process title, so a unique path finds them instead)."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        pid = int(entry.name)
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if pid != os.getpid() and needle.encode() in cmdline:
+            found.append(pid)
+    return found
+
+
 def terminate(pids: Sequence[int], timeout: float = STOP_TIMEOUT_S) -> None:
     """SIGTERM the given processes, then SIGKILL those that linger; reap our children."""
     for sig in (signal.SIGTERM, signal.SIGKILL):

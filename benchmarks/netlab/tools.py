@@ -18,7 +18,7 @@ from typing import Any
 
 from .lab import Device, Lab
 from .payloads import Payload
-from .procs import kill_marked
+from .procs import kill_marked, pids_with_cmdline, terminate
 
 TOOL_MARK = "EDGE_NETLAB_TOOL"
 
@@ -31,6 +31,20 @@ def _bin(name: str) -> str | None:
     """`name` next to this Python (the venv), else on PATH."""
     local = Path(sys.executable).parent / name
     return str(local) if os.access(local, os.X_OK) else shutil.which(name)
+
+
+def _why(out: str, err: str) -> str:
+    """The telling lines of a failed run: Ansible's UNREACHABLE/FAILED ones, else the tail."""
+    lines = (err + "\n" + out).splitlines()
+    hits = [ln.strip() for ln in lines if any(w in ln for w in ("UNREACHABLE", "FAILED", '"msg"'))]
+    return " | ".join(hits[:3] or [ln.strip() for ln in lines if ln.strip()][-3:])[:300]
+
+
+def device_env() -> dict[str, str]:
+    """The environment sshd gives a session: what a device-side process runs with when the
+    harness starts it directly (no PYTHON* variables of the client's)."""
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"),
+            "LANG": "C.UTF-8", "USER": "root", "SHELL": "/bin/sh"}
 
 
 class Tools:
@@ -82,9 +96,8 @@ class Tools:
                 except subprocess.TimeoutExpired:
                     raise ToolFailed(f"timed out after {timeout:.0f}s") from None
                 if proc.returncode != 0:
-                    tail = (err.strip() or out.strip()).splitlines()[-3:]
                     raise ToolFailed(f"{Path(argv[0]).name} exit {proc.returncode}: "
-                                     + " | ".join(tail)[:300])
+                                     + _why(out, err))
                 outs.append(out)
             return time.monotonic() - t0, outs
         except BaseException:
@@ -159,6 +172,7 @@ class Tools:
     def ansible_cold(self) -> None:
         """Drop the ssh masters (ControlPersist) Ansible left: the next run connects anew."""
         kill_marked(self.ansible_mark, TOOL_MARK)
+        terminate(pids_with_cmdline(str(self.lab.base / "cp")))  # the masters' titles
         shutil.rmtree(self.lab.base / "cp", ignore_errors=True)
 
     def ansible_run(self, group: str, forks: int, module: str, args: str = "") -> float:
@@ -170,6 +184,29 @@ class Tools:
     def ansible_copy(self, group: str, forks: int, payload: Payload) -> float:
         return self.ansible_run(group, forks, "copy",
                                 f"src={payload.copy_src} dest={{{{ dest_dir }}}}/")
+
+    # ------------------------------------------------------------------ warm-up
+
+    def warm_up(self, dev: Device) -> None:
+        """One untimed tiny run of each Python tool, so every timed run finds its bytecode
+        cache filled (as after a normal install); then the device is emptied again."""
+        tiny = self.work / "warm-up"
+        tiny.mkdir(exist_ok=True)
+        (tiny / "saved_model.pb").write_bytes(b"stub")
+        payload = Payload("warm-up", tiny, tiny / "saved_model.pb")
+        steps = [("edge", lambda: self.edge_cmd(["push", str(tiny), "--to", dev.name, "--json"])),
+                 ("edge", lambda: self.edge_cmd(["fleet", "probe", dev.name, "--json"])),
+                 ("ansible", lambda: self.ansible_run(dev.name, 1, "ping")),
+                 ("ansible", lambda: self.ansible_copy(dev.name, 1, payload)),
+                 ("pssh", lambda: self.pssh_copy([dev], payload))]
+        for tool, step in steps:
+            if self.has(tool):
+                try:
+                    step()
+                except ToolFailed as exc:
+                    print(f"[setup] warm-up of {tool} failed: {exc}", file=sys.stderr)
+        self.ansible_cold()
+        self.lab.reset([dev])
 
     # ------------------------------------------------------------------ edge
 
