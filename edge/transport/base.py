@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from ..errors import DeviceError
 
@@ -41,6 +42,23 @@ class RangeTask:
     remote: str
     start: int
     end: int
+
+
+def copy_range(task: RangeTask, dst: Any, progress: Callable[[int], None] | None) -> int:
+    """Copy the task's byte range from its local file into an open, seekable `dst`."""
+    sent = 0
+    with open(task.local, "rb") as src:
+        src.seek(task.start)
+        dst.seek(task.start)
+        while sent < task.end - task.start:
+            chunk = src.read(min(1 << 20, task.end - task.start - sent))
+            if not chunk:
+                break
+            dst.write(chunk)
+            sent += len(chunk)
+            if progress:
+                progress(len(chunk))
+    return sent
 
 
 class Transport(abc.ABC):

@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from .base import CommandResult, RangeTask, Transport, TransportError
+from .base import CommandResult, RangeTask, Transport, TransportError, copy_range
 
 
 class LocalTransport(Transport):
@@ -50,19 +50,8 @@ class LocalTransport(Transport):
 
     def write_range(self, task: RangeTask, progress: Callable[[int], None] | None = None
                     ) -> int:
-        sent = 0
-        with open(task.local, "rb") as src, open(Path(task.remote).expanduser(), "r+b") as dst:
-            src.seek(task.start)
-            dst.seek(task.start)
-            while sent < task.end - task.start:
-                chunk = src.read(min(1 << 20, task.end - task.start - sent))
-                if not chunk:
-                    break
-                dst.write(chunk)
-                sent += len(chunk)
-                if progress:
-                    progress(len(chunk))
-        return sent
+        with open(Path(task.remote).expanduser(), "r+b") as dst:
+            return copy_range(task, dst, progress)
 
     def ensure_file(self, remote: str) -> None:
         path = Path(remote).expanduser()

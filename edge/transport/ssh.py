@@ -24,7 +24,7 @@ from typing import Any
 
 import paramiko
 
-from .base import CommandResult, RangeTask, Transport, TransportError
+from .base import CommandResult, RangeTask, Transport, TransportError, copy_range
 
 CONNECT_TIMEOUT = 15.0
 CHUNK = 32768
@@ -332,19 +332,9 @@ class SSHTransport(Transport):
 
     def _write_range(self, sftp: paramiko.SFTPClient, task: RangeTask,
                      progress: Callable[[int], None] | None) -> int:
-        sent = 0
-        with open(task.local, "rb") as src, sftp.open(task.remote, "r+b") as dst:
+        with sftp.open(task.remote, "r+b") as dst:
             dst.set_pipelined(True)
-            src.seek(task.start)
-            dst.seek(task.start)
-            while sent < task.end - task.start:
-                chunk = src.read(min(1 << 20, task.end - task.start - sent))
-                if not chunk:
-                    break
-                dst.write(chunk)
-                sent += len(chunk)
-                if progress:
-                    progress(len(chunk))
+            sent = copy_range(task, dst, progress)
         # closing the handle waited for every write's acknowledgement
         return sent
 
