@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from netlab.cases import CASES, Ctx  # noqa: E402
+from netlab.cases import BUSY_WARN, CASES, Ctx  # noqa: E402
 from netlab.lab import Lab, require_root  # noqa: E402
 from netlab.payloads import random_payload, savedmodel_payload  # noqa: E402
 from netlab.report import check_targets, machine_info, table, targets_md, write_results  # noqa: E402,E501
@@ -46,6 +46,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="case 3 pushes the SavedModel too (Ansible takes ~90 s on 16 devices)")
     p.add_argument("--device-python", default=sys.executable,
                    help="Python the devices run (agent, Ansible modules); default: this one")
+    p.add_argument("--wait-idle", type=float, default=0.0, metavar="S",
+                   help="before each measurement, wait up to S seconds for other "
+                        "processes to leave the CPUs mostly idle (shared machines)")
     p.add_argument("--results", type=Path, default=None,
                    help=f"where to write the results (default {RESULTS}; not for --quick)")
     p.add_argument("--no-write", action="store_true", help="print only; write no file")
@@ -150,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             tools.warm_up(lab.devices[0])
             ctx = Ctx(lab, tools, random, model, args.devices, args.probe_devices,
                       rate_mbit=args.rate, delay_ms=args.rtt / 2, repeat=args.repeat,
-                      model_fanout=args.model_fanout)
+                      model_fanout=args.model_fanout, wait_idle=args.wait_idle)
             for case in args.cases:
                 print(f"[case {case}] {CASES[case].__doc__}", file=sys.stderr, flush=True)
                 CASES[case](ctx)
@@ -168,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
         info = machine_info(HERE.parent)
         info["load average (1/5/15 min) before / after"] = (
             " ".join(load_before) + " / " + " ".join(Path("/proc/loadavg").read_text().split()[:3]))
+        busy = sorted(r.others_busy for r in ctx.rows if r.samples or r.note)
+        if busy:
+            info["CPU busy while the harness idled before each measurement"] = (
+                f"median {100 * busy[len(busy) // 2]:.0f}%, max {100 * busy[-1]:.0f}% "
+                f"(other processes, writeback; rows above {100 * BUSY_WARN:.0f}% say so)")
         write_results(args.results, command, info, ctx.rows, targets, run_notes, elapsed)
         print(f"wrote {args.results}", file=sys.stderr)
     elif args.quick:

@@ -14,9 +14,11 @@ from pathlib import Path
 
 from .lab import Device, Lab
 from .payloads import Payload
+from .procs import cpu_busy
 from .report import Row
 from .tools import ToolFailed, Tools, device_env
 
+BUSY_WARN = 0.25  # CPU share used by others that makes a measurement suspect
 SINK = """\
 import socket, sys
 srv = socket.create_server((sys.argv[1], int(sys.argv[2])))
@@ -46,6 +48,7 @@ class Ctx:
     delay_ms: float = 25.0
     repeat: int = 1
     model_fanout: bool = False
+    wait_idle: float = 0.0  # seconds to wait for other processes to calm down
     rows: list[Row] = field(default_factory=list)
 
     def devs(self, n: int) -> list[Device]:
@@ -72,6 +75,9 @@ def measure(ctx: Ctx, case: int, group: str, tool: str, needs: str,
         print(f"[case {case}] {tool}: {row.note}", file=sys.stderr, flush=True)
         return row
     ctx.tools.timeout = timeout or 120.0
+    row.others_busy = _quiet(ctx.wait_idle)
+    if row.others_busy > BUSY_WARN:
+        row.note = f"CPUs {100 * row.others_busy:.0f}% busy just before it"
     retried = ""
     while len(row.samples) < (repeat or ctx.repeat):
         try:
@@ -84,13 +90,24 @@ def measure(ctx: Ctx, case: int, group: str, tool: str, needs: str,
                 break
             retried = str(exc)
             print(f"[case {case}] {tool}: {exc}; retrying once", file=sys.stderr, flush=True)
-    if retried and not row.note:
-        row.note = f"1 failed attempt, retried: {retried[:120]}"
+    if retried and not row.note.startswith("failed"):
+        row.note = "; ".join(filter(None, [row.note,
+                                           f"1 failed attempt, retried: {retried[:120]}"]))
     if row.samples and not row.note.startswith("failed"):
         row.seconds = statistics.median(row.samples)
     shown = f"{row.seconds:.2f}s" if row.seconds is not None else row.note
     print(f"[case {case}] {group} | {tool}: {shown}", file=sys.stderr, flush=True)
     return row
+
+
+def _quiet(wait: float) -> float:
+    """CPU share others use while the harness is idle; waits up to `wait` s for it to drop
+    under BUSY_WARN. Returns the last sample."""
+    busy = cpu_busy(0.3)
+    deadline = time.monotonic() + wait
+    while busy > BUSY_WARN and time.monotonic() < deadline:
+        busy = cpu_busy(2.0)
+    return busy
 
 
 def _edge_note(row: Row, data: object) -> None:

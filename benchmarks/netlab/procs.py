@@ -98,3 +98,17 @@ def kill_marked(value: str, var: str = MARK_VAR) -> int:
     pids = marked_pids(value, var)
     terminate(pids)
     return len(pids)
+
+
+def cpu_busy(interval: float = 1.0) -> float:
+    """Share of all CPUs busy over `interval` seconds (from /proc/stat), 0..1."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]), idle
+
+    total0, idle0 = sample()
+    time.sleep(interval)
+    total1, idle1 = sample()
+    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)

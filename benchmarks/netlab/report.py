@@ -28,6 +28,7 @@ class Row:
     note: str = ""
     key: str = ""
     samples: list[float] = field(default_factory=list)
+    others_busy: float = 0.0  # CPU share other processes used just before it
 
     @property
     def mib_s(self) -> float | None:
