@@ -70,7 +70,9 @@ def notes(args: argparse.Namespace, tools: Tools, lab_devices: int) -> list[str]
     out += [
         f"Devices: OpenSSH sshd (its defaults; `internal-sftp`) in {lab_devices} network "
         "namespaces, each behind its own veth pair, on this same machine (client and "
-        "devices share the CPUs). Device roots are reset before every cold measurement.",
+        "devices share the CPUs). Destinations are emptied before every cold measurement; "
+        "edge's installed agent stays (as scp, rsync and Python stay installed for the "
+        "baselines), except for the 'agent not installed' probe row, which removes it.",
         f"Links: `tc tbf rate {args.rate:g}mbit` on both ends of each veth (MTU 1500); "
         "line time = bytes*8/rate. TCP over Ethernet framing cannot exceed 1448/1514 = "
         "95.6% of it: the raw TCP row is the practical ceiling.",
@@ -87,7 +89,9 @@ def notes(args: argparse.Namespace, tools: Tools, lab_devices: int) -> list[str]
         "edge: the installed CLI with an inventory written by `edge fleet add` (tags per "
         "device count), EDGE_SSH_CONFIG/EDGE_KNOWN_HOSTS at the lab files; `edge push DIR "
         "--to tag:nN --parallel N --json` (N = devices, as Ansible's forks), `edge fleet "
-        "probe tag:nN --json`. The random payload is a directory: the file plus a 4-byte "
+        "probe tag:nN --json`; the warm probe runs with `edge mux start` (edge's "
+        "ControlPersist: warm connections and a resident agent per device), primed by one "
+        "untimed probe. The random payload is a directory: the file plus a 4-byte "
         "saved_model.pb stub; baselines copy the file alone.",
         "Case 4: before the timed re-pushes, the baselines' destination files are placed "
         "locally (same bytes, mode and mtime); edge's first push is made by edge itself "

@@ -51,12 +51,15 @@ def _parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=helptext)
         sp.add_argument("job_id")
     sub.add_parser("jobs", help="list jobs")
-    sub.add_parser("push-plan", help="what the device lacks for a Manifest (JSON on stdin)")
+    plan = sub.add_parser("push-plan", help="what the device lacks for a Manifest (stdin)")
+    plan.add_argument("--ranged-min", type=int, default=None, metavar="BYTES",
+                      help="prepare the uploads; blobs with more left go in byte ranges")
     sub.add_parser("push-commit", help="verify uploads and materialize a Manifest (stdin)")
     cache = sub.add_parser("cache", help="whether a converted model is cached under KEY")
     cache.add_argument("key")
     manifest = sub.add_parser("manifest", help="the Manifest of a directory under the root")
     manifest.add_argument("path")
+    sub.add_parser("serve", help="answer commands as JSON lines on stdin (for the host)")
     work = sub.add_parser("_work")  # the detached worker; not for people
     work.add_argument("job_id")
     return p
@@ -72,6 +75,11 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "serve":
+        from .serve import serve
+
+        stdin, stdout = sys.stdin, sys.stdout  # requests swap these while they run
+        return serve(main, args.root, stdin, stdout)
     from .jobs import JobStore, agent_command, load_spec, run_worker
 
     store = JobStore(args.root)
@@ -116,7 +124,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         blobs = BlobStore(args.root)
         manifest = manifest_from_json(sys.stdin.read())
-        push = blobs.plan(manifest) if args.command == "push-plan" else blobs.commit(manifest)
+        push = (blobs.plan(manifest, args.ranged_min) if args.command == "push-plan"
+                else blobs.commit(manifest))
         _print(push.to_dict())
         return 0
     if args.command == "cache":

@@ -360,6 +360,7 @@ class PushPlan(JsonMixin):
     disk_free_bytes: int = 0
     store_dir: str = ""
     model_path: Optional[str] = None  # set when the tree is already materialized
+    prepared: bool = False  # `.partial` files and range records were created by the plan
 
 
 @dataclass

@@ -22,7 +22,7 @@ import os
 import re
 import shutil
 import stat
-from typing import Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from .errors import AgentError
 from .protocol import BlobNeed, Manifest, ManifestEntry, PushCommit, PushPlan
@@ -46,7 +46,15 @@ def _hash_file(path: str) -> Tuple[int, str]:
     return size, h.hexdigest()
 
 
-def _entry(abs_path: str, rel: str) -> ManifestEntry:
+# (path, its stat) -> (size, sha256 hex); the host passes one that remembers digests.
+HashFn = Callable[[str, os.stat_result], Tuple[int, str]]
+
+
+def _hash_stat(path: str, st: os.stat_result) -> Tuple[int, str]:
+    return _hash_file(path)
+
+
+def _entry(abs_path: str, rel: str, hash_file: HashFn = _hash_stat) -> ManifestEntry:
     try:
         rel.encode("utf-8")
     except UnicodeEncodeError:
@@ -57,18 +65,19 @@ def _entry(abs_path: str, rel: str) -> ManifestEntry:
         st = os.stat(abs_path)
         if not stat.S_ISREG(st.st_mode):
             raise AgentError(f"Not a regular file: {abs_path}", "remove it from the directory")
-        size, digest = _hash_file(abs_path)
+        size, digest = hash_file(abs_path, st)
     except OSError as exc:
         raise AgentError(f"Cannot read {abs_path}: {exc.strerror}", "check the file") from None
     return ManifestEntry(path=rel, size=size, sha256=digest, mode=stat.S_IMODE(st.st_mode) & 0o777)
 
 
-def build_manifest(directory: str, name: str = "", kind: str = "model") -> Manifest:
+def build_manifest(directory: str, name: str = "", kind: str = "model",
+                   hash_file: HashFn = _hash_stat) -> Manifest:
     """Manifest of a local directory (sorted relative POSIX paths), or of a single file."""
     if not os.path.isdir(directory):
         if not os.path.exists(directory):
             raise AgentError(f"No such file or directory: {directory}", "check the path")
-        entry = _entry(directory, os.path.basename(os.path.normpath(directory)))
+        entry = _entry(directory, os.path.basename(os.path.normpath(directory)), hash_file)
         return Manifest(entries=[entry], name=name, kind=kind)
     top = os.path.realpath(directory)
     entries: List[ManifestEntry] = []
@@ -101,7 +110,7 @@ def build_manifest(directory: str, name: str = "", kind: str = "model") -> Manif
                     raise AgentError(f"Symlink loop at {rel}", "remove the link")
                 walk(abs_path, rel_parts + [n], stack | {real})
             else:
-                entries.append(_entry(abs_path, rel))
+                entries.append(_entry(abs_path, rel, hash_file))
 
     walk(directory, [], {top})
     entries.sort(key=lambda e: e.path)
@@ -228,8 +237,12 @@ class BlobStore:
                 return False
         return True
 
-    def plan(self, manifest: Manifest) -> PushPlan:
-        """What the device lacks for `manifest`, with resume offsets; checks free disk."""
+    def plan(self, manifest: Manifest, ranged_min: Optional[int] = None) -> PushPlan:
+        """What the device lacks for `manifest`, with resume offsets; checks free disk.
+
+        With `ranged_min`, the uploads are prepared here, which saves the host round trips:
+        every missing blob gets its `.partial`, and one with more than `ranged_min` bytes
+        left gets a range record, so that it can be written in parallel byte ranges."""
         validate_manifest(manifest)
         digest = tree_digest(manifest)
         os.makedirs(self.store_dir, exist_ok=True)
@@ -258,6 +271,7 @@ class BlobStore:
                 offset = 0
             plan.missing.append(BlobNeed(sha256=sha, size=size, offset=offset))
             plan.bytes_missing += size - offset
+        plan.prepared = ranged_min is not None
         reserve = max(usage.total // 100, MIN_RESERVE)
         if plan.bytes_missing > usage.free - reserve:
             raise AgentError(
@@ -267,6 +281,10 @@ class BlobStore:
                 "free space on the device, or use a device root on a bigger disk: "
                 "edge fleet add NAME --root DIR",
             )
+        if ranged_min is not None:  # only once the push is known to fit
+            for need in plan.missing:
+                if not need.ranges:
+                    _prepare(self.blob_path(need.sha256) + ".partial", need, ranged_min)
         return plan
 
     def _promote(self, sha: str, entries: List[ManifestEntry]) -> Tuple[int, Optional[str]]:
@@ -388,6 +406,20 @@ def _remove(path: str) -> None:
         os.remove(path)
     except FileNotFoundError:
         pass
+
+
+def _prepare(partial: str, need: BlobNeed, ranged_min: int) -> None:
+    """Create the `.partial` (never truncating it) and, for a big remainder, the range
+    record that says which bytes are already there."""
+    with open(partial, "ab"):
+        pass
+    if need.size - need.offset > ranged_min:
+        done = [[0, need.offset]] if need.offset else []
+        tmp = partial + RANGES_SUFFIX + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"done": done}, f)
+        os.replace(tmp, partial + RANGES_SUFFIX)
+        need.ranges = [[need.offset, need.size]]
 
 
 def _ranges_todo(partial: str, size: int) -> Optional[List[List[int]]]:

@@ -1,7 +1,8 @@
-"""Build the agent zipapp (`edge-agent-<version>.pyz`) from the installed device_agent."""
+"""Build the agent zipapp (`edge-agent-<version>-<build>.pyz`) from the installed device_agent."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -24,8 +25,20 @@ ZIPAPP_MAIN = (
 )
 
 
+@functools.lru_cache(maxsize=1)
+def source_digest() -> str:
+    """sha256 over the agent's sources: names the build on the device."""
+    pkg = Path(device_agent.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for src in _sources():
+        digest.update(str(src.relative_to(pkg)).encode())
+        digest.update(src.read_bytes())
+    return digest.hexdigest()
+
+
 def agent_filename() -> str:
-    return f"edge-agent-{__version__}.pyz"
+    """`edge-agent-<version>-<build>.pyz`: a device that has the file has this build."""
+    return f"edge-agent-{__version__}-{source_digest()[:12]}.pyz"
 
 
 def _sources() -> list[Path]:
@@ -34,13 +47,9 @@ def _sources() -> list[Path]:
 
 
 def build_zipapp(out_dir: Path | None = None) -> Path:
-    """Return the path of the zipapp for this version, building it when the sources changed."""
+    """Return the path of the zipapp for this build, building it when the sources changed."""
     pkg = Path(device_agent.__file__).resolve().parent
-    digest = hashlib.sha256()
-    for src in _sources():
-        digest.update(str(src.relative_to(pkg)).encode())
-        digest.update(src.read_bytes())
-    out_dir = out_dir or cache_dir() / "agent" / digest.hexdigest()[:16]
+    out_dir = out_dir or cache_dir() / "agent" / source_digest()[:16]
     target = out_dir / agent_filename()
     if target.exists():
         return target

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import posixpath
@@ -19,11 +20,12 @@ from device_agent.protocol import (
     ProtocolError,
     result_from_dict,
 )
+from device_agent.serve import SERVED
 
 from .agentpkg import agent_filename, build_zipapp
 from .devices import Device
 from .errors import DeviceError
-from .transport import CommandResult, Transport
+from .transport import CommandResult, Transport, TransportError
 
 EXIT_AGENT_ERROR = 3  # device_agent.__main__.EXIT_AGENT_ERROR
 
@@ -71,6 +73,8 @@ class AgentClient:
         self.transport = transport
         self.root = remote_root(device.root)
         self.agent_path = posixpath.join(self.root, "agent", agent_filename())
+        self.check: AgentCheck | None = None  # set once ensure_agent ran on this client
+        self._requests = 0
 
     def argv(self, *args: str) -> list[str]:
         return [self.device.python, self.agent_path, "--root", self.root, *args]
@@ -105,15 +109,51 @@ class AgentClient:
                 "(or pip3 install numpy).",
             )
         local = build_zipapp()
-        if data["agent"] != _sha256(local):  # missing, or another build of this version
+        if data["agent"] != _sha256(local):  # missing, or damaged
             self.transport.put(local, self.agent_path)
             check.installed = True
+        self.check = check
         return check
 
     def call(self, *args: str, input: bytes | None = None, timeout: float | None = 120) -> Any:
-        """Run an agent command and return its decoded JSON output."""
-        result = self.transport.run(self.argv(*args), input=input, timeout=timeout)
+        """Run an agent command and return its decoded JSON output.
+
+        The agent's file name carries its build, so the first command simply runs it; only
+        when that fails the way a missing agent or an unfit Python does is the device
+        checked (and the agent installed), which saves a round trip on every command."""
+        argv = self.argv(*args)
+        served = self._served(args, input, timeout)
+        if served is not None:
+            return self._decode(served)
+        result = self.transport.run(argv, input=input, timeout=timeout)
+        if self.check is None and result.exit_code not in (0, EXIT_AGENT_ERROR):
+            self.ensure_agent()  # raises when the Python is missing, too old or broken
+            if self.check is not None and self.check.installed:
+                result = self.transport.run(argv, input=input, timeout=timeout)
         return self._decode(result)
+
+    def _served(self, args: tuple[str, ...], input: bytes | None,
+                timeout: float | None) -> CommandResult | None:
+        """Through the multiplexer's resident agent (`serve`), when there is one: no
+        Python start on the device. None: run the command the usual way instead (also
+        when the resident agent cannot start, e.g. because it is not installed yet)."""
+        serve_request = getattr(self.transport, "serve_request", None)
+        if serve_request is None or not args or args[0] not in SERVED:
+            return None
+        self._requests += 1
+        line = json.dumps({"id": self._requests, "argv": list(args),
+                           "stdin": base64.b64encode(input).decode() if input else None})
+        try:
+            reply = json.loads(serve_request(self.argv("serve"), line, timeout))
+        except (TransportError, ValueError):
+            return None
+        return CommandResult(self.argv(*args), int(reply["exit"]), reply["stdout"],
+                             reply["stderr"])
+
+    @property
+    def agent_installed(self) -> bool:
+        """Whether this client installed the agent (in `ensure_agent` or on first use)."""
+        return bool(self.check and self.check.installed)
 
     def _decode(self, result: CommandResult) -> Any:
         last = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""

@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from device_agent.calib import check_against_signature, open_calibration
 from device_agent.errors import AgentError
 from device_agent.planner import fingerprint, make_plan, same_build_group
 from device_agent.protocol import (
@@ -70,6 +69,8 @@ def _agent_error(exc: AgentError) -> EdgeError:
 def check_calibration(model: Path, calib: Path, options: ConvertOptions) -> int:
     """Check calibration data against the model's serving signature on the host, before
     anything is pushed. Returns the number of samples."""
+    from device_agent.calib import check_against_signature, open_calibration  # numpy: lazy
+
     try:
         inputs = read_signature(str(model), options.signature_key, options.tags).inputs
         with tempfile.TemporaryDirectory() as tmp:

@@ -16,9 +16,8 @@ from .paths import data_dir
 
 
 def device_facts(device: Device, deep: bool = False) -> DeviceFacts:
-    """Install the agent if needed and run its `info` command."""
+    """Run the agent's `info` command (installing the agent first if it is missing)."""
     with open_client(device) as client:
-        client.ensure_agent()
         return client.info(deep=deep)
 
 
@@ -49,12 +48,12 @@ def probe(devices: Sequence[Device], max_parallel: int = 32) -> FleetRun:
 
     def work(device: Device) -> ProbeResult:
         with open_client(device) as client:
-            check = client.ensure_agent()
             facts = client.info()
+            installed = client.agent_installed
         path = facts_cache_path(device.name)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(facts.to_json(indent=2))
-        return ProbeResult(device.name, "succeeded", facts, check.installed)
+        return ProbeResult(device.name, "succeeded", facts, installed)
 
     return fan_out(devices, work,
                    lambda d, e: ProbeResult(d.name, "failed", error=e.message, hint=e.hint),

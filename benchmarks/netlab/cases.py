@@ -291,10 +291,19 @@ def _probe_set(ctx: Ctx, n: int, main: bool) -> None:
     tools.ansible_cold()
     probe = ["fleet", "probe", f"tag:n{n}", "--json"]
     measure(ctx, group=cold, tool="edge fleet probe (agent not installed)", needs="edge",
-            setup=lambda: lab.reset(devs), fn=lambda: tools.edge_cmd(probe)[0], role="edge",
-            key=k("edge_cold"), **kw)
-    measure(ctx, group=warm, tool="edge fleet probe", needs="edge",
-            fn=lambda: tools.edge_cmd(probe)[0], role="edge", key=k("edge_warm"), **kw)
+            setup=lambda: lab.reset(devs, keep_agent=False),
+            fn=lambda: tools.edge_cmd(probe)[0], role="edge", key=k("edge_cold"), **kw)
+    measure(ctx, group=cold, tool="edge fleet probe (agent installed)", needs="edge",
+            fn=lambda: tools.edge_cmd(probe)[0], role="edge", **kw)
+    # warm = persistent connections: edge's multiplexer, as Ansible's ControlPersist
+    mux = lambda verb: tools.run([[tools.edge or "edge", "mux", verb]], env=tools.edge_env)  # noqa: E731
+    mux("start")
+    try:
+        tools.edge_cmd(probe)  # the multiplexer connects to every device
+        measure(ctx, group=warm, tool="edge fleet probe, warm edge mux", needs="edge",
+                fn=lambda: tools.edge_cmd(probe)[0], role="edge", key=k("edge_warm"), **kw)
+    finally:
+        mux("stop")
 
 
 def case5(ctx: Ctx) -> None:

@@ -319,10 +319,17 @@ class Lab:
 
     # ------------------------------------------------------------------ devices
 
-    def reset(self, devices: Sequence[Device] | None = None) -> None:
-        """Empty each device's edge root and baseline destination (the next push is cold)."""
+    def reset(self, devices: Sequence[Device] | None = None, keep_agent: bool = True) -> None:
+        """Empty each device's baseline destination and edge root (the next push is cold).
+        The installed edge agent stays unless `keep_agent` is false: scp, rsync and
+        Ansible's Python are on the device before their runs too."""
         for dev in devices or self.devices:
             for d in (dev.edge_root, dev.dest):
+                if d == dev.edge_root and keep_agent and d.is_dir():
+                    for child in d.iterdir():
+                        if child.name != "agent":
+                            shutil.rmtree(child, ignore_errors=True)
+                    continue
                 shutil.rmtree(d, ignore_errors=True)
                 d.mkdir(parents=True)
 

@@ -7,7 +7,9 @@ It exits after `--idle` seconds without a request. File transfers still open the
 connection (they are long enough that the handshake does not matter).
 
 Wire format: one JSON request line; replies are JSON lines. `run` answers once with
-{"exit", "stdout", "stderr"}; `stream` answers {"line"} per line and then {"end": true}.
+{"exit", "stdout", "stderr"}; `stream` answers {"line"} per line and then {"end": true};
+`serve` passes one line to a server process it keeps running on the device (such as the
+agent's `serve`, which then skips a Python start per command) and answers {"reply"}.
 Failures answer {"error", "hint", "kind"}.
 """
 
@@ -59,7 +61,11 @@ class _Handler(socketserver.StreamRequestHandler):
             with lock:  # one handshake per device, even when requests race
                 transport.connect()
             argv = req["argv"]
-            if req["op"] == "run":
+            if req["op"] == "serve":
+                line = self.server.resident(req, transport).request(req["line"],
+                                                                      req.get("timeout"))
+                _send(self.connection, {"reply": line})
+            elif req["op"] == "run":
                 data = base64.b64decode(req["stdin"]) if req.get("stdin") else None
                 r = transport.run(argv, input=data, timeout=req.get("timeout"))
                 _send(self.connection, {"exit": r.exit_code, "stdout": r.stdout,
@@ -90,6 +96,7 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.last = time.monotonic()
         self.lock = threading.Lock()
         self.pool: dict[str, tuple[SSHTransport, threading.Lock]] = {}
+        self.residents: dict[str, _Resident] = {}
 
     def touch(self) -> None:
         self.last = time.monotonic()
@@ -104,10 +111,49 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
                                   threading.Lock())
             return self.pool[key]
 
+    def resident(self, req: dict[str, Any], transport: SSHTransport) -> _Resident:
+        """The long-lived server process `req["argv"]` on that device, started if needed."""
+        key = json.dumps([req["endpoint"], req.get("known_hosts"), req["argv"]], sort_keys=True)
+        with self.lock:
+            found = self.residents.get(key)
+            if found is None or not found.alive():
+                found = self.residents[key] = _Resident(transport, req["argv"])
+            return found
+
     def watch_idle(self) -> None:
         while time.monotonic() - self.last < self.idle:
             time.sleep(min(1.0, self.idle / 10))
         self.shutdown()
+
+
+class _Resident:
+    """A server process on a device (an exec channel kept open) that answers one line per
+    request line; requests take turns."""
+
+    def __init__(self, transport: SSHTransport, argv: list[str]) -> None:
+        self.argv = argv
+        self.device = transport.device_name
+        self.chan = transport.open_channel(argv)
+        self.reader = self.chan.makefile("rb")
+        self.lock = threading.Lock()
+
+    def alive(self) -> bool:
+        return not (self.chan.closed or self.chan.exit_status_ready())
+
+    def request(self, line: str, timeout: float | None) -> str:
+        with self.lock:
+            try:
+                self.chan.settimeout(timeout)
+                self.chan.sendall(line.encode() + b"\n")
+                reply = self.reader.readline()
+            except (OSError, EOFError) as exc:  # socket.timeout is an OSError
+                self.chan.close()
+                raise TransportError(f"{self.device}: server {self.argv[-1]} failed: {exc}"
+                                     ) from exc
+        if not reply.endswith(b"\n"):
+            self.chan.close()
+            raise TransportError(f"{self.device}: server {self.argv[-1]} ended")
+        return reply.decode()
 
 
 def serve(idle: float = IDLE_SECONDS) -> None:
@@ -194,7 +240,7 @@ class MuxTransport(SSHTransport):
                     cls = HostKeyError if reply.get("kind") == "hostkey" else TransportError
                     raise cls(reply["error"], reply.get("hint"))
                 yield reply
-                if "end" in reply or "exit" in reply:
+                if "end" in reply or "exit" in reply or "reply" in reply:
                     return
         raise TransportError(f"{self.device_name}: the multiplexer closed the connection")
 
@@ -204,6 +250,14 @@ class MuxTransport(SSHTransport):
                "stdin": base64.b64encode(input).decode() if input else None}
         reply = next(self._request(req))
         return CommandResult(list(argv), reply["exit"], reply["stdout"], reply["stderr"])
+
+    def serve_request(self, server_argv: Sequence[str], line: str,
+                      timeout: float | None = None) -> str:
+        """One request line to a server process the multiplexer keeps on the device
+        (started with `server_argv` on first use); returns its reply line."""
+        reply = next(self._request({"op": "serve", "argv": list(server_argv), "line": line,
+                                    "timeout": timeout}))
+        return str(reply["reply"])
 
     def stream(self, argv: Sequence[str], idle_timeout: float | None = None) -> Iterator[str]:
         for reply in self._request({"op": "stream", "argv": list(argv),

@@ -39,3 +39,46 @@ def test_plan_resumes_by_range_and_commit_verifies(tmp_path: Path) -> None:
     assert (Path(commit.model_path) / "weights.bin").read_bytes() == data
     assert not Path(str(partial) + ".ranges").exists()
     assert store.plan(manifest).missing == []
+
+
+def test_plan_prepares_uploads_only_when_they_fit(tmp_path: Path) -> None:
+    big, small = b"\x01" * (3 << 20), b"\x02" * 100
+    entries = [ManifestEntry("big.bin", len(big), hashlib.sha256(big).hexdigest()),
+               ManifestEntry("small.bin", len(small), hashlib.sha256(small).hexdigest())]
+    manifest = Manifest(entries)
+    store = BlobStore(str(tmp_path / "root"))
+    plan = store.plan(manifest, ranged_min=1 << 20)
+    assert plan.prepared
+    needs = {n.sha256: n for n in plan.missing}
+    big_need, small_need = needs[entries[0].sha256], needs[entries[1].sha256]
+    assert big_need.ranges == [[0, len(big)]] and small_need.ranges == []
+    big_partial = Path(store.blob_path(big_need.sha256) + ".partial")
+    small_partial = Path(store.blob_path(small_need.sha256) + ".partial")
+    assert big_partial.stat().st_size == 0 and small_partial.exists()
+    assert json.loads(Path(str(big_partial) + ".ranges").read_text()) == {"done": []}
+    # half of the big blob lands through the ranges; a second plan asks for the rest
+    big_partial.write_bytes(big[: len(big) // 2])
+    Path(str(big_partial) + ".ranges").write_text(json.dumps({"done": [[0, len(big) // 2]]}))
+    again = {n.sha256: n for n in store.plan(manifest, ranged_min=1 << 20).missing}
+    assert again[big_need.sha256].ranges == [[len(big) // 2, len(big)]]
+    assert big_partial.stat().st_size == len(big) // 2  # never truncated
+
+
+def test_plan_prepares_nothing_when_the_disk_is_short(tmp_path: Path, monkeypatch) -> None:
+    import shutil
+
+    from device_agent.errors import AgentError
+
+    data = b"\x03" * (2 << 20)
+    manifest = Manifest([ManifestEntry("w.bin", len(data), hashlib.sha256(data).hexdigest())])
+    store = BlobStore(str(tmp_path / "root"))
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage",
+                        lambda p: usage._replace(free=1 << 20, total=1 << 30))
+    try:
+        store.plan(manifest, ranged_min=0)
+    except AgentError as exc:
+        assert "disk space" in exc.message
+    else:
+        raise AssertionError("a push that cannot fit must be refused")
+    assert not any(Path(store.store_dir).iterdir())

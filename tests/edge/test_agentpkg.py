@@ -13,7 +13,7 @@ import pytest
 from helpers import DATA
 
 import device_agent
-from edge.agentpkg import agent_filename, build_zipapp
+from edge.agentpkg import agent_filename, build_zipapp, source_digest
 
 
 def python38() -> str | None:
@@ -27,7 +27,8 @@ def python38() -> str | None:
 
 def test_zipapp_holds_every_agent_module(tmp_path: Path) -> None:
     pyz = build_zipapp(tmp_path)
-    assert pyz.name == agent_filename() == f"edge-agent-{device_agent.__version__}.pyz"
+    assert pyz.name == agent_filename()
+    assert pyz.name == f"edge-agent-{device_agent.__version__}-{source_digest()[:12]}.pyz"
     names = set(zipfile.ZipFile(pyz).namelist())
     pkg = Path(device_agent.__file__).parent
     expected = {"device_agent/" + str(p.relative_to(pkg)) for p in pkg.rglob("*.py")
