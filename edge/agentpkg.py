@@ -15,11 +15,36 @@ from device_agent import __version__
 
 from .paths import cache_dir
 
+# Python compiles a zipapp's modules on every start (it cannot cache their bytecode in the
+# zip): on first run the agent unpacks itself beside the zipapp (`<pyz>.d`, atomically)
+# and imports from there, so later runs load cached bytecode. The check comes first so a
+# too-old Python says so.
 ZIPAPP_MAIN = (
     "import sys\n"
     "if sys.version_info < (3, 8):\n"
     "    sys.stderr.write('edge-agent needs Python 3.8+, this is %s\\n' % sys.version.split()[0])\n"
     "    sys.exit(4)\n"
+    "import os\n"
+    "def _unpacked():\n"
+    "    pyz = os.path.abspath(sys.argv[0])\n"
+    "    d = pyz + '.d'\n"
+    "    if os.path.isdir(os.path.join(d, 'device_agent')):\n"
+    "        return d\n"
+    "    import shutil, tempfile, zipfile\n"
+    "    try:\n"
+    "        tmp = tempfile.mkdtemp(prefix='.unpack-', dir=os.path.dirname(pyz))\n"
+    "        with zipfile.ZipFile(pyz) as z:\n"
+    "            z.extractall(tmp, [n for n in z.namelist() if n.startswith('device_agent/')])\n"
+    "        try:\n"
+    "            os.rename(tmp, d)\n"
+    "        except OSError:\n"
+    "            shutil.rmtree(tmp, ignore_errors=True)\n"
+    "        return d if os.path.isdir(os.path.join(d, 'device_agent')) else None\n"
+    "    except (OSError, zipfile.BadZipFile):\n"
+    "        return None\n"
+    "_d = _unpacked()\n"
+    "if _d:\n"
+    "    sys.path.insert(0, _d)\n"
     "from device_agent.__main__ import main\n"
     "sys.exit(main())\n"
 )
@@ -29,7 +54,7 @@ ZIPAPP_MAIN = (
 def source_digest() -> str:
     """sha256 over the agent's sources: names the build on the device."""
     pkg = Path(device_agent.__file__).resolve().parent
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(ZIPAPP_MAIN.encode())
     for src in _sources():
         digest.update(str(src.relative_to(pkg)).encode())
         digest.update(src.read_bytes())

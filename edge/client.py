@@ -32,12 +32,20 @@ EXIT_AGENT_ERROR = 3  # device_agent.__main__.EXIT_AGENT_ERROR
 # The agent's `follow` sends a heartbeat every 5 s; this much silence means a dead link.
 FOLLOW_IDLE_TIMEOUT = 30.0
 
-# Runs on any Python 3 the device has, so a too-old one is reported, not crashed on.
+# Runs on any Python 3 the device has, so a too-old one is reported, not crashed on. With
+# the agent's bytes on stdin, it also installs them (atomically) when the Python fits.
 PROBE = (
     "import sys, os, json, hashlib\n"
     "try:\n    from importlib.metadata import version\n    np = version('numpy')\n"
     "except Exception:\n    np = None\n"
     "p = sys.argv[1]\n"
+    "data = sys.stdin.buffer.read() if len(sys.argv) > 2 else b''\n"
+    "if data and sys.version_info >= (3, 8):\n"
+    "    d = os.path.dirname(p)\n"
+    "    if d and not os.path.isdir(d):\n        os.makedirs(d)\n"
+    "    tmp = '%s.tmp%d' % (p, os.getpid())\n"
+    "    with open(tmp, 'wb') as f:\n        f.write(data)\n"
+    "    os.replace(tmp, p)\n"
     "h = hashlib.sha256(open(p, 'rb').read()).hexdigest() if os.path.isfile(p) else None\n"
     "print(json.dumps({'python': '%d.%d.%d' % tuple(sys.version_info[:3]), 'numpy': np,"
     " 'agent': h}))\n"
@@ -75,6 +83,7 @@ class AgentClient:
         self.agent_path = posixpath.join(self.root, "agent", agent_filename())
         self.check: AgentCheck | None = None  # set once ensure_agent ran on this client
         self._requests = 0
+        self._agent_sha: str | None = None
 
     def argv(self, *args: str) -> list[str]:
         return [self.device.python, self.agent_path, "--root", self.root, *args]
@@ -83,10 +92,32 @@ class AgentClient:
         """A path under the device root, as the device's SFTP/exec see it."""
         return posixpath.join(self.root, *parts)
 
-    def ensure_agent(self, need_numpy: bool = False) -> AgentCheck:
-        """Check the device's Python and install this version's zipapp if it lacks it."""
-        probe = self.transport.run([self.device.python, "-c", PROBE, self.agent_path],
-                                   timeout=60)
+    def ensure_agent(self, need_numpy: bool = False, install: bool = False) -> AgentCheck:
+        """Check the device's Python and install this build's zipapp if it lacks it.
+
+        `install`: the agent is known to be missing, so its bytes go along with the check
+        (one exec instead of a check and an upload)."""
+        local = build_zipapp()
+        data = local.read_bytes() if install else None
+        check = self._probe(data)
+        if need_numpy and not check.numpy:
+            raise DeviceError(
+                f"{self.device.name}: numpy is not installed for {self.device.python}.",
+                "Install it on the board: sudo apt-get install python3-numpy "
+                "(or pip3 install numpy).",
+            )
+        expected = hashlib.sha256(data).hexdigest() if data else _sha256(local)
+        if self._agent_sha != expected:  # missing, or damaged
+            self.transport.put(local, self.agent_path)
+            check.installed = True
+        elif data is not None:
+            check.installed = True
+        self.check = check
+        return check
+
+    def _probe(self, data: bytes | None) -> AgentCheck:
+        argv = [self.device.python, "-c", PROBE, self.agent_path, *(["install"] if data else [])]
+        probe = self.transport.run(argv, input=data, timeout=60)
         if probe.exit_code != 0 or not probe.stdout.strip():
             raise DeviceError(
                 f"{self.device.name}: cannot run {self.device.python!r} "
@@ -94,25 +125,15 @@ class AgentClient:
                 f"Point the device at a Python 3.8+ with numpy: edge fleet add "
                 f"{self.device.name} --python /usr/bin/python3 --replace",
             )
-        data = json.loads(probe.stdout.strip().splitlines()[-1])
-        check = AgentCheck(python=data["python"], numpy=data["numpy"], installed=False)
+        data_out = json.loads(probe.stdout.strip().splitlines()[-1])
+        check = AgentCheck(python=data_out["python"], numpy=data_out["numpy"], installed=False)
         if tuple(int(p) for p in check.python.split(".")[:2]) < (3, 8):
             raise DeviceError(
                 f"{self.device.name}: Python {check.python} is too old; the agent needs 3.8+.",
                 f"Install python3.8 or newer on the board and point the device at it: "
                 f"edge fleet add {self.device.name} --python /usr/bin/python3.8 --replace",
             )
-        if need_numpy and not check.numpy:
-            raise DeviceError(
-                f"{self.device.name}: numpy is not installed for {self.device.python}.",
-                "Install it on the board: sudo apt-get install python3-numpy "
-                "(or pip3 install numpy).",
-            )
-        local = build_zipapp()
-        if data["agent"] != _sha256(local):  # missing, or damaged
-            self.transport.put(local, self.agent_path)
-            check.installed = True
-        self.check = check
+        self._agent_sha = data_out["agent"]
         return check
 
     def call(self, *args: str, input: bytes | None = None, timeout: float | None = 120) -> Any:
@@ -127,7 +148,10 @@ class AgentClient:
             return self._decode(served)
         result = self.transport.run(argv, input=input, timeout=timeout)
         if self.check is None and result.exit_code not in (0, EXIT_AGENT_ERROR):
-            self.ensure_agent()  # raises when the Python is missing, too old or broken
+            # "can't open file": no agent yet, so send it along with the check; otherwise
+            # the check says what is wrong (no Python, too old) or repairs a damaged agent
+            missing = result.exit_code == 2 and "can't open file" in result.stderr
+            self.ensure_agent(install=missing)
             if self.check is not None and self.check.installed:
                 result = self.transport.run(argv, input=input, timeout=timeout)
         return self._decode(result)

@@ -179,11 +179,24 @@ def serve(idle: float = IDLE_SECONDS) -> None:
         path.unlink(missing_ok=True)
 
 
+_seen: dict[str, float] = {}  # socket path -> when it last answered (this process)
+
+
 def running() -> bool:
-    """Whether a multiplexer answers on this user's socket."""
+    """Whether a multiplexer answers on this user's socket (remembered for a second, so a
+    fleet command asks once, not once per device)."""
     path = socket_path()
     if not path.exists():
         return False
+    if time.monotonic() - _seen.get(str(path), -10.0) < 1.0:
+        return True
+    if _answers(path):
+        _seen[str(path)] = time.monotonic()
+        return True
+    return False
+
+
+def _answers(path: Path) -> bool:
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(1.0)
@@ -216,6 +229,7 @@ def stop() -> bool:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.connect(str(socket_path()))
         _send(s, {"op": "quit"})
+    _seen.clear()
     return True
 
 

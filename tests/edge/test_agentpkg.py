@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -51,3 +52,31 @@ def test_zipapp_info_on_a_jetson_sysroot(tmp_path: Path, interpreter: str) -> No
     assert facts["jetson"]["module"].startswith("Jetson Orin Nano")
     assert facts["jetson"]["compute_capability"] == "8.7"
     assert facts["python"].startswith("3.8" if interpreter == "3.8" else "3.")
+
+
+def test_zipapp_unpacks_once_for_cached_bytecode(tmp_path: Path) -> None:
+    pyz = build_zipapp(tmp_path / "agent")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+    def run() -> dict:
+        proc = subprocess.run([sys.executable, str(pyz), "--root", str(tmp_path / "root"),
+                               "jobs"], capture_output=True, text=True, timeout=60, env=env)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    assert run() == []
+    unpacked = Path(str(pyz) + ".d") / "device_agent"
+    assert (unpacked / "protocol.py").read_bytes() == \
+        zipfile.ZipFile(pyz).read("device_agent/protocol.py")
+    assert list((unpacked / "__pycache__").glob("protocol.*.pyc"))  # the next start loads it
+    assert not list(pyz.parent.glob(".unpack-*"))
+    assert run() == []
+
+
+def test_zipapp_runs_from_the_zip_where_it_cannot_unpack(tmp_path: Path) -> None:
+    pyz = build_zipapp(tmp_path / "agent")
+    Path(str(pyz) + ".d").write_text("in the way")  # a file where the directory would go
+    proc = subprocess.run([sys.executable, str(pyz), "--root", str(tmp_path / "root"),
+                           "jobs"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and json.loads(proc.stdout) == [], proc.stderr
+    assert not list(pyz.parent.glob(".unpack-*"))  # nothing left behind

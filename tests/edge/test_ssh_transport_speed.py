@@ -102,9 +102,8 @@ def test_first_command_installs_a_missing_agent_then_runs_alone(ssh_env: SshFlee
         client = AgentClient(dev, t)
         assert client.call("jobs") == []
         assert client.agent_installed
-        # the command, the check that found no agent, the command again
-        assert [r[-1] for r in t.runs][0] == "jobs" and [r[-1] for r in t.runs][-1] == "jobs"
-        assert len(t.runs) == 3
+        # the command; the check, carrying the agent (one exec, no upload); the command
+        assert [r[-1] for r in t.runs] == ["jobs", "install", "jobs"]
         t.runs.clear()
         again = AgentClient(dev, t)  # a later command: the agent is there, one exec
         assert again.call("jobs") == [] and not again.agent_installed
@@ -137,3 +136,16 @@ def test_mux_resident_agent_serves_commands(ssh_env: SshFleet, tmp_path: Path,
         assert out.stdout.split(), "the resident agent runs on the device"
     finally:
         mux.stop()
+
+
+def test_a_device_without_that_python_is_a_clear_error(ssh_env: SshFleet,
+                                                       tmp_path: Path) -> None:
+    from edge.errors import DeviceError
+
+    dev = Device(name="d1", host="d1", python="/no/such/python3",
+                 root=str(tmp_path / "roots" / "d1"))
+    with transport() as t, pytest.raises(DeviceError) as info:
+        AgentClient(dev, t).call("jobs")
+    assert "cannot run '/no/such/python3'" in info.value.message
+    assert "--python" in (info.value.hint or "")
+    assert not (tmp_path / "roots" / "d1").exists()  # nothing was installed
