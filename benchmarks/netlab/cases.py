@@ -8,7 +8,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -265,6 +266,12 @@ def case4(ctx: Ctx) -> None:
         finally:
             lab.shape(ctx.rate_mbit, devs)
     _edge_push(ctx, {**kw, "key": "c4.edge"}, group, devs, p)
+    if tools.has("edge"):  # warm: edge's multiplexer (its ControlPersist), primed once
+        with edge_mux(tools):
+            tools.edge_push(f"n{n}", n, p)
+            measure(ctx, group=group, tool=f"edge push (--parallel {n}), warm edge mux",
+                    needs="edge", fn=lambda: tools.edge_push(f"n{n}", n, p)[0], role="edge",
+                    key="c4.edge_warm", **kw)
 
 
 def _probe_set(ctx: Ctx, n: int, main: bool) -> None:
@@ -292,18 +299,26 @@ def _probe_set(ctx: Ctx, n: int, main: bool) -> None:
     probe = ["fleet", "probe", f"tag:n{n}", "--json"]
     measure(ctx, group=cold, tool="edge fleet probe (agent not installed)", needs="edge",
             setup=lambda: lab.reset(devs, keep_agent=False),
-            fn=lambda: tools.edge_cmd(probe)[0], role="edge", key=k("edge_cold"), **kw)
-    measure(ctx, group=cold, tool="edge fleet probe (agent installed)", needs="edge",
             fn=lambda: tools.edge_cmd(probe)[0], role="edge", **kw)
+    measure(ctx, group=cold, tool="edge fleet probe (agent installed)", needs="edge",
+            fn=lambda: tools.edge_cmd(probe)[0], role="edge", key=k("edge_cold"), **kw)
     # warm = persistent connections: edge's multiplexer, as Ansible's ControlPersist
-    mux = lambda verb: tools.run([[tools.edge or "edge", "mux", verb]], env=tools.edge_env)  # noqa: E731
-    mux("start")
+    if tools.has("edge"):
+        with edge_mux(tools):
+            tools.edge_cmd(probe)  # the multiplexer connects to every device
+            measure(ctx, group=warm, tool="edge fleet probe, warm edge mux", needs="edge",
+                    fn=lambda: tools.edge_cmd(probe)[0], role="edge", key=k("edge_warm"),
+                    **kw)
+
+
+@contextmanager
+def edge_mux(tools: Tools) -> Iterator[None]:
+    """`edge mux start` for the block, `edge mux stop` after it."""
+    tools.run([[tools.edge or "edge", "mux", "start"]], env=tools.edge_env)
     try:
-        tools.edge_cmd(probe)  # the multiplexer connects to every device
-        measure(ctx, group=warm, tool="edge fleet probe, warm edge mux", needs="edge",
-                fn=lambda: tools.edge_cmd(probe)[0], role="edge", key=k("edge_warm"), **kw)
+        yield
     finally:
-        mux("stop")
+        tools.run([[tools.edge or "edge", "mux", "stop"]], env=tools.edge_env)
 
 
 def case5(ctx: Ctx) -> None:

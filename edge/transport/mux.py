@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from ..paths import edge_home
+from ..trace import span
 from .base import CommandResult, TransportError
 from .ssh import Endpoint, HostKeyError, SSHTransport
 
@@ -58,8 +59,8 @@ class _Handler(socketserver.StreamRequestHandler):
                 threading.Thread(target=self.server.shutdown).start()
                 return
             transport, lock = self.server.transport(req)
-            with lock:  # one handshake per device, even when requests race
-                transport.connect()
+            with lock, span("connect (if not warm)", transport.device_name):
+                transport.connect()  # one handshake per device, even when requests race
             argv = req["argv"]
             if req["op"] == "serve":
                 line = self.server.resident(req, transport).request(req["line"],
@@ -89,6 +90,7 @@ class _Handler(socketserver.StreamRequestHandler):
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    request_queue_size = 256  # a fleet command connects once per device, all at once
 
     def __init__(self, path: Path, idle: float) -> None:
         super().__init__(str(path), _Handler)
@@ -117,7 +119,8 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         with self.lock:
             found = self.residents.get(key)
             if found is None or not found.alive():
-                found = self.residents[key] = _Resident(transport, req["argv"])
+                with span("start resident", transport.device_name):
+                    found = self.residents[key] = _Resident(transport, req["argv"])
             return found
 
     def watch_idle(self) -> None:

@@ -137,7 +137,7 @@ class _Refuse(paramiko.MissingHostKeyPolicy):
 
 
 def _known_hosts_files(ep: Endpoint, fleet_known_hosts: Path | None) -> list[str]:
-    files = ep.known_hosts_files or [str(Path.home() / ".ssh" / "known_hosts")]
+    files = list(ep.known_hosts_files) or [str(Path.home() / ".ssh" / "known_hosts")]
     if fleet_known_hosts:
         files.append(str(fleet_known_hosts))
     return [f for f in files if os.path.isfile(f)]

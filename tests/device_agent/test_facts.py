@@ -380,3 +380,24 @@ def test_collect_on_python38(name: str) -> None:
     assert got.memory_total_mb == EXPECTED[name]["memory_total_mb"]
     want = EXPECTED[name]["jetson"]
     assert (got.jetson.to_dict() if got.jetson else None) == want
+
+
+def test_dist_versions_agree_with_importlib_metadata() -> None:
+    from importlib import metadata
+
+    installed = facts._installed()
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name and installed.get(facts._norm(name)) is not None:
+            assert installed[facts._norm(name)] == dist.version, name
+    assert facts.dist_version(["NumPy"]) == metadata.version("numpy")
+
+
+def test_dist_version_reads_egg_info_names(tmp_path, monkeypatch) -> None:
+    (tmp_path / "tensorrt-8.5.2.2-py3.8.egg-info").write_text("Name: tensorrt\n")
+    (tmp_path / "Some.Thing-1.0.dist-info").mkdir()
+    (tmp_path / "noversion.egg-info").mkdir()
+    monkeypatch.setattr(facts.sys, "path", [str(tmp_path)])
+    assert facts.dist_version(["tensorrt"]) == "8.5.2.2"
+    assert facts.dist_version(["some-thing"]) == "1.0"
+    assert facts.dist_version(["noversion"]) is None

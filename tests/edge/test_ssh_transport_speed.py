@@ -149,3 +149,16 @@ def test_a_device_without_that_python_is_a_clear_error(ssh_env: SshFleet,
     assert "cannot run '/no/such/python3'" in info.value.message
     assert "--python" in (info.value.hint or "")
     assert not (tmp_path / "roots" / "d1").exists()  # nothing was installed
+
+
+def test_connecting_leaves_the_endpoint_as_it_was(ssh_env: SshFleet) -> None:
+    """The multiplexer keys its warm connections and resident agents by the endpoint."""
+    from dataclasses import asdict
+
+    ep = resolve_endpoint("d1")
+    ep.known_hosts_files = [os.environ["EDGE_KNOWN_HOSTS"]]
+    before = asdict(ep)
+    for _ in range(2):
+        with SSHTransport("d1", ep, Path(os.environ["EDGE_KNOWN_HOSTS"])) as t:
+            t.connect()
+        assert asdict(ep) == before
