@@ -10,8 +10,10 @@ ranges a channel writes to it.
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import paramiko
@@ -24,6 +26,8 @@ from .base import RangeTask
 WRITE_BYTES = 32768 - 64 - 64
 WINDOW = 128  # requests in flight per channel (sshd's 2 MiB window also bounds them)
 READ_BYTES = 1 << 20
+CHANNEL_MIN_BYTES = 4 << 20  # another channel costs round trips to open: one per 4 MiB
+ACK_TIMEOUT = 300.0  # seconds without a byte on a busy SFTP channel: the link is dead
 
 
 class _Sink:
@@ -135,3 +139,70 @@ class RangeWriter:
             self.close()
         else:
             self.abandon()
+
+
+class ParallelUpload:
+    """RangeTasks over several SFTP channels of one connection, each channel taking the
+    next task; the calling thread drives one of them."""
+
+    def __init__(self, open_sftp: Callable[[], paramiko.SFTPClient],
+                 shared: paramiko.SFTPClient | None = None,
+                 progress: Callable[[int], None] | None = None,
+                 on_done: Callable[[RangeTask], None] | None = None) -> None:
+        self.open_sftp = open_sftp
+        self.shared = shared  # an open channel the calling thread uses (and leaves open)
+        self.lock = threading.Lock()
+        self.progress = self._locked(progress)
+        self.on_done = self._locked(on_done)
+        self.pending: queue.SimpleQueue[RangeTask] = queue.SimpleQueue()
+        self.errors: list[BaseException] = []
+        self.sent = 0
+
+    def _locked(self, fn: Callable[[Any], None] | None) -> Callable[[Any], None] | None:
+        if fn is None:
+            return None
+
+        def call(arg: Any) -> None:
+            with self.lock:
+                fn(arg)
+        return call
+
+    def run(self, tasks: Sequence[RangeTask], channels: int) -> BaseException | None:
+        """Send every task; returns the first error (once every channel stopped) or None."""
+        for task in tasks:
+            self.pending.put(task)
+        nbytes = sum(t.end - t.start for t in tasks)
+        n = max(1, min(channels, len(tasks), -(-nbytes // CHANNEL_MIN_BYTES)))
+        threads = [threading.Thread(target=self._worker, daemon=True) for _ in range(n - 1)]
+        for t in threads:
+            t.start()
+        self._worker(self.shared)
+        for t in threads:
+            t.join()
+        return self.errors[0] if self.errors else None
+
+    def _worker(self, shared: paramiko.SFTPClient | None = None) -> None:
+        try:
+            sftp = shared or self.open_sftp()
+            sftp.get_channel().settimeout(ACK_TIMEOUT)
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            self.errors.append(exc)
+            return
+        writer = RangeWriter(sftp, self.progress, self.on_done)
+        try:
+            with writer:
+                while not self.errors:
+                    try:
+                        task = self.pending.get_nowait()
+                    except queue.Empty:
+                        break
+                    writer.write(task)
+        except BaseException as exc:  # reported once all channels stopped
+            self.errors.append(exc)
+        finally:
+            with self.lock:
+                self.sent += writer.sent
+            if shared is not None:
+                sftp.get_channel().settimeout(None)
+            else:
+                sftp.close()

@@ -11,11 +11,9 @@ import getpass
 import hashlib
 import os
 import posixpath
-import queue
 import select
 import shlex
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,13 +24,11 @@ import paramiko
 
 from ..trace import span
 from .base import CommandResult, RangeTask, Transport, TransportError
-from .sftp_writer import RangeWriter
+from .sftp_writer import ParallelUpload
 
 CONNECT_TIMEOUT = 15.0
 # AES-GCM needs no separate MAC: measured here it costs ~35% less client CPU per byte
 # than paramiko's default aes128-ctr + hmac-sha2-256 (benchmarks/RESULTS.md).
-CHANNEL_MIN_BYTES = 4 << 20
-ACK_TIMEOUT = 300.0  # seconds without a byte on a busy SFTP channel: the link is dead
 FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 
 
@@ -367,68 +363,22 @@ class SSHTransport(Transport):
         """Several SFTP channels on this one connection, each taking the next task: a large
         file's byte ranges go out in parallel, which lifts the per-channel window limit
         (sshd's 2 MiB window caps one channel at about 2 MiB / RTT)."""
-        pending: queue.SimpleQueue[RangeTask] = queue.SimpleQueue()
-        for task in tasks:
-            pending.put(task)
-        sent = [0]
-        errors: list[BaseException] = []
-        lock = threading.Lock()
         client = self.connect()
-
-        def locked(fn: Callable[[Any], None] | None) -> Callable[[Any], None] | None:
-            if fn is None:
-                return None
-
-            def call(arg: Any) -> None:
-                with lock:
-                    fn(arg)
-            return call
-
-        def worker(shared: bool = False) -> None:
-            try:  # the calling thread's channel is the transport's own, kept open
-                sftp = self.sftp() if shared else client.open_sftp()
-                sftp.get_channel().settimeout(ACK_TIMEOUT)
-            except (OSError, paramiko.SSHException, EOFError) as exc:
-                errors.append(exc)
-                return
-            writer = RangeWriter(sftp, locked(progress), locked(on_done))
-            try:
-                with writer:
-                    while not errors:
-                        try:
-                            task = pending.get_nowait()
-                        except queue.Empty:
-                            break
-                        writer.write(task)
-            except BaseException as exc:  # reported once all channels stopped
-                errors.append(exc)
-            finally:
-                with lock:
-                    sent[0] += writer.sent
-                if shared:
-                    sftp.get_channel().settimeout(None)
-                else:
-                    sftp.close()
-
-        # extra channels cost round trips to open: one per CHANNEL_MIN_BYTES to send
-        nbytes = sum(t.end - t.start for t in tasks)
-        n = max(1, min(channels, len(tasks), -(-nbytes // CHANNEL_MIN_BYTES)))
-        threads = [threading.Thread(target=worker, daemon=True) for _ in range(n - 1)]
-        for t in threads:
-            t.start()
-        # this thread is one of the channels; it borrows the transport's own SFTP channel
-        # unless `on_done` may need that one
-        worker(shared=on_done is None)
-        for t in threads:
-            t.join()
-        if errors:
-            exc = errors[0]
-            if isinstance(exc, (OSError, paramiko.SSHException, EOFError)):
-                self.close()
-                raise TransportError(f"{self.device_name}: upload failed after {sent[0]} "
-                                     f"bytes: {exc}") from exc
-            raise exc
-        return sent[0]
+        try:  # the calling thread borrows the transport's own SFTP channel unless
+            # `on_done` (which may write through that one) is given
+            shared = self.sftp() if on_done is None else None
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            self.close()
+            raise TransportError(f"{self.device_name}: cannot open SFTP: {exc}") from exc
+        upload = ParallelUpload(client.open_sftp, shared, progress, on_done)
+        exc = upload.run(tasks, channels)
+        if exc is None:
+            return upload.sent
+        if isinstance(exc, (OSError, paramiko.SSHException, EOFError)):
+            self.close()
+            raise TransportError(f"{self.device_name}: upload failed after {upload.sent} "
+                                 f"bytes: {exc}") from exc
+        raise exc
 
     def ensure_file(self, remote: str) -> None:
         try:
