@@ -32,7 +32,7 @@ from .protocol import (
     TensorInfo,
     ValidateOptions,
 )
-from .savedmodel_meta import read_signature
+from .savedmodel_meta import check_model_dir, read_signature
 from .segments import run_sweep, segments_in_graph, sweep_sizes
 from .store import build_manifest, tree_digest
 
@@ -215,8 +215,7 @@ def _build(options: ConvertOptions, backend: str, spec: JobSpec, output: str, wo
 def run_convert(spec: JobSpec, job_dir: str, emit: Emit) -> ConvertResult:
     """Convert spec.model on this device; see the module docstring for the steps."""
     options = spec.convert or ConvertOptions()
-    if not os.path.isdir(spec.model):
-        raise AgentError(f"Model directory {spec.model} does not exist on this device.")
+    check_model_dir(spec.model)
     root = os.path.dirname(os.path.dirname(os.path.abspath(job_dir)))
     started = time.time()
     signature = read_signature(spec.model, options.signature_key, options.tags)

@@ -21,6 +21,7 @@ from .protocol import (
     ValidateOptions,
     ValidateResult,
 )
+from .savedmodel_meta import check_model_dir
 
 Emit = Callable[..., None]  # emit(kind, message, **data)
 
@@ -36,19 +37,8 @@ def run_job(spec: JobSpec, job_dir: str, emit: Emit) -> Any:
     return run_bench(spec, emit, job_dir)
 
 
-def _check_model_dir(path: str) -> None:
-    if not os.path.isdir(path):
-        raise AgentError(f"Model directory {path} does not exist on this device.")
-    if not any(os.path.isfile(os.path.join(path, f)) for f in ("saved_model.pb",
-                                                               "saved_model.pbtxt")):
-        raise AgentError(
-            f"{path} is not a SavedModel: it has no saved_model.pb.",
-            "Save the model with model.save(dir) (Keras 2) or tf.saved_model.save(obj, dir).",
-        )
-
-
 def run_convert(spec: JobSpec, job_dir: str, emit: Emit) -> ConvertResult:
-    _check_model_dir(spec.model)
+    check_model_dir(spec.model)
     from .convert import run_convert as convert_job
 
     return convert_job(spec, job_dir, emit)
@@ -135,12 +125,12 @@ def run_bench(spec: JobSpec, emit: Emit, job_dir: str = "") -> BenchResult:
     """Benchmark spec.model per batch size (scenario or list), with telemetry, and the
     native model in the same job when asked; speedup = native latency / this latency."""
     options = spec.bench or BenchOptions()
-    _check_model_dir(spec.model)
+    check_model_dir(spec.model)
     backend, fallback = select_backend(options.backend)
     fn, inputs = _model_call(spec.model, options.signature_key)
     native = None
     if spec.native:
-        _check_model_dir(spec.native)
+        check_model_dir(spec.native, "native model")
         native = _model_call(spec.native, options.signature_key)[0]
     calib = None
     if spec.calib:

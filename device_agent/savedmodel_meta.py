@@ -336,3 +336,18 @@ def read_signature(
             "Pass --signature with one of the names above.",
         )
     return signatures[key]
+
+
+def check_model_dir(path: Optional[str], what: str = "model") -> str:
+    """`path`, once it is known to be a SavedModel directory on this device."""
+    if not path:
+        raise AgentError(f"The job names no {what} directory.")
+    if not os.path.isdir(path):
+        raise AgentError(f"The {what} directory {path} does not exist on this device.")
+    if not any(os.path.isfile(os.path.join(path, f))
+               for f in ("saved_model.pb", "saved_model.pbtxt")):
+        raise AgentError(
+            f"{path} is not a SavedModel: it has no saved_model.pb.",
+            "Save the model with model.save(dir) (Keras 2) or tf.saved_model.save(obj, dir).",
+        )
+    return path

@@ -6,7 +6,6 @@ Numpy does the comparing; TensorFlow is imported lazily, only to run the two mod
 from __future__ import annotations
 
 import gc
-import os
 import socket
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
@@ -23,6 +22,7 @@ from .protocol import (
     ValidateResult,
     ValidationReport,
 )
+from .savedmodel_meta import check_model_dir
 
 Emit = Callable[..., None]  # emit(kind, message, **data), as in runner.py
 
@@ -249,14 +249,6 @@ def compare_models(
     return report
 
 
-def _check_model_dir(path: Optional[str], what: str) -> str:
-    if not path:
-        raise AgentError(f"A validate job needs the {what} model's path.")
-    if not os.path.isdir(path):
-        raise AgentError(f"The {what} model directory {path} does not exist on this device.")
-    return path
-
-
 def run_validate(
     spec: JobSpec, emit: Emit, inputs_iter: Optional[Iterator[Dict[str, np.ndarray]]] = None
 ) -> ValidateResult:
@@ -268,8 +260,8 @@ def run_validate(
     runner records a failed job.
     """
     options = spec.validation or ValidateOptions()
-    model = _check_model_dir(spec.model, "source")
-    converted = _check_model_dir(spec.converted, "converted")
+    model = check_model_dir(spec.model, "source model")
+    converted = check_model_dir(spec.converted, "converted model")
     if spec.calib and inputs_iter is None:
         emit("log", f"calibration samples from {spec.calib} not loaded; using generated inputs")
     emit("progress", f"validating {converted} against {model}", phase="validate")
