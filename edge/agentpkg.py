@@ -7,6 +7,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 import zipapp
 from pathlib import Path
 
@@ -76,9 +77,18 @@ def build_zipapp(out_dir: Path | None = None) -> Path:
     pkg = Path(device_agent.__file__).resolve().parent
     out_dir = out_dir or cache_dir() / "agent" / source_digest()[:16]
     target = out_dir / agent_filename()
-    if target.exists():
-        return target
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with _BUILD_LOCK:  # the devices of a fleet command ask for it from several threads
+        if target.exists():
+            return target
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _build(pkg, target)
+    return target
+
+
+_BUILD_LOCK = threading.Lock()
+
+
+def _build(pkg: Path, target: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         stage = Path(tmp) / "stage"
         for src in _sources():
@@ -88,5 +98,4 @@ def build_zipapp(out_dir: Path | None = None) -> Path:
         (stage / "__main__.py").write_text(ZIPAPP_MAIN)
         partial = target.with_suffix(f".pyz.partial{os.getpid()}")
         zipapp.create_archive(stage, partial, interpreter=None)
-        os.replace(partial, target)
-    return target
+        os.replace(partial, target)  # other processes may race us: each has its own partial

@@ -80,3 +80,13 @@ def test_zipapp_runs_from_the_zip_where_it_cannot_unpack(tmp_path: Path) -> None
                            "jobs"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and json.loads(proc.stdout) == [], proc.stderr
     assert not list(pyz.parent.glob(".unpack-*"))  # nothing left behind
+
+
+def test_zipapp_built_once_when_many_devices_ask_at_once(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        paths = list(pool.map(lambda _: build_zipapp(tmp_path / "agent"), range(8)))
+    assert len(set(paths)) == 1 and paths[0].is_file()
+    assert zipfile.ZipFile(paths[0]).testzip() is None
+    assert sorted(p.name for p in (tmp_path / "agent").iterdir()) == [paths[0].name]
