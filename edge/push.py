@@ -106,12 +106,12 @@ def push_to(client: AgentClient, payload: Payload,
         progress.start(name, plan.bytes_missing)
     sent = 0
     if plan.missing:
-        tasks = _tasks(transport, payload, plan, by_sha, channels)
+        tasks = _tasks(payload, plan, by_sha)
         saver = _SidecarSaver(transport, tasks.sidecars)
         try:
             with span("upload", name):
                 sent = transport.upload_ranges(
-                    tasks.ranges, tasks.channels,
+                    tasks.ranges, channels,
                     (lambda n: progress.advance(name, n)) if progress else None,
                     saver.done if tasks.sidecars else None)
         except BaseException:
@@ -209,7 +209,6 @@ def channels_for(transport: Transport, devices: int = 1) -> int:
 @dataclass
 class _Tasks:
     ranges: list[RangeTask]
-    channels: int
     sidecars: dict[str, list[list[int]]]
 
 
@@ -218,12 +217,11 @@ def _split(start: int, end: int) -> list[list[int]]:
         [[start, end]]
 
 
-def _tasks(transport: Transport, payload: Payload, plan: PushPlan, by_sha: dict[str, str],
-           channels: int) -> _Tasks:
+def _tasks(payload: Payload, plan: PushPlan, by_sha: dict[str, str]) -> _Tasks:
     """Byte-range tasks for every missing blob. A blob the device set up for ranges (big,
     or an interrupted parallel upload) is cut into ranges written in parallel, with the
     finished ones recorded beside it; the rest go whole, resumable by size."""
-    out = _Tasks([], channels, {})
+    out = _Tasks([], {})
     for need in plan.missing:
         remote = posixpath.join(plan.store_dir, need.sha256 + ".partial")
         local = payload.local_file(by_sha[need.sha256])

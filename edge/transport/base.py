@@ -81,17 +81,6 @@ class Transport(abc.ABC):
     def put(self, local: Path, remote: str) -> None:
         """Copy one local file to a path on the device (parents created), atomically."""
 
-    def upload(self, local: Path, remote: str, offset: int = 0,
-               progress: Callable[[int], None] | None = None) -> int:
-        """Write bytes [offset, end) of a local file to the same range of a remote file
-        (created empty, with parents, when offset is 0). Returns the bytes sent."""
-        if offset == 0:
-            self.write_bytes(remote, b"")
-        else:
-            self.ensure_file(remote)
-        return self.write_range(RangeTask(local, remote, offset, local.stat().st_size),
-                                progress)
-
     @abc.abstractmethod
     def download(self, remote: str, local: Path) -> None:
         """Copy one remote file to a local path."""
@@ -100,10 +89,6 @@ class Transport(abc.ABC):
     def write_range(self, task: RangeTask, progress: Callable[[int], None] | None = None
                     ) -> int:
         """Write one byte range into an existing remote file. Returns the bytes sent."""
-
-    @abc.abstractmethod
-    def ensure_file(self, remote: str) -> None:
-        """Create an empty remote file (and parents) unless it exists; never truncate."""
 
     @abc.abstractmethod
     def write_bytes(self, remote: str, data: bytes) -> None:

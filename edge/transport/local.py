@@ -53,11 +53,6 @@ class LocalTransport(Transport):
         with open(Path(task.remote).expanduser(), "r+b") as dst:
             return copy_range(task, dst, progress)
 
-    def ensure_file(self, remote: str) -> None:
-        path = Path(remote).expanduser()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.open("ab").close()
-
     def write_bytes(self, remote: str, data: bytes) -> None:
         path = Path(remote).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -380,15 +380,6 @@ class SSHTransport(Transport):
                                  f"bytes: {exc}") from exc
         raise exc
 
-    def ensure_file(self, remote: str) -> None:
-        try:
-            sftp = self.sftp()
-            self._makedirs(sftp, remote)
-            sftp.open(remote, "ab").close()
-        except (OSError, paramiko.SSHException, EOFError) as exc:
-            self.close()
-            raise TransportError(f"{self.device_name}: cannot create {remote}: {exc}") from exc
-
     def write_bytes(self, remote: str, data: bytes) -> None:
         try:
             sftp = self.sftp()
@@ -403,7 +394,8 @@ class SSHTransport(Transport):
 
     def put(self, local: Path, remote: str) -> None:
         partial = remote + ".partial"
-        self.upload(local, partial)
+        self.write_bytes(partial, b"")  # created empty, with its parents
+        self.write_range(RangeTask(local, partial, 0, local.stat().st_size))
         try:
             self.sftp().posix_rename(partial, remote)
         except (OSError, paramiko.SSHException) as exc:
