@@ -22,7 +22,7 @@ import os
 import re
 import shutil
 import stat
-from typing import Callable, Dict, List, Optional, Set, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from .errors import AgentError
 from .protocol import BlobNeed, Manifest, ManifestEntry, PushCommit, PushPlan
@@ -427,16 +427,22 @@ def _ranges_todo(partial: str, size: int) -> Optional[List[List[int]]]:
     try:
         with open(partial + RANGES_SUFFIX) as f:
             done = json.load(f)["done"]
-        spans = sorted((int(a), int(b)) for a, b in done)
+        spans = [(int(a), int(b)) for a, b in done]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if not os.path.exists(partial):
         return None
-    todo, pos = [], 0
-    for start, end in spans:
+    return gaps(spans, size)
+
+
+def gaps(spans: Iterable[Sequence[int]], size: int) -> List[List[int]]:
+    """The parts of [0, size) that no [start, end) span covers, in order. The device turns
+    a range record (done) into what to send; the host turns what to send into the record."""
+    out, pos = [], 0
+    for start, end in sorted((int(a), int(b)) for a, b in spans):
         if start > pos:
-            todo.append([pos, min(start, size)])
+            out.append([pos, min(start, size)])
         pos = max(pos, end)
     if pos < size:
-        todo.append([pos, size])
-    return [r for r in todo if r[1] > r[0]]
+        out.append([pos, size])
+    return [r for r in out if r[1] > r[0]]

@@ -23,7 +23,7 @@ from typing import Protocol
 
 from device_agent.errors import AgentError
 from device_agent.protocol import FAILED, SUCCEEDED, JsonMixin, Manifest, PushCommit, PushPlan
-from device_agent.store import build_manifest
+from device_agent.store import build_manifest, gaps
 
 from .client import AgentClient
 from .devices import Device
@@ -229,14 +229,7 @@ def _tasks(payload: Payload, plan: PushPlan, by_sha: dict[str, str]) -> _Tasks:
             out.ranges.append(RangeTask(local, remote, need.offset, need.size))
             continue
         todo = [piece for a, b in need.ranges for piece in _split(a, b)]
-        done, pos = [], 0
-        for a, b in sorted(need.ranges):
-            if a > pos:
-                done.append([pos, a])
-            pos = max(pos, b)
-        if pos < need.size:
-            done.append([pos, need.size])
-        out.sidecars[remote] = done
+        out.sidecars[remote] = gaps(need.ranges, need.size)  # what is already there
         out.ranges.extend(RangeTask(local, remote, a, b) for a, b in todo)
     return out
 
