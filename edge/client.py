@@ -8,7 +8,6 @@ import json
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from device_agent.protocol import (
@@ -50,10 +49,6 @@ PROBE = (
     "print(json.dumps({'python': '%d.%d.%d' % tuple(sys.version_info[:3]), 'numpy': np,"
     " 'agent': h}))\n"
 )
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def remote_root(root: str) -> str:
@@ -98,7 +93,8 @@ class AgentClient:
         `install`: the agent is known to be missing, so its bytes go along with the check
         (one exec instead of a check and an upload)."""
         local = build_zipapp()
-        data = local.read_bytes() if install else None
+        blob = local.read_bytes()
+        data = blob if install else None
         check = self._probe(data)
         if need_numpy and not check.numpy:
             raise DeviceError(
@@ -106,8 +102,7 @@ class AgentClient:
                 "Install it on the board: sudo apt-get install python3-numpy "
                 "(or pip3 install numpy).",
             )
-        expected = hashlib.sha256(data).hexdigest() if data else _sha256(local)
-        if self._agent_sha != expected:  # missing, or damaged
+        if self._agent_sha != hashlib.sha256(blob).hexdigest():  # missing, or damaged
             self.transport.put(local, self.agent_path)
             check.installed = True
         elif data is not None:
@@ -143,7 +138,7 @@ class AgentClient:
         when that fails the way a missing agent or an unfit Python does is the device
         checked (and the agent installed), which saves a round trip on every command."""
         argv = self.argv(*args)
-        served = self._served(args, input, timeout)
+        served = self._served(argv, args, input, timeout)
         if served is not None:
             return self._decode(served)
         result = self.transport.run(argv, input=input, timeout=timeout)
@@ -156,7 +151,7 @@ class AgentClient:
                 result = self.transport.run(argv, input=input, timeout=timeout)
         return self._decode(result)
 
-    def _served(self, args: tuple[str, ...], input: bytes | None,
+    def _served(self, argv: list[str], args: tuple[str, ...], input: bytes | None,
                 timeout: float | None) -> CommandResult | None:
         """Through the multiplexer's resident agent (`serve`), when there is one: no
         Python start on the device. None: run the command the usual way instead (also
@@ -171,8 +166,7 @@ class AgentClient:
             reply = json.loads(serve_request(self.argv("serve"), line, timeout))
         except (TransportError, ValueError):
             return None
-        return CommandResult(self.argv(*args), int(reply["exit"]), reply["stdout"],
-                             reply["stderr"])
+        return CommandResult(argv, int(reply["exit"]), reply["stdout"], reply["stderr"])
 
     @property
     def agent_installed(self) -> bool:
