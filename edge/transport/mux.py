@@ -59,12 +59,14 @@ class _Handler(socketserver.StreamRequestHandler):
                 threading.Thread(target=self.server.shutdown).start()
                 return
             transport, lock = self.server.transport(req)
-            with lock, span("connect (if not warm)", transport.device_name):
-                transport.connect()  # one handshake per device, even when requests race
             argv = req["argv"]
-            if req["op"] == "serve":
-                line = self.server.resident(req, transport).request(req["line"],
-                                                                      req.get("timeout"))
+            with lock:  # per device: one handshake, one resident start, even when racing
+                with span("connect (if not warm)", transport.device_name):
+                    transport.connect()
+                resident = self.server.resident(transport, argv) if req["op"] == "serve" \
+                    else None
+            if resident is not None:
+                line = resident.request(req["line"], req.get("timeout"))
                 _send(self.connection, {"reply": line})
             elif req["op"] == "run":
                 data = base64.b64decode(req["stdin"]) if req.get("stdin") else None
@@ -98,7 +100,7 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         self.last = time.monotonic()
         self.lock = threading.Lock()
         self.pool: dict[str, tuple[SSHTransport, threading.Lock]] = {}
-        self.residents: dict[str, _Resident] = {}
+        self.residents: dict[tuple[SSHTransport, tuple[str, ...]], _Resident] = {}
 
     def touch(self) -> None:
         self.last = time.monotonic()
@@ -113,15 +115,15 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
                                   threading.Lock())
             return self.pool[key]
 
-    def resident(self, req: dict[str, Any], transport: SSHTransport) -> _Resident:
-        """The long-lived server process `req["argv"]` on that device, started if needed."""
-        key = json.dumps([req["endpoint"], req.get("known_hosts"), req["argv"]], sort_keys=True)
-        with self.lock:
-            found = self.residents.get(key)
-            if found is None or not found.alive():
-                with span("start resident", transport.device_name):
-                    found = self.residents[key] = _Resident(transport, req["argv"])
-            return found
+    def resident(self, transport: SSHTransport, argv: list[str]) -> _Resident:
+        """The long-lived server process `argv` on the pooled transport's device, started if
+        needed. The caller holds that device's lock, so no other lock is needed here."""
+        key = (transport, tuple(argv))
+        found = self.residents.get(key)
+        if found is None or not found.alive():
+            with span("start resident", transport.device_name):
+                found = self.residents[key] = _Resident(transport, argv)
+        return found
 
     def watch_idle(self) -> None:
         while time.monotonic() - self.last < self.idle:
