@@ -35,7 +35,7 @@ _SHA_RE = re.compile(r"[0-9a-f]{64}")
 _LINK_ERRNOS = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES, errno.ENOTSUP}
 
 
-def _hash_file(path: str) -> Tuple[int, str]:
+def file_sha256(path: str) -> Tuple[int, str]:
     """(size, sha256 hex) of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
     size = 0
@@ -51,7 +51,7 @@ HashFn = Callable[[str, os.stat_result], Tuple[int, str]]
 
 
 def _hash_stat(path: str, st: os.stat_result) -> Tuple[int, str]:
-    return _hash_file(path)
+    return file_sha256(path)
 
 
 def _entry(abs_path: str, rel: str, hash_file: HashFn = _hash_stat) -> ManifestEntry:

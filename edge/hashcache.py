@@ -9,7 +9,7 @@ import os
 import threading
 from pathlib import Path
 
-from device_agent.store import _hash_file
+from device_agent.store import file_sha256
 
 from .paths import cache_dir
 
@@ -41,7 +41,7 @@ class HashCache:
             hit = self.entries.get(path)
         if isinstance(hit, list) and len(hit) == 6 and hit[:5] == _key(st):
             return st.st_size, str(hit[5])
-        size, digest = _hash_file(path)
+        size, digest = file_sha256(path)
         after = os.stat(path)
         if _key(after) == _key(st) and size == st.st_size:  # not written while we read it
             with self.lock:

@@ -15,8 +15,8 @@ def test_digest_reused_until_the_file_changes(tmp_path: Path, monkeypatch) -> No
     f = tmp_path / "w.bin"
     f.write_bytes(b"a" * 5000)
     reads: list[str] = []
-    real = hc._hash_file
-    monkeypatch.setattr(hc, "_hash_file", lambda p: reads.append(p) or real(p))
+    real = hc.file_sha256
+    monkeypatch.setattr(hc, "file_sha256", lambda p: reads.append(p) or real(p))
     cache = HashCache(tmp_path / "digests.json")
     first = cache.hash_file(str(f), os.stat(f))
     assert first == (5000, hashlib.sha256(b"a" * 5000).hexdigest()) and len(reads) == 1
