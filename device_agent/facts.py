@@ -118,9 +118,11 @@ def _installed() -> Dict[str, str]:
     return found
 
 
-def dist_version(names: Iterable[str]) -> Optional[str]:
-    """Installed version of the first of `names` found in package metadata (no import)."""
-    installed = _installed()
+def dist_version(names: Iterable[str],
+                 installed: Optional[Dict[str, str]] = None) -> Optional[str]:
+    """Installed version of the first of `names` found in package metadata (no import);
+    `installed`: a listing from `_installed()` to reuse."""
+    installed = _installed() if installed is None else installed
     for name in names:
         if _norm(name) in installed:
             return installed[_norm(name)]
@@ -208,6 +210,7 @@ def collect(sysroot: str = "/", deep: bool = False, root_dir: Optional[str] = No
     `deep=True` also imports TensorFlow to report TF-TRT's TensorRT versions."""
     meminfo = read_meminfo(sysroot)
     mem_total_mb = meminfo.get("MemTotal", 0) // 1024
+    installed = _installed()  # one sys.path listing for every version below
     facts = DeviceFacts(
         agent_version=__version__,
         protocol=PROTOCOL_VERSION,
@@ -218,8 +221,8 @@ def collect(sysroot: str = "/", deep: bool = False, root_dir: Optional[str] = No
         memory_available_mb=meminfo.get("MemAvailable", meminfo.get("MemFree", 0)) // 1024,
         swap_total_mb=meminfo.get("SwapTotal", 0) // 1024,
         disk_free_mb=disk_free_mb(root_dir),
-        tensorflow=dist_version(TENSORFLOW_DISTS),
-        numpy=dist_version(("numpy",)),
+        tensorflow=dist_version(TENSORFLOW_DISTS, installed),
+        numpy=dist_version(("numpy",), installed),
         jetson=read_jetson(sysroot, mem_total_mb or None),
     )
     if deep:
