@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint setup clean bench-harness bench-push
+.PHONY: demo test lint setup system-deps clean bench-harness bench-push
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,11 @@ lint: $(STAMP)
 	$(VENV)/bin/vermin --no-tips --violations -t=3.8- --eval-annotations --backport dataclasses device_agent
 	$(VENV)/bin/hadolint Dockerfile.jetson
 
-test: lint
+# sshd and friends: installed when root with apt-get, else a failure naming the command.
+system-deps:
+	bash tests/system_deps.sh
+
+test: lint system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench-harness: $(STAMP)

@@ -6,6 +6,7 @@ subprocess through the same protocol, so everything works with no Jetson attache
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 
@@ -33,8 +34,11 @@ class Device:
 
 
 def local_device() -> Device:
-    """The built-in device: this machine, this Python, a root under the user data dir."""
-    return Device(name=LOCAL, python=sys.executable, root=str(local_device_root()))
+    """The built-in device: this machine, a root under the user data dir, and this Python
+    (or `EDGE_LOCAL_PYTHON`: the agent runs from its zipapp, so any Python 3.8+ with numpy,
+    and TensorFlow for conversions, will do)."""
+    python = os.environ.get("EDGE_LOCAL_PYTHON") or sys.executable
+    return Device(name=LOCAL, python=python, root=str(local_device_root()))
 
 
 def resolve_targets(targets: str) -> list[Device]:

@@ -6,15 +6,18 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["fleet_fixtures"]
+pytest_plugins = ["fleet_fixtures", "skip_guard"]
 
 
 @pytest.fixture(autouse=True)
-def edge_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own EDGE_HOME and local device root; nothing touches ~."""
+def edge_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device_python: Path) -> Path:
+    """Every test gets its own EDGE_HOME and local device root; nothing touches ~. The
+    `local` device runs its agent the way a board does, under a Python that cannot import
+    device_agent (fleet_fixtures.device_python)."""
     home = tmp_path / "edge-home"
     monkeypatch.setenv("EDGE_HOME", str(home))
     monkeypatch.setenv("EDGE_LOCAL_ROOT", str(home / "local-device"))
+    monkeypatch.setenv("EDGE_LOCAL_PYTHON", str(device_python))
     monkeypatch.delenv("EDGE_AGENT_ROOT", raising=False)
     monkeypatch.delenv("EDGE_DEBUG", raising=False)
     return home
