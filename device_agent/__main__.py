@@ -12,8 +12,9 @@ import os
 import sys
 from typing import List, Optional
 
+from .bootstrap import writable_by_others
 from .errors import AgentError
-from .protocol import SUCCEEDED
+from .protocol import SUCCEEDED, JobSpec
 
 EXIT_AGENT_ERROR = 3
 DEFAULT_ROOT = "~/.edge"
@@ -65,9 +66,25 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _absolute_paths(spec: JobSpec) -> None:
+    """Relative paths in a job mean the submitter's cwd (the login's home); the worker
+    runs in its job directory."""
+    for name in ("model", "output", "calib", "converted", "prebuilt", "native"):
+        value = getattr(spec, name)
+        if isinstance(value, str) and value:
+            setattr(spec, name, os.path.abspath(os.path.expanduser(value)))
+
+
+def _check_root(root: str) -> None:
+    problem = writable_by_others(os.path.abspath(os.path.expanduser(root)))
+    if problem:
+        raise AgentError(*problem)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        _check_root(args.root)
         return _dispatch(args)
     except AgentError as exc:
         _print({"error": exc.message, "hint": exc.hint})
@@ -97,6 +114,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             with open(args.job) as f:
                 text = f.read()
         spec = load_spec(text)
+        _absolute_paths(spec)
         job_id = store.create(spec)
         store.spawn_worker(job_id, agent_command())
         if args.detach:

@@ -12,10 +12,12 @@ and the standard library only.
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import shutil
 import struct
+import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -63,6 +65,12 @@ class CalibrationData:
 # --------------------------------------------------------------------------- opening
 
 
+# What numpy's header parser raises on a malformed header, across numpy versions: the
+# header is a Python literal read by ast/tokenize, so a hostile one fails in their ways.
+_HEADER_ERRORS = (ValueError, SyntaxError, TypeError, KeyError, OverflowError, RecursionError,
+                  MemoryError, tokenize.TokenError)
+
+
 def _read_header(f: IO[bytes], where: str) -> Tuple[Tuple[int, ...], np.dtype]:
     """Parse the .npy header at f's position (left at the data); check it is usable."""
     try:
@@ -73,8 +81,16 @@ def _read_header(f: IO[bytes], where: str) -> Tuple[Tuple[int, ...], np.dtype]:
             shape, fortran, dtype = npy_format.read_array_header_2_0(f)
         else:
             raise ValueError(f"unsupported .npy format version {version}")
-    except ValueError as exc:
-        raise AgentError(f"{where} is not a valid .npy array ({exc})", _SAVE_HINT) from None
+    except _HEADER_ERRORS as exc:
+        what = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise AgentError(f"{where} is not a valid .npy array: malformed .npy header ({what})",
+                         _SAVE_HINT) from None
+    if any(d < 0 for d in shape):
+        raise AgentError(f"{where}: the .npy header has a negative dimension in shape "
+                         f"{tuple(shape)}", _SAVE_HINT)
+    if dtype.itemsize == 0:
+        raise AgentError(f"{where}: the .npy header declares a zero-size dtype ({dtype})",
+                         _SAVE_HINT)
     if dtype.hasobject:
         raise AgentError(
             f"{where} holds Python objects (dtype {dtype}), which cannot be memory-mapped",
@@ -96,7 +112,7 @@ def _memmap(
     path: str, where: str, offset: int, shape: Tuple[int, ...], dtype: np.dtype
 ) -> np.ndarray:
     """A read-only np.memmap of `shape` at byte `offset` of `path`."""
-    needed = offset + int(np.prod(shape)) * dtype.itemsize
+    needed = offset + math.prod(shape) * dtype.itemsize  # Python ints: no overflow
     if os.path.getsize(path) < needed:
         raise AgentError(f"{where} is truncated: its header promises {needed} bytes", _SAVE_HINT)
     return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="C")
@@ -130,8 +146,10 @@ def _stored_member(path: str, f: IO[bytes], info: zipfile.ZipInfo) -> np.ndarray
     f.seek(start)
     shape, dtype = _read_header(f, where)
     offset = f.tell()
-    if offset - start + int(np.prod(shape)) * dtype.itemsize != info.file_size:
-        raise AgentError(f"{where}: the .npy header does not match the member's size", _SAVE_HINT)
+    promised = offset - start + math.prod(shape) * dtype.itemsize
+    if promised != info.file_size:
+        raise AgentError(f"{where}: the .npy header promises {promised} bytes but the member "
+                         f"holds {info.file_size}", _SAVE_HINT)
     return _memmap(path, where, offset, shape, dtype)
 
 

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import hashlib
+import json
 import os
 import shutil
 import socket
+import tempfile
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from .backends import select_backend
 from .calib import CalibrationData, batches, check_against_signature, open_calibration
 from .config import load_config
+from .durable import fsync_dir
 from .errors import AgentError
 from .facts import collect
 from .planner import make_plan, run_with_retries
@@ -34,7 +38,7 @@ from .protocol import (
 )
 from .savedmodel_meta import check_model_dir, read_signature
 from .segments import run_sweep, segments_in_graph, sweep_sizes
-from .store import build_manifest, tree_digest
+from .store import build_manifest, fsync_tree, hash_and_sync, tree_digest
 
 Emit = Callable[..., None]
 HEX = set("0123456789abcdef")
@@ -116,7 +120,13 @@ def synthetic_fn(inputs: List[TensorInfo], shapes: List[Dict[str, List[int]]], b
 
 
 class ModelCache:
-    """cache/<key>/{model/, summary.json, complete}: converted models by cache key."""
+    """cache/<key>/{model/, summary.json, complete}: converted models by cache key.
+
+    An entry is written in a staging directory, every file and directory of it fsynced,
+    and `complete` written last: it records the model's tree digest and the summary's
+    sha256. Only then is the entry renamed into place. `lookup` checks both (hashing the
+    model) before an entry is used, so an entry torn by a power cut or altered since is
+    discarded, and rebuilt by the job, never reused."""
 
     def __init__(self, root: str) -> None:
         self.dir = os.path.join(root, "cache")
@@ -125,29 +135,91 @@ class ModelCache:
         return os.path.join(self.dir, key, "model")
 
     def lookup(self, key: str) -> Optional[ConversionSummary]:
+        """The summary of a verified entry for `key`; a bad entry is discarded (None)."""
         entry = os.path.join(self.dir, key)
-        if not os.path.exists(os.path.join(entry, "complete")):
+        if not os.path.lexists(entry):
             return None
-        with open(os.path.join(entry, "summary.json")) as f:
-            return ConversionSummary.from_json(f.read())
+        summary = self._verified(entry)
+        if summary is None:
+            self.discard(key)
+        return summary
+
+    @staticmethod
+    def _verified(entry: str) -> Optional[ConversionSummary]:
+        try:
+            with open(os.path.join(entry, "complete")) as f:
+                marker = json.load(f)
+            with open(os.path.join(entry, "summary.json"), "rb") as f:
+                raw = f.read()
+            if hashlib.sha256(raw).hexdigest() != marker["summary_sha256"]:
+                return None
+            model = os.path.join(entry, "model")
+            if os.path.islink(model) or not os.path.isdir(model):
+                return None
+            if tree_digest(build_manifest(model)) != marker["tree_digest"]:
+                return None
+            return ConversionSummary.from_json(raw.decode("utf-8"))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, AgentError):
+            # no marker (torn), a marker from before digests, unreadable or unparsable
+            return None
+
+    def discard(self, key: str) -> None:
+        """Remove the entry for `key`: renamed aside first, so no reader sees it half gone."""
+        entry = os.path.join(self.dir, key)
+        trash = tempfile.mkdtemp(prefix=f".bad-{key[:16]}-", dir=self.dir)
+        try:
+            os.rename(entry, os.path.join(trash, "entry"))
+        except FileNotFoundError:  # another job discarded it first
+            pass
+        shutil.rmtree(trash, ignore_errors=True)
 
     def staging(self, key: str) -> str:
-        path = os.path.join(self.dir, f".tmp-{key[:16]}-{os.getpid()}")
-        shutil.rmtree(path, ignore_errors=True)
-        os.makedirs(path)
+        os.makedirs(self.dir, exist_ok=True)
+        path = tempfile.mkdtemp(prefix=f".tmp-{key[:16]}-", dir=self.dir)  # unique per job
+        os.chmod(path, 0o755)
         return path
 
     def commit(self, key: str, staging: str, summary: ConversionSummary) -> str:
-        with open(os.path.join(staging, "summary.json"), "w") as f:
-            f.write(summary.to_json())
-        with open(os.path.join(staging, "complete"), "w") as f:
-            f.write(str(time.time()))
+        """Make `staging` (holding model/) the entry for `key`, durably; returns the path
+        of the entry's model (another job's, if it filled the key first with a good one)."""
+        text = summary.to_json().encode("utf-8")
+        _write_synced(os.path.join(staging, "summary.json"), text)
+        model = os.path.join(staging, "model")
+        digest = tree_digest(build_manifest(model, hash_file=hash_and_sync))
+        fsync_tree(model)
+        marker = {"tree_digest": digest, "summary_sha256": hashlib.sha256(text).hexdigest(),
+                  "time": time.time()}
+        _write_synced(os.path.join(staging, "complete"), json.dumps(marker).encode("ascii"))
+        fsync_dir(staging)
         final = os.path.join(self.dir, key)
-        try:
-            os.rename(staging, final)
-        except OSError:  # another job filled this key first: theirs is as good
-            shutil.rmtree(staging, ignore_errors=True)
+        for _ in range(3):
+            try:
+                os.rename(staging, final)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+            if self._verified(final) is not None:  # another job filled it: as good as ours
+                shutil.rmtree(staging, ignore_errors=True)
+                break
+            self.discard(key)
+        else:
+            raise AgentError(f"Cannot install the cache entry {final}",
+                             "check the device root's cache/ directory")
+        fsync_dir(self.dir)
         return self.path(key)
+
+
+def _write_synced(path: str, data: bytes) -> None:
+    """Write a new file whole (short writes retried) and fsync it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------------- building

@@ -8,11 +8,12 @@ newer than the 3.8 standard library.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sys
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Type, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar
 
 PROTOCOL_VERSION = 1
 RESULT_SCHEMA_VERSION = 1
@@ -40,43 +41,106 @@ class ProtocolError(ValueError):
 
 # --------------------------------------------------------------------------- helpers
 
+# Decoding is validation: whatever crosses the wire comes from a peer that may be broken
+# or hostile, so every field is checked against its annotation (a string where an int
+# belongs, a list where an object does, a missing required field) and the error names
+# the field. Unknown fields stay ignored: an older reader accepts a newer writer's extras.
 
+_NONE = type(None)
+_SCALARS = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+
+
+@functools.lru_cache(maxsize=None)  # noqa: UP033 (functools.cache is 3.9+)
 def _hints(cls: type) -> Dict[str, Any]:
     module = sys.modules[cls.__module__]
     return typing.get_type_hints(cls, vars(module))
 
 
-def _decode(tp: Any, value: Any) -> Any:
+def _kind(value: Any) -> str:
     if value is None:
-        return None
+        return "null"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def _wrong(where: str, expected: str, value: Any) -> ProtocolError:
+    shown = repr(value)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    return ProtocolError(f"{where}: expected {expected}, got {_kind(value)} ({shown})")
+
+
+def _union_args(tp: Any) -> Optional[Tuple[Any, ...]]:
+    """The members of Optional[X]/Union[...] (also `X | None` on the host's Python)."""
+    if getattr(tp, "__origin__", None) is typing.Union or type(tp).__name__ == "UnionType":
+        return tuple(getattr(tp, "__args__", ()))
+    return None
+
+
+def _decode(tp: Any, value: Any, where: str) -> Any:
+    """`value` checked against type `tp` (and dataclasses built); ProtocolError if not."""
+    if tp is Any:
+        return value
+    members = _union_args(tp)
+    if members is not None:
+        if value is None and _NONE in members:
+            return None
+        inner = [a for a in members if a is not _NONE]
+        return _decode(inner[0], value, where) if len(inner) == 1 else value
     origin = getattr(tp, "__origin__", None)
-    args = getattr(tp, "__args__", ()) or ()
-    if origin is typing.Union:  # Optional[X]
-        inner = [a for a in args if a is not type(None)]
-        return _decode(inner[0], value) if len(inner) == 1 else value
+    args = getattr(tp, "__args__", None) or ()
     if origin in (list, List):
-        return [_decode(args[0], v) for v in value] if args else list(value)
+        if not isinstance(value, list):
+            raise _wrong(where, "a list", value)
+        if not args:
+            return list(value)
+        return [_decode(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin in (dict, Dict):
-        return {k: _decode(args[1], v) for k, v in value.items()} if args else dict(value)
+        if not isinstance(value, dict):
+            raise _wrong(where, "an object", value)
+        if not args:
+            return dict(value)
+        return {k: _decode(args[1], v, f"{where}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value)
+        return _from_dict(tp, value, where)
+    if tp in _SCALARS:
+        ok = isinstance(value, tp) and not (tp is not bool and isinstance(value, bool))
+        if tp is float:  # JSON has one number type: 1 is a fine float
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok:
+            raise _wrong(where, _SCALARS[tp], value)
     return value
 
 
-def from_dict(cls: Type[T], data: Dict[str, Any]) -> T:
-    """Build dataclass `cls` from a JSON-decoded dict; unknown keys are ignored so an
-    older reader accepts a newer writer's extra fields."""
+def _from_dict(cls: Type[T], data: Any, where: str) -> T:
     if not isinstance(data, dict):
-        raise ProtocolError(f"expected an object for {cls.__name__}, got {type(data).__name__}")
+        raise _wrong(where, "an object for " + cls.__name__, data)
     hints = _hints(cls)
     kwargs = {}
+    missing = []
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.name in data:
-            kwargs[f.name] = _decode(hints[f.name], data[f.name])
+            kwargs[f.name] = _decode(hints[f.name], data[f.name], where + "." + f.name)
+        elif f.default is dataclasses.MISSING and \
+                f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+            missing.append(f.name)
+    if missing:
+        raise ProtocolError("{}: missing required field{} {}".format(
+            where, "s" if len(missing) > 1 else "", ", ".join(missing)))
     try:
-        return cls(**kwargs)  # type: ignore[call-arg]
+        obj = cls(**kwargs)  # type: ignore[call-arg]
     except TypeError as exc:
-        raise ProtocolError(f"bad {cls.__name__}: {exc}") from exc
+        raise ProtocolError(f"bad {where}: {exc}") from exc
+    check = _RANGE_CHECKS.get(cls)
+    if check is not None:
+        check(obj, where)
+    return obj
+
+
+def from_dict(cls: Type[T], data: Dict[str, Any]) -> T:
+    """Build dataclass `cls` from a JSON-decoded dict, checking every field's type (and the
+    ranges that matter); ProtocolError names the first bad field. Unknown keys are
+    ignored so an older reader accepts a newer writer's extra fields."""
+    return _from_dict(cls, data, cls.__name__)
 
 
 def to_dict(obj: Any) -> Dict[str, Any]:
@@ -596,3 +660,38 @@ def result_from_dict(kind: str, data: Dict[str, Any]) -> Any:
     except KeyError:
         raise ProtocolError(f"unknown job kind {kind!r}") from None
     return from_dict(cls, data)
+
+
+# --------------------------------------------------------------------------- range checks
+
+
+def _non_negative(*names: str) -> Callable[[Any, str], None]:
+    def check(obj: Any, where: str) -> None:
+        for name in names:
+            value = getattr(obj, name)
+            if value is not None and value < 0:
+                raise ProtocolError(f"{where}.{name}: must not be negative, got {value}")
+    return check
+
+
+def _check_blob_need(need: BlobNeed, where: str) -> None:
+    _non_negative("size", "offset")(need, where)
+    if need.offset > need.size:
+        raise ProtocolError(f"{where}.offset: {need.offset} is past the blob's size {need.size}")
+    for i, span in enumerate(need.ranges):
+        if len(span) != 2 or not 0 <= span[0] < span[1] <= need.size:
+            raise ProtocolError(f"{where}.ranges[{i}]: {span} is not a byte range "
+                                f"[start, end) within 0..{need.size}")
+
+
+# Sizes, offsets and counts a broken or hostile peer could send negative.
+_RANGE_CHECKS: Dict[type, Callable[[Any, str], None]] = {
+    ManifestEntry: _non_negative("size", "mode"),
+    BlobNeed: _check_blob_need,
+    PushPlan: _non_negative("bytes_missing", "bytes_present", "disk_free_bytes"),
+    PushCommit: _non_negative("files", "bytes_verified"),
+    Event: _non_negative("seq"),
+    JobState: _non_negative("pid", "queue_position"),
+    DeviceFacts: _non_negative("memory_total_mb", "memory_available_mb", "swap_total_mb",
+                               "disk_free_mb"),
+}

@@ -41,6 +41,12 @@ INTERNAL_SIGNATURE_PREFIX = "__saved_model_"
 
 _VARINT, _I64, _LEN, _SGROUP, _EGROUP, _I32 = 0, 1, 2, 3, 4, 5
 _MASK64 = (1 << 64) - 1
+# A hostile saved_model.pb must not cost unbounded memory: groups nest at most as deep as
+# protobuf's own default recursion limit, and the reader keeps at most MAX_ITEMS objects
+# (meta graphs, tags, signature entries, tensors, dims) whatever the file's size. Time is
+# linear in the bytes walked: every field is read once.
+MAX_GROUP_DEPTH = 100
+MAX_ITEMS = 50_000
 
 
 @dataclass
@@ -57,6 +63,19 @@ class Signature(JsonMixin):
 
 class _Corrupt(Exception):
     """Bytes that are not a well-formed protobuf message."""
+
+
+class _Budget:
+    """Counts the objects the reader keeps; _Corrupt past MAX_ITEMS."""
+
+    def __init__(self, limit: int = MAX_ITEMS) -> None:
+        self.left = limit
+
+    def take(self, what: str) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise _Corrupt(f"more than {MAX_ITEMS} {what} and other entries (a real "
+                           "SavedModel's signatures have far fewer)")
 
 
 # --------------------------------------------------------------------------- wire format
@@ -113,6 +132,8 @@ def _field(buf: Any, pos: int, end: int) -> Tuple[int, int, int, int, int]:
                     raise _Corrupt(f"mismatched end-group at byte {pos}")
                 pos = after_key
             elif inner & 7 == _SGROUP:
+                if len(open_groups) >= MAX_GROUP_DEPTH:
+                    raise _Corrupt(f"groups nested deeper than {MAX_GROUP_DEPTH} at byte {pos}")
                 open_groups.append(inner >> 3)
                 pos = after_key
             else:
@@ -144,12 +165,13 @@ def _text(buf: Any, start: int, end: int) -> str:
 # --------------------------------------------------------------------------- messages
 
 
-def _shape(buf: Any, start: int, end: int) -> List[Optional[int]]:
+def _shape(buf: Any, start: int, end: int, budget: _Budget) -> List[Optional[int]]:
     dims: List[Optional[int]] = []
     unknown_rank = False
     for number, wire, a, b in _fields(buf, start, end):
         if number == 2:
             _expect(wire, _LEN, "TensorShapeProto.dim")
+            budget.take("dims")
             size = 0
             for n2, w2, a2, _ in _fields(buf, a, b):
                 if n2 == 1:
@@ -168,7 +190,7 @@ def _dtype_name(enum: int) -> str:
     return DTYPE_NAMES.get(enum, f"unknown_dtype_{enum}")
 
 
-def _tensor_info(buf: Any, key: str, start: int, end: int) -> TensorInfo:
+def _tensor_info(buf: Any, key: str, start: int, end: int, budget: _Budget) -> TensorInfo:
     dtype = 0
     shape: List[Optional[int]] = []
     for number, wire, a, b in _fields(buf, start, end):
@@ -177,7 +199,7 @@ def _tensor_info(buf: Any, key: str, start: int, end: int) -> TensorInfo:
             dtype = a
         elif number == 3:
             _expect(wire, _LEN, "TensorInfo.tensor_shape")
-            shape = _shape(buf, a, b)
+            shape = _shape(buf, a, b, budget)
     return TensorInfo(name=key, dtype=_dtype_name(dtype), shape=shape)
 
 
@@ -194,15 +216,16 @@ def _map_entry(buf: Any, start: int, end: int) -> Tuple[str, int, int]:
     return key, vstart, vend
 
 
-def _signature(buf: Any, key: str, start: int, end: int) -> Signature:
+def _signature(buf: Any, key: str, start: int, end: int, budget: _Budget) -> Signature:
     inputs: Dict[str, TensorInfo] = {}
     outputs: Dict[str, TensorInfo] = {}
     method = ""
     for number, wire, a, b in _fields(buf, start, end):
         if number in (1, 2):
             _expect(wire, _LEN, "SignatureDef map")
+            budget.take("signature tensors")
             name, vs, ve = _map_entry(buf, a, b)
-            (inputs if number == 1 else outputs)[name] = _tensor_info(buf, name, vs, ve)
+            (inputs if number == 1 else outputs)[name] = _tensor_info(buf, name, vs, ve, budget)
         elif number == 3:
             _expect(wire, _LEN, "SignatureDef.method_name")
             method = _text(buf, a, b)
@@ -214,13 +237,15 @@ def _signature(buf: Any, key: str, start: int, end: int) -> Signature:
     )
 
 
-def _meta_graphs(buf: Any, size: int) -> List[Tuple[List[str], List[Tuple[int, int]]]]:
+def _meta_graphs(buf: Any, size: int,
+                 budget: _Budget) -> List[Tuple[List[str], List[Tuple[int, int]]]]:
     """Every MetaGraphDef as (tags, ranges of its signature_def map entries)."""
     graphs = []
     for number, wire, a, b in _fields(buf, 0, size):
         if number != 2:
             continue
         _expect(wire, _LEN, "SavedModel.meta_graphs")
+        budget.take("meta graphs")
         tags: List[str] = []
         entries: List[Tuple[int, int]] = []
         for n2, w2, a2, b2 in _fields(buf, a, b):
@@ -229,9 +254,11 @@ def _meta_graphs(buf: Any, size: int) -> List[Tuple[List[str], List[Tuple[int, i
                 for n3, w3, a3, b3 in _fields(buf, a2, b2):
                     if n3 == 4:
                         _expect(w3, _LEN, "MetaInfoDef.tags")
+                        budget.take("tags")
                         tags.append(_text(buf, a3, b3))
             elif n2 == 5:  # signature_def entry; graph_def (2) etc. are never entered
                 _expect(w2, _LEN, "MetaGraphDef.signature_def")
+                budget.take("signatures")
                 entries.append((a2, b2))
         graphs.append((tags, entries))
     return graphs
@@ -268,7 +295,8 @@ def _parse(pb: str, tags: Optional[Sequence[str]]) -> Dict[str, Signature]:
         except (OSError, ValueError):  # a file system without mmap: read it whole
             buf = f.read()
     try:
-        graphs = _meta_graphs(buf, size)
+        budget = _Budget()
+        graphs = _meta_graphs(buf, size, budget)
         if not graphs:
             raise _Corrupt("no MetaGraphDef in the file")
         if tags is None and len(graphs) == 1:
@@ -290,7 +318,7 @@ def _parse(pb: str, tags: Optional[Sequence[str]]) -> Dict[str, Signature]:
         for start, end in chosen[1]:
             key, vs, ve = _map_entry(buf, start, end)
             if not key.startswith(INTERNAL_SIGNATURE_PREFIX):
-                signatures[key] = _signature(buf, key, vs, ve)
+                signatures[key] = _signature(buf, key, vs, ve, budget)
         return {k: signatures[k] for k in sorted(signatures)}
     finally:
         if isinstance(buf, mmap.mmap):

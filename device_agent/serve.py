@@ -7,6 +7,8 @@ Wire format, one JSON object per line each way:
   request  {"id": N, "argv": [command, args...], "stdin": base64 or null}
   reply    {"id": N, "exit": code, "stdout": text, "stderr": text}
 Only short commands that answer and return are served; `serve` ends at end of input.
+`info --deep` imports TensorFlow, which would then stay resident (hundreds of MB on a
+4 GB board) for the life of `serve`: it is answered by a forked child that exits.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import sys
 import traceback
 from typing import IO, Callable, List, Optional
@@ -22,13 +25,55 @@ SERVED = frozenset({"info", "status", "result", "cancel", "jobs", "push-plan", "
                     "cache", "manifest"})
 
 
-def answer(main: Callable[[Optional[List[str]]], int], root: str, request: dict) -> dict:
-    """Run one request through `main` with its stdin, capturing stdout and stderr."""
+def _imports_tensorflow(argv: List[str]) -> bool:
+    """`info --deep` (argparse also takes a prefix such as `--de`) imports TensorFlow."""
+    return argv[0] == "info" and any(len(a) >= 3 and "--deep".startswith(a.split("=")[0])
+                                     for a in argv[1:])
+
+
+def _answer_in_child(main: Callable[[Optional[List[str]]], int], root: str,
+                     request: dict) -> dict:
+    """`answer` in a forked child, so what it imports dies with it; the reply comes back
+    as JSON through a pipe."""
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answer, write the reply, exit without cleanup handlers
+        code = 1
+        try:
+            os.close(rfd)
+            os.dup2(2, 1)  # native code writing to fd 1 must not corrupt the reply stream
+            data = json.dumps(answer(main, root, request, fork=False)).encode()
+            with os.fdopen(wfd, "wb") as pipe:
+                pipe.write(data)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as pipe:
+        data = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    try:
+        reply = json.loads(data.decode())
+        if isinstance(reply, dict):
+            return reply
+    except ValueError:
+        pass
+    return {"id": request.get("id"), "exit": 1, "stdout": "",
+            "stderr": f"serve: the child answering {request.get('argv')!r} died "
+                      f"(wait status {status})\n"}
+
+
+def answer(main: Callable[[Optional[List[str]]], int], root: str, request: dict,
+           fork: bool = True) -> dict:
+    """Run one request through `main` with its stdin, capturing stdout and stderr.
+    `fork`: run a request that imports TensorFlow in a child process."""
     argv = [str(a) for a in request.get("argv") or []]
     reply = {"id": request.get("id"), "exit": 2, "stdout": "", "stderr": ""}
     if not argv or argv[0] not in SERVED:
         reply["stderr"] = f"serve: not a served command: {argv[:1]!r}\n"
         return reply
+    if fork and _imports_tensorflow(argv) and hasattr(os, "fork"):
+        return _answer_in_child(main, root, request)
     data = request.get("stdin")
     text = base64.b64decode(data).decode() if data else ""
     saved = sys.stdin, sys.stdout, sys.stderr

@@ -22,8 +22,10 @@ import os
 import re
 import shutil
 import stat
+import tempfile
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
+from .durable import atomic_write, fsync_dir
 from .errors import AgentError
 from .protocol import BlobNeed, Manifest, ManifestEntry, PushCommit, PushPlan
 
@@ -187,15 +189,25 @@ def file_mode(entry: ManifestEntry) -> int:
     return (entry.mode & 0o555) | 0o400
 
 
-def _fsync_dir(path: str) -> None:
+def hash_and_sync(path: str, st: os.stat_result) -> Tuple[int, str]:
+    """A HashFn that also fsyncs the file it hashes: one read both proves and flushes it."""
+    h = hashlib.sha256()
+    size = 0
+    fd = os.open(path, os.O_RDONLY)
     try:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+        for chunk in iter(lambda: os.read(fd, CHUNK), b""):
+            h.update(chunk)
+            size += len(chunk)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return size, h.hexdigest()
+
+
+def fsync_tree(top: str) -> None:
+    """fsync every directory under `top` (deepest first) and `top` itself."""
+    for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count(os.sep)):
+        fsync_dir(dirpath)
 
 
 class BlobStore:
@@ -290,41 +302,46 @@ class BlobStore:
     def _promote(self, sha: str, entries: List[ManifestEntry]) -> Tuple[int, Optional[str]]:
         """Verify store/<sha>.partial and rename it into place.
 
-        Returns (bytes hashed, problem); a wrong partial is deleted unless merely short."""
+        Returns (bytes hashed, problem); a wrong partial is deleted unless merely short.
+        Another push of the same blob may commit at the same time: the partial is read
+        through one descriptor, and whichever commit renames it first wins for both."""
         size = entries[0].size
         blob = self.blob_path(sha)
         partial = blob + ".partial"
         names = ", ".join(e.path for e in entries)
-        have = self._size(partial)
-        if have is None:
-            return 0, f"{names}: blob {sha} was not uploaded"
-        if have < size:
-            return 0, f"{names}: upload incomplete ({have} of {size} bytes)"
-        if have > size:
-            os.remove(partial)
-            return 0, f"{names}: upload too large ({have} bytes, expected {size})"
-        fd = os.open(partial, os.O_RDONLY)
         try:
+            fd = os.open(partial, os.O_RDONLY)
+        except FileNotFoundError:
+            if self._size(blob) == size:  # a concurrent commit promoted it first
+                return 0, None
+            return 0, f"{names}: blob {sha} was not uploaded"
+        try:
+            have = os.fstat(fd).st_size
+            if have < size:
+                return 0, f"{names}: upload incomplete ({have} of {size} bytes)"
+            if have > size:
+                _remove_same(partial, fd)
+                return 0, f"{names}: upload too large ({have} bytes, expected {size})"
             h = hashlib.sha256()
             for chunk in iter(lambda: os.read(fd, CHUNK), b""):
                 h.update(chunk)
+            actual = h.hexdigest()
+            if actual != sha:
+                _remove_same(partial, fd)
+                _remove(partial + RANGES_SUFFIX)
+                return have, (
+                    f"{names}: expected sha256 {sha}, got {actual} (corrupted upload removed)"
+                )
             os.fsync(fd)
+            os.fchmod(fd, file_mode(entries[0]))
         finally:
             os.close(fd)
-        actual = h.hexdigest()
-        if actual != sha:
-            os.remove(partial)
-            _remove(partial + RANGES_SUFFIX)
-            return have, (
-                f"{names}: expected sha256 {sha}, got {actual} (corrupted upload removed)"
-            )
-        os.chmod(partial, file_mode(entries[0]))
         _remove(partial + RANGES_SUFFIX)
         try:
             os.replace(partial, blob)
         except FileNotFoundError:  # a concurrent commit promoted it first
             if self._size(blob) != size:
-                raise
+                return have, f"{names}: blob {sha} vanished while it was committed"
         return size, None
 
     def commit(self, manifest: Manifest) -> PushCommit:
@@ -352,16 +369,16 @@ class BlobStore:
                 "Push verification failed: " + "; ".join(problems),
                 "push again: the host re-sends the missing or corrupted blobs",
             )
-        _fsync_dir(self.store_dir)
+        fsync_dir(self.store_dir)
         self._materialize(manifest, tree)
         return result
 
     def _materialize(self, manifest: Manifest, tree: str) -> None:
         parent = os.path.dirname(tree)
         os.makedirs(parent, exist_ok=True)
-        tmp = os.path.join(parent, f".tmp-{os.path.basename(tree)}-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
+        # unique and created exclusively: a concurrent commit of this tree has its own
+        tmp = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(tree)[:16]}-", dir=parent)
+        os.chmod(tmp, 0o755)
         try:
             for e in manifest.entries:
                 target = os.path.join(tmp, *e.path.split("/"))
@@ -379,7 +396,7 @@ class BlobStore:
                     shutil.rmtree(trash, ignore_errors=True)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        _fsync_dir(parent)
+        fsync_dir(parent)
 
     @staticmethod
     def _place(blob: str, target: str, mode: int) -> None:
@@ -408,6 +425,16 @@ def _remove(path: str) -> None:
         pass
 
 
+def _remove_same(path: str, fd: int) -> None:
+    """Remove `path` if it is still the file open as `fd` (not a newer upload's)."""
+    try:
+        st, now = os.fstat(fd), os.lstat(path)
+        if (st.st_dev, st.st_ino) == (now.st_dev, now.st_ino):
+            os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
 def _prepare(partial: str, need: BlobNeed, ranged_min: int) -> None:
     """Create the `.partial` (never truncating it) and, for a big remainder, the range
     record that says which bytes are already there."""
@@ -415,10 +442,7 @@ def _prepare(partial: str, need: BlobNeed, ranged_min: int) -> None:
         pass
     if need.size - need.offset > ranged_min:
         done = [[0, need.offset]] if need.offset else []
-        tmp = partial + RANGES_SUFFIX + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({"done": done}, f)
-        os.replace(tmp, partial + RANGES_SUFFIX)
+        atomic_write(partial + RANGES_SUFFIX, json.dumps({"done": done}).encode("ascii"))
         need.ranges = [[need.offset, need.size]]
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -16,46 +18,29 @@ from device_agent import __version__
 
 from .paths import cache_dir
 
-# Python compiles a zipapp's modules on every start (it cannot cache their bytecode in the
-# zip): on first run the agent unpacks itself beside the zipapp (`<pyz>.d`, atomically)
-# and imports from there, so later runs load cached bytecode. The check comes first so a
-# too-old Python says so.
-ZIPAPP_MAIN = (
-    "import sys\n"
-    "if sys.version_info < (3, 8):\n"
-    "    sys.stderr.write('edge-agent needs Python 3.8+, this is %s\\n' % sys.version.split()[0])\n"
-    "    sys.exit(4)\n"
-    "import os\n"
-    "def _unpacked():\n"
-    "    pyz = os.path.abspath(sys.argv[0])\n"
-    "    d = pyz + '.d'\n"
-    "    if os.path.isdir(os.path.join(d, 'device_agent')):\n"
-    "        return d\n"
-    "    import shutil, tempfile, zipfile\n"
-    "    try:\n"
-    "        tmp = tempfile.mkdtemp(prefix='.unpack-', dir=os.path.dirname(pyz))\n"
-    "        with zipfile.ZipFile(pyz) as z:\n"
-    "            z.extractall(tmp, [n for n in z.namelist() if n.startswith('device_agent/')])\n"
-    "        try:\n"
-    "            os.rename(tmp, d)\n"
-    "        except OSError:\n"
-    "            shutil.rmtree(tmp, ignore_errors=True)\n"
-    "        return d if os.path.isdir(os.path.join(d, 'device_agent')) else None\n"
-    "    except (OSError, zipfile.BadZipFile):\n"
-    "        return None\n"
-    "_d = _unpacked()\n"
-    "if _d:\n"
-    "    sys.path.insert(0, _d)\n"
-    "from device_agent.__main__ import main\n"
-    "sys.exit(main())\n"
-)
+# The zipapp's `__main__.py` is device_agent/bootstrap.py with FILES filled in: it checks
+# the Python, verifies (or repairs) the unpacked copy against FILES, and runs the agent.
+_FILES_LINE = re.compile(r"^(FILES: .* = )\{\}$", re.MULTILINE)
+
+
+def _bootstrap_source() -> str:
+    return (Path(device_agent.__file__).resolve().parent / "bootstrap.py").read_text()
+
+
+def zipapp_main(files: dict[str, list[int | str]]) -> str:
+    """The zipapp's `__main__.py` for a package with these files (name -> [size, sha256])."""
+    table = json.dumps(files, sort_keys=True)
+    source, found = _FILES_LINE.subn(lambda m: m.group(1) + table, _bootstrap_source(), 1)
+    if not found:
+        raise RuntimeError("device_agent/bootstrap.py lost its FILES line")
+    return source
 
 
 @functools.lru_cache(maxsize=1)
 def source_digest() -> str:
     """sha256 over the agent's sources: names the build on the device."""
     pkg = Path(device_agent.__file__).resolve().parent
-    digest = hashlib.sha256(ZIPAPP_MAIN.encode())
+    digest = hashlib.sha256()
     for src in _sources():
         digest.update(str(src.relative_to(pkg)).encode())
         digest.update(src.read_bytes())
@@ -95,7 +80,12 @@ def _build(pkg: Path, target: Path) -> None:
             dest = stage / "device_agent" / src.relative_to(pkg)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest)
-        (stage / "__main__.py").write_text(ZIPAPP_MAIN)
+        files: dict[str, list[int | str]] = {}
+        for path in sorted(stage.rglob("*.py")):
+            data = path.read_bytes()
+            files[path.relative_to(stage).as_posix()] = [len(data),
+                                                         hashlib.sha256(data).hexdigest()]
+        (stage / "__main__.py").write_text(zipapp_main(files))
         partial = target.with_suffix(f".pyz.partial{os.getpid()}")
         zipapp.create_archive(stage, partial, interpreter=None)
         os.replace(partial, target)  # other processes may race us: each has its own partial

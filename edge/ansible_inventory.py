@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from .devices import Device
-from .fleet import ALL, FleetError, _FieldError, make_device
+from .fleet import ALL, YAML_LOADER, FleetError, _FieldError, make_device
 
 _ANSIBLE_VARS = {
     "host": ("ansible_host", "ansible_ssh_host"),
@@ -22,6 +22,7 @@ _ANSIBLE_VARS = {
 _RANGE = re.compile(r"\[([0-9]+|[a-zA-Z]):([0-9]+|[a-zA-Z])(?::([0-9]+))?\]")
 _HOST_PORT = re.compile(r"([^:\[\]]*(?:\[[^\]]*\][^:\[\]]*)*):([0-9]+)")
 _SECTION = re.compile(r"\[([^:\]\s]+)(?::(\w+))?\]\s*(?:[#;].*)?")
+_PLAIN_LINE = re.compile(r"[!$-&(-\[\]-~ ]*")  # printable ASCII without quotes, \\ or #
 
 
 def expand_host_pattern(pattern: str) -> list[str]:
@@ -48,7 +49,10 @@ class _Ansible:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.group_hosts: dict[str, list[str]] = {}
+        # Ordered sets (dicts of None) and a host -> groups index: membership tests and
+        # each host's groups cost O(1), so an import is linear in the hosts (not quadratic).
+        self.group_hosts: dict[str, dict[str, None]] = {}
+        self.host_groups: dict[str, dict[str, None]] = {}
         self.group_vars: dict[str, dict[str, Any]] = {}
         self.children: dict[str, set[str]] = {}
         self.host_vars: dict[str, dict[str, Any]] = {}
@@ -59,7 +63,7 @@ class _Ansible:
                           "The formats are in Ansible's inventory guide (YAML or INI).")
 
     def group(self, name: str) -> None:
-        self.group_hosts.setdefault(name, [])
+        self.group_hosts.setdefault(name, {})
         self.group_vars.setdefault(name, {})
         self.children.setdefault(name, set())
 
@@ -73,8 +77,8 @@ class _Ansible:
         except ValueError as exc:
             raise self.bad(where, str(exc)) from None
         for name in names:
-            if name not in self.group_hosts[group]:
-                self.group_hosts[group].append(name)
+            self.group_hosts[group][name] = None
+            self.host_groups.setdefault(name, {})[group] = None
             self.host_vars.setdefault(name, {}).update(hvars)
 
     def parse_yaml(self, data: dict[Any, Any]) -> None:
@@ -127,8 +131,9 @@ class _Ansible:
                     value = value[1:-1]
                 self.group_vars[section][key.strip()] = value
                 continue
-            try:
-                tokens = shlex.split(line, comments=True)
+            try:  # shlex is slow; a line without quotes, escapes or comments is split()
+                tokens = line.split() if _PLAIN_LINE.fullmatch(line) \
+                    else shlex.split(line, comments=True)
             except ValueError as exc:
                 raise self.bad(where, f"{exc} in {line!r}") from None
             if not tokens:
@@ -169,20 +174,26 @@ class _Ansible:
 
     def devices(self) -> list[Device]:
         depths = self._depths()
+        ancestors: dict[frozenset[str], tuple[list[str], dict[str, Any]]] = {}
         devices = []
         for host in self.host_vars:
-            groups = {ALL}
-            todo = [g for g, hosts in self.group_hosts.items() if host in hosts]
-            while todo:
-                group = todo.pop()
-                if group not in groups:
-                    groups.add(group)
-                    todo.extend(self.parents.get(group, ()))
-            merged: dict[str, Any] = {}
-            for group in sorted(groups, key=lambda g: (depths.get(g, 0), g)):
-                merged.update(self.group_vars.get(group, {}))
+            direct = frozenset(self.host_groups.get(host, ()))
+            if direct not in ancestors:  # hosts share a few group sets: resolve each once
+                groups = {ALL}
+                todo = list(direct)
+                while todo:
+                    group = todo.pop()
+                    if group not in groups:
+                        groups.add(group)
+                        todo.extend(self.parents.get(group, ()))
+                group_vars: dict[str, Any] = {}
+                for group in sorted(groups, key=lambda g: (depths.get(g, 0), g)):
+                    group_vars.update(self.group_vars.get(group, {}))
+                ancestors[direct] = (sorted(groups - {ALL, "ungrouped"}), group_vars)
+            tags, group_vars = ancestors[direct]
+            merged = dict(group_vars)
             merged.update(self.host_vars[host])
-            devices.append(self._device(host, merged, sorted(groups - {ALL, "ungrouped"})))
+            devices.append(self._device(host, merged, list(tags)))
         return devices
 
     def _device(self, host: str, hvars: dict[str, Any], tags: list[str]) -> Device:
@@ -209,8 +220,12 @@ class _Ansible:
 
 def _yaml_inventory(text: str) -> dict[Any, Any] | None:
     """The parsed YAML if it looks like an Ansible YAML inventory, else None (try INI)."""
+    first = next((ln.strip() for ln in text.splitlines()
+                  if ln.strip() and ln.lstrip()[0] not in "#;"), "")
+    if first.startswith("["):  # an INI section header; no YAML inventory starts so
+        return None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=YAML_LOADER)
     except yaml.YAMLError:
         return None
     if not isinstance(data, dict) or not data:

@@ -8,19 +8,19 @@ import json
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from device_agent.protocol import (
+    RESULT_TYPES,
     TERMINAL,
     DeviceFacts,
     Event,
     JobSpec,
     JobState,
-    ProtocolError,
-    result_from_dict,
 )
 from device_agent.serve import SERVED
 
+from . import replies
 from .agentpkg import agent_filename, build_zipapp
 from .devices import Device
 from .errors import DeviceError
@@ -28,20 +28,25 @@ from .transport import CommandResult, Transport, TransportError
 
 EXIT_AGENT_ERROR = 3  # device_agent.__main__.EXIT_AGENT_ERROR
 
+T = TypeVar("T")
+
 # The agent's `follow` sends a heartbeat every 5 s; this much silence means a dead link.
 FOLLOW_IDLE_TIMEOUT = 30.0
 
 # Runs on any Python 3 the device has, so a too-old one is reported, not crashed on. With
 # the agent's bytes on stdin, it also installs them (atomically) when the Python fits.
 PROBE = (
-    "import sys, os, json, hashlib\n"
+    "import sys\n"  # -c puts the cwd (the login's home) first on sys.path: not for us
+    "if sys.path and sys.path[0] in ('', '.'):\n    del sys.path[0]\n"
+    "import os, json, hashlib\n"
     "try:\n    from importlib.metadata import version\n    np = version('numpy')\n"
     "except Exception:\n    np = None\n"
     "p = sys.argv[1]\n"
     "data = sys.stdin.buffer.read() if len(sys.argv) > 2 else b''\n"
     "if data and sys.version_info >= (3, 8):\n"
     "    d = os.path.dirname(p)\n"
-    "    if d and not os.path.isdir(d):\n        os.makedirs(d)\n"
+    "    os.umask(os.umask(0o022) | 0o022)\n"  # the agent refuses a root others can write
+    "    if d:\n        os.makedirs(d, exist_ok=True)\n"  # two first uses may race
     "    tmp = '%s.tmp%d' % (p, os.getpid())\n"
     "    with open(tmp, 'wb') as f:\n        f.write(data)\n"
     "    os.replace(tmp, p)\n"
@@ -81,7 +86,9 @@ class AgentClient:
         self._agent_sha: str | None = None
 
     def argv(self, *args: str) -> list[str]:
-        return [self.device.python, self.agent_path, "--root", self.root, *args]
+        """The agent command line on the device: `-I` keeps the login's cwd (its home) and
+        PYTHONPATH off sys.path, so only the installed zipapp runs."""
+        return [self.device.python, "-I", self.agent_path, "--root", self.root, *args]
 
     def path(self, *parts: str) -> str:
         """A path under the device root, as the device's SFTP/exec see it."""
@@ -120,15 +127,17 @@ class AgentClient:
                 f"Point the device at a Python 3.8+ with numpy: edge fleet add "
                 f"{self.device.name} --python /usr/bin/python3 --replace",
             )
-        data_out = json.loads(probe.stdout.strip().splitlines()[-1])
-        check = AgentCheck(python=data_out["python"], numpy=data_out["numpy"], installed=False)
+        python, numpy, agent_sha = replies.probe(
+            self.device.name, replies.parse(self.device.name, "probe",
+                                            probe.stdout.strip().splitlines()[-1]))
+        check = AgentCheck(python=python, numpy=numpy, installed=False)
         if tuple(int(p) for p in check.python.split(".")[:2]) < (3, 8):
             raise DeviceError(
                 f"{self.device.name}: Python {check.python} is too old; the agent needs 3.8+.",
                 f"Install python3.8 or newer on the board and point the device at it: "
                 f"edge fleet add {self.device.name} --python /usr/bin/python3.8 --replace",
             )
-        self._agent_sha = data_out["agent"]
+        self._agent_sha = agent_sha
         return check
 
     def call(self, *args: str, input: bytes | None = None, timeout: float | None = 120) -> Any:
@@ -138,9 +147,10 @@ class AgentClient:
         when that fails the way a missing agent or an unfit Python does is the device
         checked (and the agent installed), which saves a round trip on every command."""
         argv = self.argv(*args)
+        command = args[0] if args else ""
         served = self._served(argv, args, input, timeout)
         if served is not None:
-            return self._decode(served)
+            return self._decode(served, command)
         result = self.transport.run(argv, input=input, timeout=timeout)
         if self.check is None and result.exit_code not in (0, EXIT_AGENT_ERROR):
             # "can't open file": no agent yet, so send it along with the check; otherwise
@@ -149,7 +159,14 @@ class AgentClient:
             self.ensure_agent(install=missing)
             if self.check is not None and self.check.installed:
                 result = self.transport.run(argv, input=input, timeout=timeout)
-        return self._decode(result)
+        return self._decode(result, command)
+
+    def call_as(self, cls: type[T], *args: str, input: bytes | None = None,
+                timeout: float | None = 120) -> T:
+        """`call`, with the reply decoded (and checked) as protocol dataclass `cls`; a
+        reply outside the protocol is this device's DeviceError."""
+        data = self.call(*args, input=input, timeout=timeout)
+        return replies.decode(self.device.name, args[0], cls, data)  # type: ignore[no-any-return]
 
     def _served(self, argv: list[str], args: tuple[str, ...], input: bytes | None,
                 timeout: float | None) -> CommandResult | None:
@@ -164,71 +181,77 @@ class AgentClient:
                            "stdin": base64.b64encode(input).decode() if input else None})
         try:
             reply = json.loads(serve_request(self.argv("serve"), line, timeout))
-        except (TransportError, ValueError):
+        except (TransportError, ValueError, RecursionError):
             return None
-        return CommandResult(argv, int(reply["exit"]), reply["stdout"], reply["stderr"])
+        code, stdout, stderr = replies.served(self.device.name, args[0], reply)
+        return CommandResult(argv, code, stdout, stderr)
 
     @property
     def agent_installed(self) -> bool:
         """Whether this client installed the agent (in `ensure_agent` or on first use)."""
         return bool(self.check and self.check.installed)
 
-    def _decode(self, result: CommandResult) -> Any:
+    def _decode(self, result: CommandResult, command: str) -> Any:
         last = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
         if result.exit_code == EXIT_AGENT_ERROR and last:
-            data = json.loads(last)
-            raise DeviceError(f"{self.device.name}: {data.get('error')}", data.get("hint"))
+            raise replies.error_object(self.device.name, command,
+                                       replies.parse(self.device.name, command, last))
         if result.exit_code != 0 or not last:
             raise DeviceError(
-                f"{self.device.name}: agent command {' '.join(result.argv[4:6])} failed "
+                f"{self.device.name}: agent command {command} failed "
                 f"(exit {result.exit_code}): {result.tail()}",
                 "Run `edge info " + self.device.name + "` to check the agent and its Python.",
             )
-        try:
-            return json.loads(last)
-        except json.JSONDecodeError as exc:
-            raise DeviceError(f"{self.device.name}: agent printed non-JSON: {last[:200]}") from exc
+        return replies.parse(self.device.name, command, last)
 
     def info(self, deep: bool = False) -> DeviceFacts:
-        data = self.call("info", *(["--deep"] if deep else []), timeout=300 if deep else 60)
-        return DeviceFacts.from_dict(data)
+        return self.call_as(DeviceFacts, "info", *(["--deep"] if deep else []),
+                            timeout=300 if deep else 60)
 
     def submit(self, spec: JobSpec) -> str:
-        return str(self.call("submit", "-", "--detach", input=spec.to_json().encode())["job_id"])
+        data = self.call("submit", "-", "--detach", input=spec.to_json().encode())
+        return replies.job_id(self.device.name, data)
 
     def status(self, job_id: str) -> JobState:
-        return JobState.from_dict(self.call("status", job_id))
+        return self.call_as(JobState, "status", job_id)
 
     def cancel(self, job_id: str) -> JobState:
-        return JobState.from_dict(self.call("cancel", job_id))
+        return self.call_as(JobState, "cancel", job_id)
 
     def jobs(self) -> list[JobState]:
-        return [JobState.from_dict(d) for d in self.call("jobs")]
+        return replies.decode_list(self.device.name, "jobs", JobState, self.call("jobs"))
+
+    def cache_hit(self, key: str) -> bool:
+        """Whether the device's converted-model cache holds `key`."""
+        return replies.flag(self.device.name, "cache", self.call("cache", key), "hit")
 
     def result(self, kind: str, job_id: str) -> Any:
+        """The job's result (a ConvertResult, BenchResult or ValidateResult), or None."""
         data = self.call("result", job_id)
-        return None if data is None else result_from_dict(kind, data)
+        if data is None:
+            return None
+        if kind not in RESULT_TYPES:
+            raise ValueError(f"unknown job kind {kind!r}")  # the host's own bug
+        return replies.decode(self.device.name, "result", RESULT_TYPES[kind], data)
 
     def follow(
         self, job_id: str, offset: int = 0, on_event: Callable[[Event], None] | None = None
     ) -> tuple[int, str | None]:
         """Stream events from `offset`; return (next offset, terminal status or None)."""
         terminal = None
+        name = self.device.name
         argv = self.argv("follow", job_id, "--offset", str(offset))
         for line in self.transport.stream(argv, idle_timeout=FOLLOW_IDLE_TIMEOUT):
             line = line.strip()
-            if not line:
+            if not line:  # a heartbeat
                 continue
-            try:
-                data = json.loads(line)
-                event = Event.from_dict(data)
-            except (json.JSONDecodeError, ProtocolError):
-                if '"error"' in line:
-                    data = json.loads(line)
-                    raise DeviceError(
-                        f"{self.device.name}: {data.get('error')}", data.get("hint")
-                    ) from None
-                continue
+            data = replies.parse(name, "follow", line)
+            if isinstance(data, dict) and "error" in data and "seq" not in data:
+                raise replies.error_object(name, "follow", data)
+            event: Event = replies.decode(name, "follow", Event, data)
+            if event.seq < offset:  # events come in order, from the offset asked for
+                raise replies.malformed(name, "follow", f"event seq {event.seq} goes back "
+                                                        f"(expected {offset} or more)")
             offset = event.seq + 1
             if event.kind == "status" and event.status in TERMINAL:
                 terminal = event.status

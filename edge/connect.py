@@ -16,11 +16,13 @@ def open_transport(device: Device) -> Transport:
         return LocalTransport(device.name)
     from .fleet import known_hosts_path
     from .transport import mux
-    from .transport.ssh import SSHTransport, resolve_endpoint
+    from .transport.ssh import SSHTransport
+    from .transport.ssh_config import resolve_endpoint
 
     assert device.host is not None
     endpoint = resolve_endpoint(device.host, device.port, device.user, device.key)
-    # With `edge mux start`, commands ride the multiplexer's warm connections.
+    # With `edge mux start`, commands ride the multiplexer's warm connections: only one
+    # this user started, in a private directory, answered by a server of this uid.
     cls = mux.MuxTransport if mux.running() else SSHTransport
     return cls(device.name, endpoint, known_hosts_path())
 

@@ -204,7 +204,7 @@ def convert(request: ConvertRequest, devices: Sequence[Device]) -> FleetRun:
                         dataclasses.replace(p.options, backend=backend), fingerprint(p.facts),
                         tree_digest(calib_payload.manifest) if calib_payload else None)
         with open_client(p.device) as client:
-            return bool(client.call("cache", key)["hit"])
+            return client.cache_hit(key)
 
     def run_group(group: list[_Prepared]) -> dict[str, ConvertResult]:
         out: dict[str, ConvertResult] = {}

@@ -58,21 +58,42 @@ def _note(on_event: EventSink | None, device: str, message: str) -> None:
         on_event(device, Event(seq=-1, ts=time.time(), kind="log", message=message))
 
 
+def _backoff(tries: int) -> float:
+    return min(8.0, 0.5 * 2 ** (tries - 1))
+
+
 def follow_to_end(client: AgentClient, kind: str, job_id: str,
                   on_event: EventSink | None = None) -> Any:
     """Follow a job's events until it ends, reconnecting across dropped links; return its
-    result. Gives up after `EDGE_RECONNECT_TRIES` failed reconnects (the job goes on)."""
+    result. The status decides the end: a final status.json ends the follow even when its
+    event never made it to the log. Gives up after `EDGE_RECONNECT_TRIES` failed
+    reconnects, or as many streams in a row that end early without news (the job goes on)."""
     name = client.device.name
-    sink = (lambda e: on_event(name, e)) if on_event else None
-    offset, failures = 0, 0
+    attach = f"The job keeps running on the device. Collect it later with: " \
+             f"edge jobs attach {job_id} --to {name}"
+    seen = [0]  # the next event to ask for, also after a stream that broke off
+
+    def sink(event: Event) -> None:
+        seen[0] = max(seen[0], event.seq + 1)
+        if on_event:
+            on_event(name, event)
+
+    failures, early = 0, 0
     while True:
         try:
-            offset, terminal = client.follow(job_id, offset, sink)
+            offset = seen[0]
+            _, terminal = client.follow(job_id, offset, sink)
             failures = 0
             if terminal is None and client.status(job_id).status not in TERMINAL:
-                continue  # the stream ended early but the job lives: follow again
-            if terminal is None:
-                continue  # terminal now: one more pass drains the last events
+                # the stream ended early but the job lives: follow again, after a pause
+                early = 1 if seen[0] > offset else early + 1
+                if early > reconnect_tries():
+                    raise DeviceError(f"{name}: the event stream of job {job_id} ended early "
+                                      f"{early} times in a row while the job runs.", attach)
+                _note(on_event, name, f"event stream ended early; following again in "
+                                      f"{_backoff(early):.1f}s")
+                time.sleep(_backoff(early))
+                continue
             result = client.result(kind, job_id)
             break
         except TransportError as exc:
@@ -80,11 +101,8 @@ def follow_to_end(client: AgentClient, kind: str, job_id: str,
             if failures > reconnect_tries():
                 raise DeviceError(
                     f"{name}: lost the link during job {job_id} and could not reconnect "
-                    f"({exc.message}).",
-                    f"The job keeps running on the device. Collect it later with: "
-                    f"edge jobs attach {job_id} --to {name}",
-                ) from exc
-            delay = min(8.0, 0.5 * 2 ** (failures - 1))
+                    f"({exc.message}).", attach) from exc
+            delay = _backoff(failures)
             _note(on_event, name, f"link lost ({exc.message}); reconnecting in {delay:.1f}s "
                                   f"(try {failures}/{reconnect_tries()})")
             client.transport.close()

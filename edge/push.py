@@ -30,8 +30,10 @@ from .devices import Device
 from .errors import EdgeError
 from .fleet_run import FleetRun, fan_out
 from .hashcache import HashCache
+from .replies import check_plan
 from .trace import span
 from .transport import LocalTransport, RangeTask, Transport
+from .transport.deadlink import DeadLinkError
 
 
 class PushProgress(Protocol):
@@ -96,8 +98,9 @@ def push_to(client: AgentClient, payload: Payload,
     channels = channels_for(transport, concurrent)
     ranged_min = PARALLEL_MIN if channels > 1 else manifest.total_bytes() + 1
     with span("push-plan", name):
-        plan = PushPlan.from_dict(client.call("push-plan", "--ranged-min", str(ranged_min),
-                                              input=manifest.to_json().encode()))
+        plan = client.call_as(PushPlan, "push-plan", "--ranged-min", str(ranged_min),
+                              input=manifest.to_json().encode())
+    check_plan(name, plan, manifest)
     by_sha = {}
     for entry in manifest.entries:
         by_sha.setdefault(entry.sha256, entry.path)
@@ -114,8 +117,9 @@ def push_to(client: AgentClient, payload: Payload,
                     tasks.ranges, channels,
                     (lambda n: progress.advance(name, n)) if progress else None,
                     saver.done if tasks.sidecars else None)
-        except BaseException:
-            saver.stop(final_save=True)  # keep every finished range for the resume
+        except BaseException as exc:  # keep every finished range for the resume, unless
+            # the link is dead: saving would only wait for a new connection to time out
+            saver.stop(final_save=not isinstance(exc, DeadLinkError))
             raise
         saver.stop()
     if plan.model_path and not plan.missing:  # already there, verified when it was made
@@ -123,9 +127,8 @@ def push_to(client: AgentClient, payload: Payload,
                             files=len(manifest.entries))
     else:
         with span("push-commit", name):
-            commit = PushCommit.from_dict(client.call("push-commit",
-                                                      input=manifest.to_json().encode(),
-                                                      timeout=600))
+            commit = client.call_as(PushCommit, "push-commit",
+                                    input=manifest.to_json().encode(), timeout=600)
     if progress:
         progress.finish(name, True)
     return PushResult(

@@ -1,4 +1,8 @@
-"""Rich views of results. The structured data is the truth; these are only views."""
+"""Rich views of results. The structured data is the truth; these are only views.
+
+Every string that came from a device goes through `safe_text` (edge.untrusted) before it
+meets rich markup: a cell is markup, so `[/x]` would crash the table.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,11 @@ from rich.table import Table
 
 from device_agent.protocol import BenchResult, ConvertResult, DeviceFacts
 
+from .untrusted import safe_text
+
 
 def facts_table(name: str, facts: DeviceFacts) -> Table:
-    t = Table(title=f"{name}", show_header=False)
+    t = Table(title=safe_text(name), show_header=False)
     t.add_column("fact", style="bold")
     t.add_column("value")
     j = facts.jetson
@@ -38,7 +44,7 @@ def facts_table(name: str, facts: DeviceFacts) -> Table:
             )
         )
     for k, v in rows:
-        t.add_row(k, str(v))
+        t.add_row(k, safe_text(v))
     return t
 
 
@@ -52,10 +58,10 @@ def convert_tables(results: Sequence[ConvertResult]) -> Group:
     for r in results:
         s = r.summary
         over.add_row(
-            r.device,
+            safe_text(r.device),
             _status(r.status),
-            r.backend or "-",
-            r.precision or "-",
+            safe_text(r.backend or "-"),
+            safe_text(r.precision or "-"),
             str(len(s.engines)) if s else "-",
             f"{s.percent_converted:.1f}% [{s.ops_converted}/{s.ops_total}]" if s else "-",
             _build_note(r) if r.status == "succeeded" else "-",
@@ -63,23 +69,23 @@ def convert_tables(results: Sequence[ConvertResult]) -> Group:
             f"{r.seconds:.1f}s" if r.seconds is not None else "-",
         )
         if s and s.engines:
-            et = Table(title=f"{r.device}: TensorRT engines")
+            et = Table(title=f"{safe_text(r.device)}: TensorRT engines")
             for col in ("engine", "nodes", "top ops", "inputs", "outputs"):
                 et.add_column(col)
             for e in s.engines:
                 top = ", ".join(
                     f"{op} x{n}" for op, n in sorted(e.ops.items(), key=lambda kv: -kv[1])[:4]
                 )
-                et.add_row(
-                    e.name, str(e.nodes), top, " ".join(e.input_shapes), " ".join(e.output_shapes)
-                )
+                et.add_row(safe_text(e.name), str(e.nodes), safe_text(top),
+                           safe_text(" ".join(e.input_shapes)),
+                           safe_text(" ".join(e.output_shapes)))
             parts.append(et)
         if s and s.non_converted:
-            nt = Table(title=f"{r.device}: ops not converted")
+            nt = Table(title=f"{safe_text(r.device)}: ops not converted")
             for col in ("op", "count", "reason"):
                 nt.add_column(col)
             for n in s.non_converted:
-                nt.add_row(n.op, str(n.count), n.reason)
+                nt.add_row(safe_text(n.op), str(n.count), safe_text(n.reason))
             parts.append(nt)
     return Group(*parts)
 
@@ -93,9 +99,9 @@ def bench_table(results: Sequence[BenchResult], title: str = "Benchmark") -> Tab
     for r in results:
         if not r.runs:
             t.add_row(
-                r.device,
+                safe_text(r.device),
                 _short(r.model),
-                r.backend or "-",
+                safe_text(r.backend or "-"),
                 "-",
                 "-",
                 "-",
@@ -107,9 +113,9 @@ def bench_table(results: Sequence[BenchResult], title: str = "Benchmark") -> Tab
             lat = run.latency_ms
             noisy = noisy or run.noisy
             t.add_row(
-                r.device,
+                safe_text(r.device),
                 _short(r.model),
-                r.backend or "-",
+                safe_text(r.backend or "-"),
                 str(run.batch_size),
                 f"{lat.p50:.3f}",
                 f"{lat.p90:.3f}",
@@ -130,25 +136,26 @@ def plan_tables(plans: Sequence[Any]) -> Group:
         if p.plan is None:
             continue
         plan = p.plan
-        t = Table(title=f"{p.device}: conversion plan ({plan.backend})", show_header=False)
+        t = Table(title=safe_text(f"{p.device}: conversion plan ({plan.backend})"),
+                  show_header=False)
         t.add_column("what", style="bold")
         t.add_column("value")
         for k, v in plan.converter_kwargs.items():
-            t.add_row(k, repr(v))
+            t.add_row(safe_text(k), safe_text(repr(v)))
         for k, v in plan.env.items():
-            t.add_row(k, v)
+            t.add_row(safe_text(k), safe_text(v))
         ws = plan.workspace_bytes
         t.add_row("workspace", f"{ws / 2**20:.0f} MiB" if ws else "converter default")
         t.add_row("TF GPU memory", f"{plan.tf_gpu_memory_limit_mb} MB"
                   if plan.tf_gpu_memory_limit_mb else "memory growth")
         cal = plan.calibration
         t.add_row("calibration", f"{cal.batches} batches of {cal.batch_size}" if cal else "-")
-        t.add_row("build shapes", str(plan.build_shapes or "from the signature (batch 1)"))
-        t.add_row("cache key", plan.cache_key or "-")
+        t.add_row("build shapes", safe_text(plan.build_shapes or "from the signature (batch 1)"))
+        t.add_row("cache key", safe_text(plan.cache_key or "-"))
         if plan.fallback_reason:
-            t.add_row("note", plan.fallback_reason)
+            t.add_row("note", safe_text(plan.fallback_reason))
         for line in plan.workspace_arithmetic:
-            t.add_row("", line)
+            t.add_row("", safe_text(line))
         parts.append(t)
     return Group(*parts)
 
@@ -160,23 +167,25 @@ def push_table(results: Sequence[Any]) -> Table:
         t.add_column(col, justify="left" if col in ("device", "status") else "right")
     for r in results:
         rate = r.bytes_sent / r.seconds / 1e6 if r.seconds else 0.0
-        t.add_row(r.device, _status(r.status), f"{r.files_sent}/{r.files_total}",
+        t.add_row(safe_text(r.device), _status(r.status), f"{r.files_sent}/{r.files_total}",
                   f"{r.bytes_sent / 1e6:.1f}", f"{r.bytes_skipped / 1e6:.1f}", f"{rate:.1f}",
                   f"{r.seconds:.2f}")
     return t
 
 
 def print_failures(console: Console, results: Sequence[Any]) -> None:
+    """One line per failed result (its error), and its hint."""
     for r in results:
         if r.status != "succeeded":
-            console.print(f"[bold red]{r.device}: failed:[/] {r.error}", highlight=False)
+            console.print(f"[bold red]{safe_text(r.device)}: failed:[/] {safe_text(r.error)}",
+                          highlight=False)
             if r.hint:
-                console.print(f"  [bold]hint:[/] {r.hint}", highlight=False)
+                console.print(f"  [bold]hint:[/] {safe_text(r.hint)}", highlight=False)
 
 
 def _build_note(r: ConvertResult) -> str:
     if r.cache == "shared":
-        return f"shared from {r.shared_from}"
+        return f"shared from {safe_text(r.shared_from)}"
     if r.cache == "hit":
         return "cache hit"
     retries = len([a for a in r.attempts if a.outcome == "oom"])
@@ -192,10 +201,11 @@ def _validation_note(v: Any) -> str:
 
 
 def _status(status: str) -> str:
-    return {"succeeded": "[green]succeeded[/]", "failed": "[red]failed[/]"}.get(status, status)
+    known = {"succeeded": "[green]succeeded[/]", "failed": "[red]failed[/]"}
+    return known.get(status, safe_text(status))
 
 
 def _short(path: str | None) -> str:
     if not path:
         return "-"
-    return path.rstrip("/").split("/")[-1]
+    return safe_text(path.rstrip("/").split("/")[-1])

@@ -3,13 +3,14 @@
 The page's tables are the terminal's tables: both come from the rich Tables built here and
 in `edge.render`, read back into rows by `table_rows`, so the numbers cannot disagree.
 Plots are drawn with matplotlib's Agg backend; each plot function returns how many points
-it drew, and a plot with nothing to draw is skipped and named in the page.
+it drew, and a plot with nothing to draw is skipped and named in the page. Device text is
+escaped for each medium (edge.untrusted): rich markup in the tables, HTML in the page,
+mathtext (`$`) in the plots.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,6 +25,7 @@ from device_agent.protocol import BenchResult, BenchRun
 from .errors import EdgeError
 from .render import bench_table, convert_tables
 from .runs import Run, RunStore, compare, comparison_rows
+from .untrusted import safe_html, safe_plot, safe_text
 
 
 @dataclass
@@ -70,7 +72,7 @@ def power_table(results: Sequence[BenchResult]) -> Optional[Table]:
     for r, b in rows:
         p = b.power
         assert p is not None
-        t.add_row(r.device, str(b.batch_size), f"{p.avg_mw:,.0f}", f"{p.peak_mw:,.0f}",
+        t.add_row(safe_text(r.device), str(b.batch_size), f"{p.avg_mw:,.0f}", f"{p.peak_mw:,.0f}",
                   f"{p.energy_per_inference_mj:.3f}",
                   "-" if b.gpu_load_avg_pct is None else f"{b.gpu_load_avg_pct:.0f}",
                   "-" if b.temp_peak_c is None else f"{b.temp_peak_c:.1f}")
@@ -85,10 +87,11 @@ def validate_table(results: Sequence[Any]) -> Table:
     for r in results:
         outputs = r.validation.outputs if r.validation else {}
         if not outputs:
-            t.add_row(r.device, r.status, "-", "-", "-", "-", "-")
+            t.add_row(safe_text(r.device), safe_text(r.status), "-", "-", "-", "-", "-")
         for name, o in outputs.items():
             top1 = "-" if o.top1_agreement is None else f"{o.top1_agreement:.3f}"
-            t.add_row(r.device, r.status, name, f"{o.max_abs_err:.3g}", f"{o.max_rel_err:.3g}",
+            t.add_row(safe_text(r.device), safe_text(r.status), safe_text(name),
+                      f"{o.max_abs_err:.3g}", f"{o.max_rel_err:.3g}",
                       top1, "yes" if o.passed else "NO")
     return t
 
@@ -163,7 +166,7 @@ def plot_latency(series: Sequence[Series], path: Path) -> int:
             for name, marker in marks:
                 ax.plot([x], [getattr(lat, name)], marker=marker, color=color, linestyle="")
             points += 1
-        ax.plot([], [], color=color, linewidth=7, alpha=0.35, label=s.label)
+        ax.plot([], [], color=color, linewidth=7, alpha=0.35, label=safe_plot(s.label))
     for name, marker in marks:
         ax.plot([], [], marker=marker, color="gray", linestyle="", label=name)
     ax.set_xticks(range(len(batches)), [str(b) for b in batches])
@@ -179,7 +182,7 @@ def plot_throughput(series: Sequence[Series], path: Path) -> int:
         runs = sorted(s.result.runs, key=lambda b: b.batch_size)
         if runs:
             ax.plot([b.batch_size for b in runs], [b.throughput_per_s for b in runs],
-                    marker="o", label=s.label)
+                    marker="o", label=safe_plot(s.label))
             points += len(runs)
     if points:
         batches = _batches(series)
@@ -228,7 +231,7 @@ def plot_native(series: Sequence[Series], path: Path) -> int:
     for x, (_, nat, conv) in zip(xs, pairs):
         if conv:
             ax.annotate(f"{nat / conv:.2f}x", (x, max(nat, conv)), ha="center", va="bottom")
-    ax.set_xticks(list(xs), [p[0] for p in pairs], rotation=20, ha="right")
+    ax.set_xticks(list(xs), [safe_plot(p[0]) for p in pairs], rotation=20, ha="right")
     _save(fig, ax, path)
     return len(pairs)
 
@@ -248,7 +251,8 @@ def plot_power(series: Sequence[Series], path: Path) -> int:
                           if _power_mw(t) is not None), key=lambda t: t.ts)
         if samples:
             t0 = samples[0].ts
-            ax.plot([t.ts - t0 for t in samples], [_power_mw(t) for t in samples], label=s.label)
+            ax.plot([t.ts - t0 for t in samples], [_power_mw(t) for t in samples],
+                    label=safe_plot(s.label))
             points += len(samples)
     if points:
         _save(fig, ax, path)
@@ -265,7 +269,7 @@ def plot_energy(series: Sequence[Series], path: Path) -> int:
         if runs:
             ax.bar([batches.index(b.batch_size) + off for b in runs],
                    [b.power.energy_per_inference_mj for b in runs if b.power],
-                   width=0.8 / len(series), label=s.label, color=f"C{i}")
+                   width=0.8 / len(series), label=safe_plot(s.label), color=f"C{i}")
             points += len(runs)
     if points:
         ax.set_xticks(range(len(batches)), [str(b) for b in batches])
@@ -302,7 +306,7 @@ p.skipped{color:#777;font-style:italic}
 
 def _html_table(title: str, headers: List[str], rows: List[List[str]],
                 caption: str = "", marked: Optional[List[bool]] = None) -> str:
-    e = html.escape
+    e = safe_html
     out = [f"<table><caption>{e(caption)}</caption>" if caption else "<table>"]
     out.append("<tr>" + "".join(f"<th>{e(h)}</th>" for h in headers) + "</tr>")
     for i, row in enumerate(rows):
@@ -342,7 +346,7 @@ def build_report(run_ids: Sequence[str], out_dir: Path,
     out_dir.mkdir(parents=True, exist_ok=True)
     rep = Report(html=out_dir / "report.html")
     series = series_of(runs)
-    e = html.escape
+    e = safe_html
     body = [f"<h1>jetson-edge report: {e(', '.join(r.run_id for r in runs))}</h1>",
             f"<p>generated {datetime.now(timezone.utc).isoformat(timespec='seconds')}</p>",
             "<h2>Runs</h2>"]

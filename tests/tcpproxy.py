@@ -1,4 +1,5 @@
-"""A userspace TCP proxy for tests: one-way delay, cutting live links, refusing new ones.
+"""A userspace TCP proxy for tests: one-way delay, cutting live links, refusing new ones,
+black-holing links (silence, nothing closed).
 
 Each connection gets, per direction, a reader thread that timestamps chunks into a FIFO
 queue and a sender thread that forwards each chunk once its delay has passed, so order is
@@ -38,6 +39,7 @@ class _Link:
         self.client = client
         self.target = target
         self.dead = threading.Event()
+        self.silent = threading.Event()  # black-holed: nothing read, nothing forwarded
         self._lock = threading.Lock()
         self._open_directions = 2
         self.threads: list[threading.Thread] = []
@@ -52,6 +54,9 @@ class _Link:
 
     def _read(self, src: socket.socket, q: queue.Queue[tuple[float, bytes]]) -> None:
         while not self.dead.is_set():
+            if self.silent.is_set():
+                self.dead.wait(0.05)
+                continue
             try:
                 data = src.recv(CHUNK)
             except OSError:
@@ -76,6 +81,9 @@ class _Link:
             wait = due - time.monotonic()
             if wait > 0 and self.dead.wait(wait):
                 return
+            while self.silent.is_set():  # a chunk read as the silence began is never sent
+                if self.dead.wait(0.05):
+                    return
             if not data:
                 self._half_close(dst)
                 return
@@ -123,7 +131,10 @@ class TcpProxy:
 
     `delay_ms` applies to each direction and may be changed while running (it applies to
     data read after the change). `cut()` drops every live connection; `block()` makes new
-    connections close at once until `unblock()`.
+    connections close at once until `unblock()`. `blackhole()` makes the link go silent,
+    as when packets are dropped: nothing is read or forwarded on live connections, new
+    ones are accepted and never answered, and nothing is closed (the peers' writes block
+    once the socket buffers fill); `heal()` forwards new connections again.
     """
 
     def __init__(
@@ -142,6 +153,8 @@ class TcpProxy:
         self.bytes_down = 0
         self.connections = 0
         self.blocked = False
+        self.blackholed = False
+        self._held: list[socket.socket] = []  # accepted while black-holed, never answered
         self._lock = threading.Lock()
         self._links: set[_Link] = set()
         self._finished: list[_Link] = []
@@ -184,6 +197,10 @@ class TcpProxy:
                 _abort(client)
                 client.close()
                 continue
+            if self.blackholed:
+                with self._lock:
+                    self._held.append(client)
+                continue
             try:
                 target = socket.create_connection((self.target_host, self.target_port), 5.0)
             except OSError:
@@ -197,6 +214,8 @@ class TcpProxy:
             with self._lock:
                 self._links.add(link)
                 self.connections += 1
+            if self.blackholed:  # black-holed while this one was connecting
+                link.silent.set()
             link.start()
 
     def _count(self, n: int, up: bool) -> None:
@@ -235,6 +254,18 @@ class TcpProxy:
     def unblock(self) -> None:
         self.blocked = False
 
+    def blackhole(self) -> None:
+        """Silence every live connection and every new one (see the class docstring)."""
+        self.blackholed = True
+        with self._lock:
+            links = list(self._links)
+        for link in links:
+            link.silent.set()
+
+    def heal(self) -> None:
+        """Forward new connections again; the silenced ones stay silent until stop()."""
+        self.blackholed = False
+
     def stop(self) -> None:
         """Stop accepting, drop every connection and join every thread."""
         self._stopping.set()
@@ -247,6 +278,10 @@ class TcpProxy:
         self.cut()
         with self._lock:
             links, self._finished = self._finished, []
+            held, self._held = self._held, []
+        for sock in held:
+            _abort(sock)
+            sock.close()
         for link in links:
             link.join(5.0)
 

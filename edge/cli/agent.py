@@ -15,6 +15,7 @@ from ..connect import open_client
 from ..devices import Device, resolve_targets
 from ..fleet_run import fan_out
 from ..render import print_failures
+from ..untrusted import safe_text
 from ._utils import JsonOpt, console, err_console, print_json, typer_factory
 
 app = typer_factory("The on-device agent.")
@@ -55,7 +56,8 @@ def install(
         for col in ("device", "status", "python", "numpy", "action"):
             t.add_column(col)
         for r in run.results:
-            t.add_row(r.device, r.status, r.python or "-", r.numpy or "missing",
+            t.add_row(*(safe_text(c) for c in (r.device, r.status, r.python or "-",
+                                               r.numpy or "missing")),
                       "installed" if r.installed else ("up to date" if r.python else "-"))
         console.print(t)
         print_failures(err_console, run.results)

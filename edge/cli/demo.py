@@ -16,6 +16,7 @@ from ..devices import local_device
 from ..history import record_runs
 from ..paths import data_dir
 from ..render import bench_table, convert_tables, print_failures
+from ..untrusted import safe_text
 from ._utils import console, err_console
 from .progress import event_printer
 
@@ -62,7 +63,7 @@ def demo(
         raise typer.Exit(1)
     result = conv.results[0]
     if result.fallback_reason:
-        console.print(f"[yellow]note:[/] {result.fallback_reason}", highlight=False)
+        console.print(f"[yellow]note:[/] {safe_text(result.fallback_reason)}", highlight=False)
     console.print("[bold]3/3[/] benchmarking native and converted models (batch 1 and 32)")
     options = BenchOptions(batch_sizes=[1, 32], duration_seconds=duration)
     runs = [

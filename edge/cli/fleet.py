@@ -131,6 +131,7 @@ def probe(
     from ..devices import resolve_targets
     from ..facts import probe as probe_devices
     from ..render import print_failures
+    from ..untrusted import safe_text
     from ._utils import err_console
 
     run = probe_devices(resolve_targets(targets))
@@ -144,10 +145,11 @@ def probe(
         for r in run.results:
             f = r.facts
             j = f.jetson if f else None
-            t.add_row(r.device, r.status, j.module if j else ("not a Jetson" if f else "-"),
-                      (j.jetpack or "?") if j else "-", str(f.memory_total_mb) if f else "-",
-                      str(f.disk_free_mb) if f else "-", f.python if f else "-",
-                      (f.tensorflow or "none") if f else "-")
+            cells = (r.device, r.status, j.module if j else ("not a Jetson" if f else "-"),
+                     (j.jetpack or "?") if j else "-", str(f.memory_total_mb) if f else "-",
+                     str(f.disk_free_mb) if f else "-", f.python if f else "-",
+                     (f.tensorflow or "none") if f else "-")
+            t.add_row(*(safe_text(c) for c in cells))
         console.print(t)
         print_failures(err_console, run.results)
     if not run.ok:
@@ -158,17 +160,45 @@ def probe(
 def trust(
     name: Annotated[str, typer.Argument(help="Device whose SSH host key to trust.")],
     fingerprint: Annotated[Optional[str], typer.Option(
-        help="Expected SHA256:... fingerprint; refuse any other key.")] = None,
+        help="Expected SHA256:... fingerprint (read on the board); refuse any other key.")
+    ] = None,
+    yes: Annotated[bool, typer.Option(
+        "--yes", "-y", help="Trust the key offered without asking (it is still shown).")
+    ] = False,
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="Replace a different key already known for the device.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Record the device's current host key in the fleet's known_hosts (shown first)."""
-    from ..hostkeys import trust as trust_device
+    """Record the device's current host key in the fleet's known_hosts: shown, then asked
+    for (or --yes, or pinned with --fingerprint)."""
+    import sys
 
-    result = trust_device(Inventory.load().get(name), fingerprint)
+    from ..errors import DeviceError
+    from ..hostkeys import Offer
+    from ..hostkeys import trust as trust_device
+    from ..transport.hostkey_policy import fingerprint as fp_of
+
+    def approve(offer: Offer) -> bool:
+        if fingerprint or yes:
+            return True
+        shown = f"{offer.device}: {offer.host} offers {offer.key_type} {offer.fingerprint}"
+        if offer.old:
+            shown += "\n  replacing " + ", ".join(
+                f"{e.key.get_name()} {fp_of(e.key)} ({e.where})" for e in offer.old)
+        if not sys.stdin.isatty():
+            raise DeviceError(f"{shown}\nnot trusted: no terminal to ask on.",
+                              "Compare the fingerprint with the board's (ssh-keygen -lf "
+                              "/etc/ssh/ssh_host_ed25519_key.pub on it), then run again with "
+                              "--fingerprint SHA256:... or --yes.")
+        typer.echo(shown, err=True)
+        return typer.confirm("Trust this key?", default=False, err=True)
+
+    result = trust_device(Inventory.load().get(name), fingerprint, replace, approve)
     if json_out:
         print_json(result.to_dict())
     elif result.already_trusted:
-        console.print(f"{name}: {result.key_type} {result.fingerprint} is already trusted")
+        typer.echo(f"{name}: {result.key_type} {result.fingerprint} is already trusted")
     else:
-        console.print(f"{name}: trusted {result.host} {result.key_type} {result.fingerprint} "
-                      f"(saved to {result.known_hosts})")
+        verb = "replaced " + ", ".join(result.replaced) + " with" if result.replaced else "trusted"
+        typer.echo(f"{name}: {verb} {result.host} {result.key_type} {result.fingerprint} "
+                   f"(saved to {result.known_hosts})")

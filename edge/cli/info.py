@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 import typer
 
-from ..devices import resolve_targets
+from device_agent.protocol import DeviceFacts, JsonMixin
+
+from ..devices import Device, resolve_targets
+from ..errors import EdgeError
 from ..facts import device_facts
-from ..render import facts_table
-from ._utils import JsonOpt, console, print_json
+from ..fleet_run import fan_out
+from ..render import facts_table, print_failures
+from ._utils import JsonOpt, console, err_console, print_json
+
+
+@dataclass
+class _Info(JsonMixin):
+    device: str
+    status: str
+    facts: DeviceFacts | None = None
+    error: str | None = None
+    hint: str | None = None
 
 
 def info(
@@ -24,10 +38,30 @@ def info(
 ) -> None:
     """Show facts for each device: module, JetPack, memory, disk, TensorFlow."""
     devices = resolve_targets(device)
-    facts = [(d.name, device_facts(d, deep=deep)) for d in devices]
-    if json_out:
-        out = [f.to_dict() | {"device": name} for name, f in facts]
-        print_json(out[0] if len(out) == 1 else out)
+    if len(devices) == 1:  # one device: its error is the command's error
+        facts = device_facts(devices[0], deep=deep)
+        if json_out:
+            print_json(facts.to_dict() | {"device": devices[0].name})
+        else:
+            console.print(facts_table(devices[0].name, facts))
         return
-    for name, f in facts:
-        console.print(facts_table(name, f))
+
+    def work(d: Device) -> _Info:
+        return _Info(d.name, "succeeded", device_facts(d, deep=deep))
+
+    def failed(d: Device, exc: EdgeError) -> _Info:
+        return _Info(d.name, "failed", error=exc.message, hint=exc.hint)
+
+    # Every device's facts, in target order; a device that fails does not hide the others.
+    run = fan_out(devices, work, failed)
+    if json_out:
+        print_json([r.facts.to_dict() | {"device": r.device} if r.facts else
+                    {"device": r.device, "status": r.status, "error": r.error, "hint": r.hint}
+                    for r in run.results])
+    else:
+        for r in run.results:
+            if r.facts:
+                console.print(facts_table(r.device, r.facts))
+        print_failures(err_console, run.failed)
+    if not run.ok:
+        raise typer.Exit(1)

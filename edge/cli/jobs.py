@@ -19,6 +19,7 @@ from ..errors import DeviceError
 from ..fleet_run import fan_out
 from ..jobs import follow_to_end
 from ..render import bench_table, convert_tables, print_failures
+from ..untrusted import clean, safe_text
 from ._utils import JsonOpt, console, err_console, print_json, typer_factory
 from .progress import event_printer
 
@@ -82,8 +83,8 @@ def ls(targets: TargetsArg = None, json_out: JsonOpt = False) -> None:
         now = time.time()
         for r in run.results:
             for j in r.jobs:
-                t.add_row(r.device, j.job_id, j.kind, j.status,
-                          f"{(now - j.created_at) / 60:.0f} min", (j.error or "")[:60])
+                t.add_row(*(safe_text(c) for c in (r.device, j.job_id, j.kind, j.status)),
+                          f"{(now - j.created_at) / 60:.0f} min", safe_text((j.error or "")[:60]))
         console.print(t)
         print_failures(err_console, run.results)
     if not run.ok:
@@ -117,7 +118,7 @@ def logs(job_id: str, to: DeviceOpt = None,
         client.transport.download(client.path("jobs", job_id, "worker.log"), local)
         lines = local.read_text(errors="replace").splitlines()
     for line in lines[-tail:] if tail else lines:
-        typer.echo(line)
+        typer.echo(clean(line))
 
 
 @app.command()
@@ -129,4 +130,5 @@ def cancel(job_id: str, to: DeviceOpt = None, json_out: JsonOpt = False) -> None
     if json_out:
         print_json({"device": device.name, **state.to_dict()})
     else:
-        console.print(f"{device.name}: job {job_id} is {state.status}")
+        console.print(safe_text(f"{device.name}: job {job_id} is {state.status}"),
+                      highlight=False)

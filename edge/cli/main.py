@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import atexit
+import faulthandler
 import os
+import signal
 import sys
 import traceback
+from pathlib import Path
+from typing import IO
 
 from ..errors import EdgeError
+from ..untrusted import safe_text
 from . import (
     agent,
     bench,
@@ -52,16 +58,47 @@ app.add_typer(runs.app, name="runs")
 app.command(name="report", help="Write an HTML report with plots of stored runs.")(report.report)
 
 
+_stacks_file: IO[str] | None = None  # open for as long as the handler may write to it
+
+
+def dump_stacks_on_sigusr1() -> Path | None:
+    """`kill -USR1 <pid>` makes this process write every thread's stack to
+    `<data dir>/stacks-<pid>.log` (faulthandler: it works even while a thread is stuck
+    in C, holding the GIL), to diagnose a hang. The file is removed at exit if empty."""
+    global _stacks_file
+    if not hasattr(signal, "SIGUSR1") or _stacks_file is not None:
+        return None
+    from ..paths import data_dir
+
+    path = data_dir() / f"stacks-{os.getpid()}.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _stacks_file = open(path, "a")  # noqa: SIM115 (kept open for the handler)
+    except OSError:  # no data dir: no stack dumps, the command itself still runs
+        return None
+    faulthandler.register(signal.SIGUSR1, file=_stacks_file, all_threads=True)
+
+    def tidy() -> None:
+        try:
+            if path.stat().st_size == 0:
+                path.unlink()
+        except OSError:
+            pass
+    atexit.register(tidy)
+    return path
+
+
 def main() -> None:
     """Console entry point."""
+    dump_stacks_on_sigusr1()
     try:
         app()
     except EdgeError as exc:
         if os.environ.get("EDGE_DEBUG"):
             traceback.print_exc()
-        err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {safe_text(exc.message)}", highlight=False)
         if exc.hint:
-            err_console.print(f"[bold]hint:[/] {exc.hint}", highlight=False)
+            err_console.print(f"[bold]hint:[/] {safe_text(exc.hint)}", highlight=False)
         if not os.environ.get("EDGE_DEBUG"):
             err_console.print("(set EDGE_DEBUG=1 for the traceback)", style="dim")
         sys.exit(1)

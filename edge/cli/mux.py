@@ -35,9 +35,10 @@ def status(json_out: JsonOpt = False) -> None:
     """Whether the multiplexer runs, and where its socket is."""
     from ..transport import mux
 
-    info = {"running": mux.running(), "socket": str(mux.socket_path())}
+    info = mux.state()  # refuses (an error with a hint) a socket that is not the user's own
     if json_out:
         print_json(info)
     else:
-        console.print(f"{'running' if info['running'] else 'not running'} ({info['socket']})",
-                      highlight=False)
+        what = f"running (pid {info['pid']}, {info['active']} requests in flight)" \
+            if info["running"] else "not running"
+        console.print(f"{what} ({info['socket']})", highlight=False)

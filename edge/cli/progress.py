@@ -9,6 +9,7 @@ from rich.console import Console
 from device_agent.protocol import Event
 
 from ..jobs import EventSink
+from ..untrusted import safe_text
 
 
 def event_printer(console: Console) -> EventSink:
@@ -20,7 +21,8 @@ def event_printer(console: Console) -> EventSink:
             return
         style = "bold" if event.kind in ("status", "progress") else "dim"
         with lock:
-            console.print(f"[cyan]{device}[/] {event.message}", style=style, highlight=False)
+            console.print(f"[cyan]{safe_text(device)}[/] {safe_text(event.message)}",
+                          style=style, highlight=False)
 
     return sink
 
@@ -53,7 +55,7 @@ class PushBars:
 
     def start(self, device: str, total_bytes: int) -> None:
         with self.lock:
-            self.tasks[device] = self.progress.add_task(device, total=total_bytes)
+            self.tasks[device] = self.progress.add_task(safe_text(device), total=total_bytes)
             task = self.progress.tasks[self.total]
             self.progress.update(self.total, total=(task.total or 0) + total_bytes)
 
@@ -64,5 +66,6 @@ class PushBars:
     def finish(self, device: str, ok: bool) -> None:
         with self.lock:
             if device in self.tasks:
-                label = f"{device} [green]done[/]" if ok else f"{device} [red]failed[/]"
+                name = safe_text(device)
+                label = f"{name} [green]done[/]" if ok else f"{name} [red]failed[/]"
                 self.progress.update(self.tasks[device], description=label)

@@ -12,6 +12,7 @@ from ..connect import open_client
 from ..devices import resolve_targets
 from ..errors import EdgeError
 from ..pull import pull_job_model
+from ..untrusted import safe_text
 from ._utils import JsonOpt, console, print_json
 
 
@@ -44,5 +45,6 @@ def pull(
         print_json({"device": devices[0].name, "job_id": job, "out": str(path),
                     "files": len(manifest.entries), "bytes": manifest.total_bytes()})
     else:
-        console.print(f"pulled {len(manifest.entries)} files "
-                      f"({manifest.total_bytes() / 1e6:.1f} MB) of job {job} to {path}")
+        console.print(safe_text(f"pulled {len(manifest.entries)} files "
+                                f"({manifest.total_bytes() / 1e6:.1f} MB) of job {job} to {path}"),
+                      highlight=False)

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ..report import build_report
+from ..untrusted import safe_text
 from ._utils import JsonOpt, console, print_json
 
 
@@ -24,8 +25,9 @@ def report(
         print_json({"html": str(rep.html), "plots": [str(p) for p in rep.plots],
                     "skipped": rep.skipped})
         return
-    console.print(f"wrote [bold]{rep.html}[/]", highlight=False)
+    console.print(f"wrote [bold]{safe_text(rep.html)}[/]", highlight=False)
     for png in rep.plots:
-        console.print(f"  {png}", highlight=False)
+        console.print(f"  {safe_text(png)}", highlight=False)
     for title, why in rep.skipped.items():
-        console.print(f"  [dim]{title}: skipped, {why}[/]", highlight=False)
+        console.print(f"  [dim]{safe_text(title)}: skipped, {safe_text(why)}[/]",
+                      highlight=False)

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ..report import result_tables
 from ..runs import Comparison, Run, RunStore, compare, comparison_rows, export
+from ..untrusted import safe_text
 from ._utils import JsonOpt, console, err_console, print_json, typer_factory
 
 app = typer_factory("Stored results of convert, bench and validate: list, show, compare, export.")
@@ -79,7 +80,8 @@ def ls(device: DeviceOpt = None, model: ModelOpt = None, kind: KindOpt = None,
         name = r.model.rstrip("/").split("/")[-1] or r.model
         cells = [r.run_id, r.kind, r.device, name, (r.model_digest or "-")[:10]]
         cells += [r.recipe or "-"] if recipes else []
-        t.add_row(*cells, r.created_at[:16].replace("T", " "), r.status, headline(r))
+        cells += [r.created_at[:16].replace("T", " "), r.status, headline(r)]
+        t.add_row(*(safe_text(c) for c in cells))
     console.print(t)
     if not runs:
         err_console.print("No runs stored yet: `edge convert` and `edge bench` record them.")
@@ -93,7 +95,7 @@ def show(run_id: RunArg, json_out: JsonOpt = False) -> None:
     if json_out:
         print_json(run.to_dict())
         return
-    meta = Table(title=f"Run {run.run_id}", show_header=False)
+    meta = Table(title=safe_text(f"Run {run.run_id}"), show_header=False)
     meta.add_column("field", style="bold")
     meta.add_column("value")
     fp = run.fingerprint or {}
@@ -105,22 +107,22 @@ def show(run_id: RunArg, json_out: JsonOpt = False) -> None:
         ("fingerprint", ", ".join(f"{k}={v}" for k, v in fp.items()) or "-"),
         ("labels", ", ".join(f"{k}={v}" for k, v in run.labels.items()) or "-"),
     ):
-        meta.add_row(key, str(value))
+        meta.add_row(key, safe_text(value))
     console.print(meta)
     for table in result_tables([run]):
         console.print(table)
     error = run.metrics.get("error")
     if error:
-        console.print(f"[bold red]error:[/] {error}", highlight=False)
+        console.print(f"[bold red]error:[/] {safe_text(error)}", highlight=False)
 
 
 def comparison_table(cmp: Comparison) -> Table:
     """`comparison_rows` as a rich Table; regressions in red."""
-    t = Table(title=f"{cmp.a} -> {cmp.b} ({cmp.kind})")
+    t = Table(title=safe_text(f"{cmp.a} -> {cmp.b} ({cmp.kind})"))
     for col in ("batch", "metric", cmp.a, cmp.b, "delta", ""):
-        t.add_column(col, justify="left" if col in ("metric", "") else "right")
+        t.add_column(safe_text(col), justify="left" if col in ("metric", "") else "right")
     for row in comparison_rows(cmp):
-        t.add_row(*row, style="bold red" if row[-1] else None)
+        t.add_row(*(safe_text(c) for c in row), style="bold red" if row[-1] else None)
     t.caption = (f"delta = (B - A) / A; regression: worse by more than {cmp.threshold_pct:g}%")
     return t
 

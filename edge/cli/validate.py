@@ -14,6 +14,7 @@ from .. import jobs
 from ..devices import resolve_targets
 from ..history import record_runs
 from ..render import print_failures
+from ..untrusted import safe_text
 from ._options import parse_input_shapes
 from ._utils import JsonOpt, TargetsOpt, console, err_console, print_json
 from .convert import Precision
@@ -53,13 +54,14 @@ def validate(
         for r in run.results:
             v = r.validation
             for name, o in (v.outputs.items() if v else []):
-                t.add_row(r.device, name, f"{o.max_abs_err:.3g}", f"{o.max_rel_err:.3g}",
+                t.add_row(safe_text(r.device), safe_text(name), f"{o.max_abs_err:.3g}",
+                          f"{o.max_rel_err:.3g}",
                           f"{o.mismatched}/{o.elements}",
                           "-" if o.top1_agreement is None else f"{o.top1_agreement:.1%}",
                           "[green]pass[/]" if o.passed else "[red]FAIL[/]")
             if v:
-                t.caption = f"{v.precision}: atol {v.atol:g}, rtol {v.rtol:g}; inputs " \
-                            f"{v.inputs_from}, {v.samples} samples"
+                t.caption = safe_text(f"{v.precision}: atol {v.atol:g}, rtol {v.rtol:g}; "
+                                      f"inputs {v.inputs_from}, {v.samples} samples")
         console.print(t)
         print_failures(err_console, run.results)
         err_console.print(f"recorded as {', '.join(r.run_id for r in stored)} "

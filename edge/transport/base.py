@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+import os
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,6 +63,52 @@ def copy_range(task: RangeTask, dst: Any, progress: Callable[[int], None] | None
     return sent
 
 
+DOWNLOAD_READ = 1 << 20
+
+
+def receive(read: Callable[[int], bytes], local: Path, max_bytes: int | None,
+            what: str) -> int:
+    """Write what `read(n)` returns, until it returns b"", into `local`: created here with
+    O_EXCL (never replacing a file, never through a symlink), mode 0600. With `max_bytes`,
+    at most max_bytes + 1 bytes are read and a longer source is refused. On any failure
+    the file is removed. `what` names the source in errors."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(local, flags, 0o600)
+    except OSError as exc:
+        raise TransportError(f"cannot create {local} for {what}: {exc.strerror}",
+                             "Pass a new, empty destination.") from exc
+    written = 0
+    try:
+        with os.fdopen(fd, "wb") as f:
+            while True:
+                want = DOWNLOAD_READ if max_bytes is None else \
+                    min(DOWNLOAD_READ, max_bytes + 1 - written)
+                chunk = read(want)
+                if not chunk:
+                    return written
+                if max_bytes is not None and written + len(chunk) > max_bytes:
+                    raise TransportError(
+                        f"{what} holds more than the {max_bytes} bytes expected; refused.",
+                        "The device's files do not match what it reported: check the device.")
+                f.write(chunk)
+                written += len(chunk)
+    except BaseException:
+        try:
+            os.unlink(local)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def not_regular(what: str, mode: int) -> TransportError:
+    """The error for a remote path that is a symlink, directory or special file."""
+    kind = "a symlink" if stat.S_ISLNK(mode) else "a directory" if stat.S_ISDIR(mode) \
+        else "a special file"
+    return TransportError(f"{what} is {kind}, not a regular file; refused.",
+                          "The device's files do not match what it reported: check the device.")
+
+
 class Transport(abc.ABC):
     """Run argument lists (never shell strings) and copy files to one device."""
 
@@ -82,8 +130,11 @@ class Transport(abc.ABC):
         """Copy one local file to a path on the device (parents created), atomically."""
 
     @abc.abstractmethod
-    def download(self, remote: str, local: Path) -> None:
-        """Copy one remote file to a local path."""
+    def download(self, remote: str, local: Path, max_bytes: int | None = None) -> int:
+        """Copy one remote regular file to `local`, which this creates exclusively (see
+        `receive`). A remote symlink or special file is refused; with `max_bytes`, so is a
+        file longer than that, after reading at most max_bytes + 1 of its bytes.
+        Returns the bytes written."""
 
     @abc.abstractmethod
     def write_range(self, task: RangeTask, progress: Callable[[int], None] | None = None

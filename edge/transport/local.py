@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import stat
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from .base import CommandResult, RangeTask, Transport, TransportError, copy_range
+from .base import (
+    CommandResult,
+    RangeTask,
+    Transport,
+    TransportError,
+    copy_range,
+    not_regular,
+    receive,
+)
 
 
 class LocalTransport(Transport):
@@ -56,16 +66,32 @@ class LocalTransport(Transport):
     def write_bytes(self, remote: str, data: bytes) -> None:
         path = Path(remote).expanduser()
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
+        tmp = path.with_name(f"{path.name}.{os.urandom(6).hex()}.tmp")  # never shared
+        with open(tmp, "xb") as f:
+            f.write(data)
         os.replace(tmp, path)
 
-    def download(self, remote: str, local: Path) -> None:
-        shutil.copyfile(Path(remote).expanduser(), local)
+    def download(self, remote: str, local: Path, max_bytes: int | None = None) -> int:
+        what = f"{self.device_name}: {remote}"
+        try:  # O_NOFOLLOW: a symlink fails to open (ELOOP); O_NONBLOCK: a FIFO opens
+            fd = os.open(Path(remote).expanduser(),
+                         os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise not_regular(what, stat.S_IFLNK) from exc
+            raise TransportError(f"{what}: download failed: {exc.strerror}") from exc
+        with os.fdopen(fd, "rb") as src:
+            mode = os.fstat(src.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise not_regular(what, mode)
+            try:
+                return receive(src.read, local, max_bytes, what)
+            except OSError as exc:
+                raise TransportError(f"{what}: download failed: {exc}") from exc
 
     def put(self, local: Path, remote: str) -> None:
         dest = Path(remote).expanduser()
         dest.parent.mkdir(parents=True, exist_ok=True)
-        partial = dest.with_name(dest.name + ".partial")
+        partial = dest.with_name(f"{dest.name}.{os.urandom(6).hex()}.partial")  # never shared
         shutil.copyfile(local, partial)
         os.replace(partial, dest)

@@ -27,7 +27,9 @@ WRITE_BYTES = 32768 - 64 - 64
 WINDOW = 128  # requests in flight per channel (sshd's 2 MiB window also bounds them)
 READ_BYTES = 1 << 20
 CHANNEL_MIN_BYTES = 4 << 20  # another channel costs round trips to open: one per 4 MiB
-ACK_TIMEOUT = 300.0  # seconds without a byte on a busy SFTP channel: the link is dead
+# Seconds without a byte on a busy SFTP channel: the device's SFTP server is stuck. A dead
+# link is noticed sooner, by the connection's watchdog (liveness.py), which closes it.
+ACK_TIMEOUT = 300.0
 
 
 class _Sink:
@@ -55,8 +57,10 @@ class RangeWriter:
 
     def __init__(self, sftp: paramiko.SFTPClient,
                  progress: Callable[[int], None] | None = None,
-                 on_done: Callable[[RangeTask], None] | None = None) -> None:
+                 on_done: Callable[[RangeTask], None] | None = None,
+                 owns_channel: bool = False) -> None:
         self.sftp = sftp
+        self.owns_channel = owns_channel  # closed after us: it closes the files itself
         self.progress = progress
         self.on_done = on_done
         self.sink = _Sink(sftp)
@@ -122,11 +126,17 @@ class RangeWriter:
                 f.close()
 
     def abandon(self) -> None:
-        """After an error: close what is open without waiting for acks."""
+        """After an error: close what is open without waiting for acks. On a channel of
+        our own, nothing waits at all: closing the channel closes its files, and a close
+        per file could each wait the whole ACK_TIMEOUT on a stuck server."""
         self.inflight.clear()
-        for f in self.files.values():
+        # on our own channel, closing it closes the files (before they go: each would
+        # send its own close on it)
+        closers = [self.sftp.close] if self.owns_channel else \
+            [f.close for f in self.files.values()]
+        for close in closers:
             try:
-                f.close()
+                close()
             except Exception:  # the channel may be gone; the error that got us here matters
                 pass
         self.files = {}
@@ -188,7 +198,7 @@ class ParallelUpload:
         except (OSError, paramiko.SSHException, EOFError) as exc:
             self.errors.append(exc)
             return
-        writer = RangeWriter(sftp, self.progress, self.on_done)
+        writer = RangeWriter(sftp, self.progress, self.on_done, owns_channel=shared is None)
         try:
             with writer:
                 while not self.errors:
@@ -202,7 +212,5 @@ class ParallelUpload:
         finally:
             with self.lock:
                 self.sent += writer.sent
-            if shared is not None:
-                sftp.get_channel().settimeout(None)
-            else:
+            if shared is None:
                 sftp.close()

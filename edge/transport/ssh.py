@@ -6,9 +6,6 @@ and writes files or byte ranges over SFTP. It knows nothing of models or the age
 
 from __future__ import annotations
 
-import base64
-import getpass
-import hashlib
 import os
 import posixpath
 import select
@@ -16,7 +13,6 @@ import shlex
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +20,20 @@ import paramiko
 
 from ..trace import span
 from .base import CommandResult, RangeTask, Transport, TransportError
-from .sftp_writer import ParallelUpload
+from .deadlink import DeadLinkError
+from .hostkey_policy import (
+    HostKeyError,
+    RefuseUnknown,
+    fingerprint,
+    host_key_name,
+    load_known_hosts,
+    refuse_revoked,
+)
+from .liveness import WatchedTransport
+from .sftp_writer import ACK_TIMEOUT, ParallelUpload
+from .ssh_config import Endpoint, load_ssh_config, parse_hop
 
-CONNECT_TIMEOUT = 15.0
+DOWNLOAD_TIMEOUT = 30.0  # per SFTP read of a download: a dead link fails within it
 # AES-GCM needs no separate MAC: measured here it costs ~35% less client CPU per byte
 # than paramiko's default aes128-ctr + hmac-sha2-256 (benchmarks/RESULTS.md).
 FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
@@ -42,101 +49,10 @@ def cipher_preference(available: Sequence[str]) -> tuple[str, ...]:
 
 
 def _transport(sock: Any, **kwargs: Any) -> paramiko.Transport:
-    transport = paramiko.Transport(sock, **kwargs)
+    transport = WatchedTransport(sock, **kwargs)
     options = transport.get_security_options()
     options.ciphers = cipher_preference(options.ciphers)
     return transport
-
-
-class HostKeyError(TransportError):
-    """The device's host key is unknown or has changed."""
-
-
-@dataclass
-class Endpoint:
-    """Where and how to connect, after applying the OpenSSH client config."""
-
-    alias: str
-    hostname: str
-    port: int = 22
-    user: str = field(default_factory=getpass.getuser)
-    key_files: list[str] = field(default_factory=list)
-    proxy_jump: list[str] = field(default_factory=list)
-    proxy_command: str | None = None
-    known_hosts_files: list[str] = field(default_factory=list)
-    connect_timeout: float = CONNECT_TIMEOUT
-
-    @property
-    def label(self) -> str:
-        return f"{self.user}@{self.hostname}:{self.port}"
-
-
-def ssh_config_path() -> Path:
-    value = os.environ.get("EDGE_SSH_CONFIG")
-    return Path(value).expanduser() if value else Path.home() / ".ssh" / "config"
-
-
-def load_ssh_config() -> paramiko.SSHConfig:
-    path = ssh_config_path()
-    if path.is_file():
-        return paramiko.SSHConfig.from_path(str(path))
-    return paramiko.SSHConfig()
-
-
-def resolve_endpoint(alias: str, port: int | None = None, user: str | None = None,
-                     key: str | None = None, config: paramiko.SSHConfig | None = None
-                     ) -> Endpoint:
-    """Apply `Host` blocks of the client config to an alias; explicit values win."""
-    cfg = (config or load_ssh_config()).lookup(alias)
-    jump = cfg.get("proxyjump")
-    known = cfg.get("userknownhostsfile")
-    return Endpoint(
-        alias=alias,
-        hostname=cfg.get("hostname", alias),
-        port=int(port or cfg.get("port", 22)),
-        user=user or cfg.get("user") or getpass.getuser(),
-        key_files=[os.path.expanduser(key)] if key else
-        [os.path.expanduser(k) for k in cfg.get("identityfile", [])],
-        proxy_jump=[] if not jump or jump == "none" else [j.strip() for j in jump.split(",")],
-        proxy_command=cfg.get("proxycommand") if cfg.get("proxycommand") != "none" else None,
-        known_hosts_files=[os.path.expanduser(p) for p in (known.split() if known else [])],
-        connect_timeout=float(cfg.get("connecttimeout", CONNECT_TIMEOUT)),
-    )
-
-
-def fingerprint(key: paramiko.PKey) -> str:
-    """OpenSSH's SHA256 fingerprint of a host key."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-def host_key_name(hostname: str, port: int) -> str:
-    return hostname if port == 22 else f"[{hostname}]:{port}"
-
-
-class _Refuse(paramiko.MissingHostKeyPolicy):
-    """Never trust silently: an unknown key stops the connection and is reported."""
-
-    def __init__(self, device: str, trust_file: Path | None) -> None:
-        self.device = device
-        self.trust_file = trust_file
-        self.seen: paramiko.PKey | None = None
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
-                         key: paramiko.PKey) -> None:
-        self.seen = key
-        raise HostKeyError(
-            f"{self.device}: unknown host key for {hostname} "
-            f"({key.get_name()} {fingerprint(key)}); refusing to connect.",
-            f"If that fingerprint is the device's, trust it with: edge fleet trust {self.device}",
-        )
-
-
-def _known_hosts_files(ep: Endpoint, fleet_known_hosts: Path | None) -> list[str]:
-    files = list(ep.known_hosts_files) or [str(Path.home() / ".ssh" / "known_hosts")]
-    if fleet_known_hosts:
-        files.append(str(fleet_known_hosts))
-    return [f for f in files if os.path.isfile(f)]
 
 
 class SSHTransport(Transport):
@@ -150,14 +66,16 @@ class SSHTransport(Transport):
         self._client: paramiko.SSHClient | None = None
         self._jumps: list[paramiko.SSHClient] = []
         self._sftp: paramiko.SFTPClient | None = None
+        self._dead: str | None = None  # why the watchdog closed the last connection
 
     # ------------------------------------------------------------------ connection
 
     def _connect_one(self, ep: Endpoint, sock: Any) -> paramiko.SSHClient:
         client = paramiko.SSHClient()
-        for path in _known_hosts_files(ep, self.fleet_known_hosts):
-            client.load_system_host_keys(path)
-        client.set_missing_host_key_policy(_Refuse(self.device_name, self.fleet_known_hosts))
+        known = load_known_hosts(ep, self.fleet_known_hosts)
+        known.install(client, host_key_name(ep.hostname, ep.port))
+        hop = None if ep is self.endpoint else ep.alias
+        client.set_missing_host_key_policy(RefuseUnknown(self.device_name, known, hop))
         keys = [k for k in ep.key_files if os.path.isfile(k)]
         try:
             client.connect(
@@ -171,12 +89,16 @@ class SSHTransport(Transport):
             raise
         except paramiko.BadHostKeyException as exc:
             client.close()
+            name = host_key_name(ep.hostname, ep.port)
+            refuse_revoked(self.device_name, known, name, exc.key)
+            where = [e.where for e in known.trusted(name) if e.key == exc.expected_key][:1]
             raise HostKeyError(
-                f"{self.device_name}: HOST KEY CHANGED for {ep.label}: the device offered "
-                f"{fingerprint(exc.key)}, known_hosts has {fingerprint(exc.expected_key)}. "
+                f"{self.device_name}: HOST KEY CHANGED for {ep.label}: it offered "
+                f"{fingerprint(exc.key)}, known_hosts has {fingerprint(exc.expected_key)}"
+                f"{' (' + where[0] + ')' if where else ''}. "
                 "This can be an attack; refusing to connect.",
-                "If the board was reflashed, remove its old line from known_hosts, then run "
-                f"edge fleet trust {self.device_name}",
+                "If the board was reflashed, check the new key on the board, then run "
+                f"edge fleet trust {self.device_name} --replace",
             ) from exc
         except paramiko.AuthenticationException as exc:
             client.close()
@@ -193,8 +115,8 @@ class SSHTransport(Transport):
                 f"{ep.user}@{ep.hostname}",
             ) from exc
         transport = client.get_transport()
-        assert transport is not None
-        transport.set_keepalive(5)
+        assert isinstance(transport, WatchedTransport)
+        transport.watch(f"{self.device_name} {ep.label}")  # a silent peer is noticed
         sock_obj = transport.sock
         if isinstance(sock_obj, socket.socket):
             sock_obj.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -207,7 +129,7 @@ class SSHTransport(Transport):
         if not ep.proxy_jump:
             return paramiko.ProxyCommand(ep.proxy_command) if ep.proxy_command else None
         config = load_ssh_config()
-        hops = [_parse_hop(h, config) for h in ep.proxy_jump]
+        hops = [parse_hop(h, config) for h in ep.proxy_jump]
         targets = [(h.hostname, h.port) for h in hops[1:]] + [(ep.hostname, ep.port)]
         sock: Any = None
         for hop, target in zip(hops, targets):
@@ -236,6 +158,7 @@ class SSHTransport(Transport):
             self.close()
         with span("ssh connect", self.device_name):
             self._client = self._connect_one(self.endpoint, self._jump_socket())
+            self._dead = None
         return self._client
 
     def close(self) -> None:
@@ -246,6 +169,22 @@ class SSHTransport(Transport):
                 except Exception:  # closing a dead link must not mask the real error
                     pass
         self._sftp, self._client, self._jumps = None, None, []
+
+    def _lost(self, what: str, exc: BaseException | None = None) -> TransportError:
+        """The error for a connection that failed while in use (closed here). When the
+        watchdog declared the link dead, that is what the error says."""
+        dead = [t.dead_reason for c in (self._client, *self._jumps)
+                if c is not None and isinstance(t := c.get_transport(), WatchedTransport)
+                and t.dead_reason]
+        self._dead = self._dead or (dead[0] if dead else None)  # for the other threads
+        self.close()
+        if self._dead:
+            return DeadLinkError(
+                f"{self.device_name}: {what}: {self._dead}",
+                "Check the device's network and power, then run the command again (a push "
+                "resumes where it stopped). EDGE_DEAD_LINK_SECONDS sets the silence allowed.")
+        detail = (str(exc) or type(exc).__name__) if exc is not None else ""
+        return TransportError(f"{self.device_name}: {what}{': ' + detail if detail else ''}")
 
     # ------------------------------------------------------------------ commands
 
@@ -261,16 +200,18 @@ class SSHTransport(Transport):
             chan = transport.open_session(timeout=self.endpoint.connect_timeout)
             chan.exec_command(shlex.join(argv))
         except (paramiko.SSHException, OSError, EOFError) as exc:
-            self.close()
-            raise TransportError(f"{self.device_name}: lost the connection: {exc}") from exc
+            raise self._lost("lost the connection", exc) from exc
         return chan
 
     def run(self, argv: Sequence[str], input: bytes | None = None,
             timeout: float | None = None) -> CommandResult:
         chan = self._open_exec(argv)
-        if input:
-            chan.sendall(input)
-        chan.shutdown_write()
+        try:  # a dead link wakes a sendall waiting for window: the watchdog closes it
+            if input:
+                chan.sendall(input)
+            chan.shutdown_write()
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise self._lost(f"sending input to {argv[0]} failed", exc) from exc
         out, err = bytearray(), bytearray()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -285,11 +226,9 @@ class SSHTransport(Transport):
                 err += chan.recv_stderr(65536)
             if chan.exit_status_ready() and not chan.recv_ready() \
                     and not chan.recv_stderr_ready():
+                if _dropped(chan):
+                    raise self._lost(f"the connection dropped while running {argv[0]}")
                 break
-            if chan.closed and not chan.exit_status_ready():
-                self.close()
-                raise TransportError(f"{self.device_name}: the connection dropped while "
-                                     f"running {argv[0]}")
         code = chan.recv_exit_status()
         chan.close()
         return CommandResult(list(argv), code, out.decode(errors="replace"),
@@ -316,11 +255,8 @@ class SSHTransport(Transport):
                 if chan.exit_status_ready() or chan.closed or chan.eof_received:
                     if buf:
                         yield buf.decode(errors="replace")
-                    transport = chan.get_transport()
-                    if not chan.exit_status_ready() and (transport is None
-                                                         or not transport.is_active()):
-                        self.close()
-                        raise TransportError(f"{self.device_name}: the connection dropped")
+                    if _dropped(chan):
+                        raise self._lost("the connection dropped")
                     return
                 if idle_timeout is not None and time.monotonic() - last > idle_timeout:
                     self.close()
@@ -335,6 +271,7 @@ class SSHTransport(Transport):
         if self._sftp is None:
             client = self.connect()
             self._sftp = client.open_sftp()
+            self._sftp.get_channel().settimeout(ACK_TIMEOUT)  # a device that stops answering
         return self._sftp
 
     def _makedirs(self, sftp: paramiko.SFTPClient, path: str) -> None:
@@ -368,32 +305,28 @@ class SSHTransport(Transport):
             # `on_done` (which may write through that one) is given
             shared = self.sftp() if on_done is None else None
         except (OSError, paramiko.SSHException, EOFError) as exc:
-            self.close()
-            raise TransportError(f"{self.device_name}: cannot open SFTP: {exc}") from exc
+            raise self._lost("cannot open SFTP", exc) from exc
         upload = ParallelUpload(client.open_sftp, shared, progress, on_done)
         exc = upload.run(tasks, channels)
         if exc is None:
             return upload.sent
         if isinstance(exc, (OSError, paramiko.SSHException, EOFError)):
-            self.close()
-            raise TransportError(f"{self.device_name}: upload failed after {upload.sent} "
-                                 f"bytes: {exc}") from exc
+            raise self._lost(f"upload failed after {upload.sent} bytes", exc) from exc
         raise exc
 
     def write_bytes(self, remote: str, data: bytes) -> None:
         try:
             sftp = self.sftp()
             self._makedirs(sftp, remote)
-            tmp = remote + ".tmp"
-            with sftp.open(tmp, "wb") as f:
+            tmp = f"{remote}.{os.urandom(6).hex()}.tmp"  # never shared by concurrent writers
+            with sftp.open(tmp, "wbx") as f:
                 f.write(data)
             sftp.posix_rename(tmp, remote)
         except (OSError, paramiko.SSHException, EOFError) as exc:
-            self.close()
-            raise TransportError(f"{self.device_name}: cannot write {remote}: {exc}") from exc
+            raise self._lost(f"cannot write {remote}", exc) from exc
 
     def put(self, local: Path, remote: str) -> None:
-        partial = remote + ".partial"
+        partial = f"{remote}.{os.urandom(6).hex()}.partial"  # never shared
         self.write_bytes(partial, b"")  # created empty, with its parents
         self.write_range(RangeTask(local, partial, 0, local.stat().st_size))
         try:
@@ -401,24 +334,56 @@ class SSHTransport(Transport):
         except (OSError, paramiko.SSHException) as exc:
             raise TransportError(f"{self.device_name}: cannot place {remote}: {exc}") from exc
 
-    def download(self, remote: str, local: Path) -> None:
+    def download(self, remote: str, local: Path, max_bytes: int | None = None) -> int:
+        """See Transport.download. The remote path is lstat'ed (a symlink is refused) and
+        the open handle fstat'ed; every SFTP read waits at most DOWNLOAD_TIMEOUT s."""
+        import stat  # imported here, not at the top: keeps this edit inside download
+
+        from .base import not_regular, receive
+
+        what = f"{self.device_name}: {remote}"
         try:
-            self.sftp().get(remote, str(local))
-        except (OSError, paramiko.SSHException) as exc:
-            raise TransportError(f"{self.device_name}: download of {remote} failed: {exc}"
+            sftp = self.sftp()
+            chan = sftp.get_channel()
+            assert chan is not None
+            before = chan.gettimeout()
+            chan.settimeout(DOWNLOAD_TIMEOUT)
+            try:
+                mode = sftp.lstat(remote).st_mode or 0
+                if not stat.S_ISREG(mode):
+                    raise not_regular(what, mode)
+                with sftp.open(remote, "rb") as f:
+                    st = f.stat()
+                    if not stat.S_ISREG(st.st_mode or 0):  # swapped after the lstat
+                        raise not_regular(what, st.st_mode or 0)
+                    if max_bytes is not None:  # pipelined reads, never past max + 1
+                        f.prefetch(min(st.st_size or 0, max_bytes + 1))
+                    return receive(f.read, local, max_bytes, what)
+            finally:
+                chan.settimeout(before)
+        except (TimeoutError, paramiko.SSHException, EOFError) as exc:
+            self.close()  # the SFTP session is in an unknown state
+            raise TransportError(f"{what}: download failed: {exc or type(exc).__name__}",
+                                 "Check the link to the device and run the command again."
                                  ) from exc
+        except OSError as exc:
+            raise TransportError(f"{what}: download failed: {exc}") from exc
 
 
-def _parse_hop(hop: str, config: paramiko.SSHConfig) -> Endpoint:
-    """`[user@]host[:port]` of a ProxyJump list, resolved through the client config."""
-    user, _, rest = hop.rpartition("@")
-    host, _, port = rest.partition(":")
-    return resolve_endpoint(host, int(port) if port else None, user or None, config=config)
+def _dropped(chan: paramiko.Channel) -> bool:
+    """Whether a channel ended because its connection did (paramiko's exit_status_ready()
+    is true for both): no exit status, and the transport is gone."""
+    transport = chan.get_transport()
+    return chan.exit_status == -1 and (transport is None or not transport.is_active())
 
 
-def scan_host_key(endpoint: Endpoint, device_name: str) -> paramiko.PKey:
-    """Fetch the key a device offers (through its ProxyJump chain), without trusting it."""
-    probe = SSHTransport(device_name, endpoint, None)
+def scan_host_key(endpoint: Endpoint, device_name: str,
+                  fleet_known_hosts: Path | None = None,
+                  prefer: Sequence[str] = ()) -> paramiko.PKey:
+    """Fetch the key a device offers, without trusting it. Its ProxyJump hops are checked
+    like any connection's (the user's known_hosts and `fleet_known_hosts`); key types in
+    `prefer` (those already known for it) are asked for first, as a connection does."""
+    probe = SSHTransport(device_name, endpoint, fleet_known_hosts)
     try:
         sock = probe._jump_socket()
         if sock is None:
@@ -426,11 +391,18 @@ def scan_host_key(endpoint: Endpoint, device_name: str) -> paramiko.PKey:
                                             timeout=endpoint.connect_timeout)
         transport = paramiko.Transport(sock)
         try:
+            options = transport.get_security_options()
+            wanted = [n for t in prefer for n in
+                      (("rsa-sha2-512", "rsa-sha2-256") if t == "ssh-rsa" else (t,))]
+            plain = [t for t in options.key_types if "-cert-v01@" not in t]  # paramiko adds them
+            wanted = [t for t in dict.fromkeys(wanted) if t in plain]
+            if wanted:
+                options.key_types = [*wanted, *(t for t in plain if t not in wanted)]
             transport.start_client(timeout=endpoint.connect_timeout)
             return transport.get_remote_server_key()
         finally:
             transport.close()
-    except (OSError, paramiko.SSHException) as exc:
+    except (OSError, EOFError, paramiko.SSHException) as exc:
         raise TransportError(f"{device_name}: cannot reach {endpoint.label} to read its host "
                              f"key: {exc}") from exc
     finally:

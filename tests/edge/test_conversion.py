@@ -8,7 +8,6 @@ import inspect
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -136,7 +135,7 @@ def _simulated_jetson(root: Path, sysroot: str) -> None:
 
 def test_identical_devices_build_once_and_share(ssh_env: SshFleet, tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch,
-                                                mnist_model: Path) -> None:
+                                                mnist_model: Path, device_python: Path) -> None:
     monkeypatch.setenv("EDGE_FLEET", str(tmp_path / "fleet.yaml"))
     inv = Inventory.load()
     boards = {"d1": "orin-nano-jp6", "d2": "orin-nano-jp6", "d3": "orin-nano-jp6",
@@ -144,7 +143,7 @@ def test_identical_devices_build_once_and_share(ssh_env: SshFleet, tmp_path: Pat
     for name, sysroot in boards.items():
         root = tmp_path / "roots" / name
         _simulated_jetson(root, sysroot)
-        inv.add(Device(name=name, host=name, python=sys.executable, root=str(root)))
+        inv.add(Device(name=name, host=name, python=str(device_python), root=str(root)))
     inv.save()
     proc = edge("convert", str(mnist_model), "--to", "all", "--validate", "--json")
     assert proc.returncode == 0, proc.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,13 +24,14 @@ def accepted(fleet: SshFleet) -> dict[str, int]:
 
 
 def test_probe_reuses_the_multiplexers_connections(ssh_env: SshFleet, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   device_python: Path) -> None:
     home = Path(tempfile.mkdtemp(prefix="em", dir="/tmp"))  # a short Unix socket path
     monkeypatch.setenv("EDGE_HOME", str(home))
     monkeypatch.setenv("EDGE_FLEET", str(tmp_path / "fleet.yaml"))
     inv = Inventory.load()
     for name in NAMES:
-        inv.add(Device(name=name, host=name, python=sys.executable,
+        inv.add(Device(name=name, host=name, python=str(device_python),
                        root=str(tmp_path / "roots" / name)))
     inv.save()
     env = dict(os.environ)

@@ -10,9 +10,9 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,13 +33,29 @@ from edge.push import make_payload, push, push_to
 NAMES = ["d1", "d2", "d3", "d4"]
 
 
+BOARD_PYTHON: list[str] = []  # the device_python fixture's interpreter, set per test
+
+
+@pytest.fixture(autouse=True)
+def _board_python(device_python: Path) -> Iterator[None]:
+    """Every device here runs the agent as a board does: under a Python that has numpy
+    and TensorFlow but not this project (tests/helpers.py: make_device_python)."""
+    BOARD_PYTHON[:] = [str(device_python)]
+    yield
+    BOARD_PYTHON.clear()
+
+
+def board_python() -> str:
+    return BOARD_PYTHON[0]
+
+
 def register(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, names: list[str],
              **extra: Device) -> Inventory:
     """A fresh inventory: each fleet device by its ssh_config alias, its own root here."""
     monkeypatch.setenv("EDGE_FLEET", str(tmp_path / "fleet.yaml"))
     inv = Inventory.load()
     for name in names:
-        inv.add(Device(name=name, host=name, python=sys.executable,
+        inv.add(Device(name=name, host=name, python=board_python(),
                        root=str(tmp_path / "roots" / name), tags=["lab"]))
     for device in extra.values():
         inv.add(device)
@@ -172,7 +188,7 @@ def test_link_cut_during_a_job_then_result_collected(ssh_env: SshFleet, tmp_path
         monkeypatch.setenv("EDGE_KNOWN_HOSTS", str(known))
         monkeypatch.setenv("EDGE_RECONNECT_TRIES", "10")
         wifi = Device(name="wifi", host="127.0.0.1", port=proxy.port,
-                      key=str(ssh_env.client_key_path), python=sys.executable,
+                      key=str(ssh_env.client_key_path), python=board_python(),
                       root=str(tmp_path / "roots" / "wifi"))
         events: list[Event] = []
         options = BenchOptions(batch_sizes=[1], duration_seconds=6.0)
@@ -203,11 +219,11 @@ def test_host_keys_unknown_refused_trust_then_changed_refused(
     monkeypatch.setenv("EDGE_KNOWN_HOSTS", str(known))
     register(tmp_path, monkeypatch, [], raw=Device(
         name="raw", host=server.host, port=server.port, key=str(ssh_env.client_key_path),
-        python=sys.executable, root=str(tmp_path / "roots" / "raw")))
+        python=board_python(), root=str(tmp_path / "roots" / "raw")))
     proc = edge_cli("info", "raw", "--json")
     assert proc.returncode == 1 and "unknown host key" in proc.stderr
     assert "edge fleet trust raw" in proc.stderr and "SHA256:" in proc.stderr
-    trusted = edge_cli("fleet", "trust", "raw", "--json")
+    trusted = edge_cli("fleet", "trust", "raw", "--yes", "--json")
     assert trusted.returncode == 0, trusted.stderr
     fp = json.loads(trusted.stdout)["fingerprint"]
     offered = subprocess.run(["ssh-keygen", "-lf", str(server.host_key_path) + ".pub"],
@@ -241,7 +257,7 @@ def test_hostile_names_are_data(ssh_env: SshFleet, tmp_path: Path,
     shutil.copytree(tiny_model, model)
     (model / "assets").mkdir(exist_ok=True)
     (model / "assets" / f"label {hostile}.txt").write_text("a\nb\n")
-    register(tmp_path, monkeypatch, [], h=Device(name="h", host="d4", python=sys.executable,
+    register(tmp_path, monkeypatch, [], h=Device(name="h", host="d4", python=board_python(),
                                                  root=str(root)))
     proc = edge_cli("convert", str(model), "--to", "h", "--json")
     assert proc.returncode == 0, proc.stderr
@@ -266,7 +282,7 @@ def test_full_device_disk_fails_cleanly(ssh_env: SshFleet, tmp_path: Path,
         pytest.skip("cannot mount a tmpfs here")
     try:
         register(tmp_path, monkeypatch, [], tiny=Device(name="tiny", host="d1",
-                                                         python=sys.executable,
+                                                         python=board_python(),
                                                          root=str(small / "edge")))
         proc = edge_cli("push", str(big_model), "--to", "tiny", "--json")
         assert proc.returncode == 1

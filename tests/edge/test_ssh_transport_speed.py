@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -18,7 +17,8 @@ import edge.transport.sftp_writer as sftp_writer
 from edge.client import AgentClient
 from edge.devices import Device
 from edge.transport import RangeTask, TransportError
-from edge.transport.ssh import SSHTransport, cipher_preference, resolve_endpoint
+from edge.transport.ssh import SSHTransport, cipher_preference
+from edge.transport.ssh_config import resolve_endpoint
 
 
 def transport(name: str = "d1") -> SSHTransport:
@@ -80,8 +80,9 @@ def test_range_writer_reports_a_refused_write(ssh_env: SshFleet, tmp_path: Path)
         t.upload_ranges([RangeTask(src, missing, 0, 200000)], 2)
 
 
-def device(tmp_path: Path, name: str = "d1") -> Device:
-    return Device(name=name, host=name, python=sys.executable,
+def device(tmp_path: Path, python: Path, name: str = "d1") -> Device:
+    """A fleet device whose agent runs under `python` (the device_python fixture)."""
+    return Device(name=name, host=name, python=str(python),
                   root=str(tmp_path / "roots" / name))
 
 
@@ -94,8 +95,9 @@ class CountingTransport(SSHTransport):
 
 
 def test_first_command_installs_a_missing_agent_then_runs_alone(ssh_env: SshFleet,
-                                                                tmp_path: Path) -> None:
-    dev = device(tmp_path)
+                                                                tmp_path: Path,
+                                                                device_python: Path) -> None:
+    dev = device(tmp_path, device_python)
     t = CountingTransport("d1", resolve_endpoint("d1"), Path(os.environ["EDGE_KNOWN_HOSTS"]))
     t.runs = []
     with t:
@@ -111,13 +113,14 @@ def test_first_command_installs_a_missing_agent_then_runs_alone(ssh_env: SshFlee
 
 
 def test_mux_resident_agent_serves_commands(ssh_env: SshFleet, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+                                            monkeypatch: pytest.MonkeyPatch,
+                                            device_python: Path) -> None:
     from edge.connect import open_client
     from edge.transport import mux
 
     home = Path(tempfile.mkdtemp(prefix="em", dir="/tmp"))  # a short Unix socket path
     monkeypatch.setenv("EDGE_HOME", str(home))
-    dev = device(tmp_path)
+    dev = device(tmp_path, device_python)
     mux.start(idle=60)
     try:
         with open_client(dev) as client:  # no agent yet: runs, installs, runs again
