@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint setup system-deps clean bench-harness bench-push
+.PHONY: demo test lint typecheck setup system-deps clean bench-harness bench-push
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,14 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(MAKE) --no-print-directory typecheck
 	$(VENV)/bin/vermin --no-tips --violations -t=3.8- --eval-annotations --backport dataclasses device_agent
 	$(VENV)/bin/hadolint Dockerfile.jetson
+
+# Types (pyproject's [tool.mypy]) and the import contracts ([tool.importlinter]).
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # sshd and friends: installed when root with apt-get, else a failure naming the command.
 system-deps:

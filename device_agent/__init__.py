@@ -1,3 +1,24 @@
-"""jetson-edge device agent: runs on the device's own Python (3.8+, stdlib + numpy)."""
+"""jetson-edge device agent: runs on the device's own Python (3.8+, stdlib + numpy).
+
+The host (`edge`) may import only the shared part, modules that need nothing but the
+standard library and each other (import-linter checks both, `make lint`):
+
+- `device_agent` itself (`__version__`);
+- `protocol`: the wire types, job specs, events and results;
+- `errors`: `AgentError`, which the host's errors wrap;
+- `store`'s manifest functions (build, validate and digest a manifest, `file_sha256`,
+  `gaps`); the store's layout (`BlobStore`) is the agent's own;
+- `durable`: atomic writes and directory fsyncs;
+- `savedmodel_meta` and `dtypes`: a SavedModel's signatures, read without TensorFlow;
+- `jetson`: the table of Jetson modules (recipes name device classes from it).
+
+Everything else is device-only (jobs, planning, backends, calibration, serving): the host
+asks the agent for it with an agent command instead of importing it.
+"""
+
+from typing import Optional
 
 __version__ = "0.1.0"
+
+# The zipapp's path when the agent runs from one (bootstrap sets it; re-runs use it).
+ZIPAPP: Optional[str] = None

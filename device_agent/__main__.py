@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=helptext)
         sp.add_argument("job_id")
     sub.add_parser("jobs", help="list jobs")
+    sub.add_parser("plan", help="the device's decisions for a convert JobSpec (stdin): "
+                                "backend, options, memory plan, cache key, calibration")
     plan = sub.add_parser("push-plan", help="what the device lacks for a Manifest (stdin)")
     plan.add_argument("--ranged-min", type=int, default=None, metavar="BYTES",
                       help="prepare the uploads; blobs with more left go in byte ranges")
@@ -136,6 +138,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "jobs":
         _print([s.to_dict() for s in store.list()])
+        return 0
+    if args.command == "plan":
+        from .jobplan import plan_convert
+
+        spec = load_spec(sys.stdin.read())
+        _absolute_paths(spec)
+        _print(plan_convert(spec, store.root).to_dict())
         return 0
     if args.command in ("push-plan", "push-commit"):
         from .store import BlobStore, manifest_from_json

@@ -26,6 +26,7 @@ from typing import IO, Dict, Iterator, List, Optional, Sequence, Tuple
 import numpy as np
 from numpy.lib import format as npy_format
 
+from .dtypes import array_fits
 from .errors import AgentError
 from .protocol import TensorInfo
 
@@ -261,9 +262,7 @@ def check_against_signature(data: CalibrationData, inputs: List[TensorInfo]) -> 
     for name in sorted(wanted):
         info, (dtype, shape) = wanted[name], have[name]
         want = list(info.shape[1:]) if info.shape else None
-        dtype_ok = dtype == info.dtype or (
-            info.dtype == "string" and data.arrays[name].dtype.kind in "SU"
-        )
+        dtype_ok = array_fits(info.dtype, dtype, data.arrays[name].dtype.kind)
         if not dtype_ok or (want is not None and not _fits(want, shape)):
             shown = "[any rank]" if want is None else str(want)
             problems.append(

@@ -7,7 +7,6 @@ signature (read without TensorFlow), calibration data against it, the memory pla
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import hashlib
 import json
@@ -18,13 +17,17 @@ import tempfile
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
+from .backends import get as get_backend
 from .backends import select_backend
+from .backends.base import Backend, BuildRequest
+from .backends.ladder import build_with_ladder
+from .backends.sweep import resolve_segment_size
 from .calib import CalibrationData, batches, check_against_signature, open_calibration
 from .config import load_config
 from .durable import fsync_dir
 from .errors import AgentError
 from .facts import collect
-from .planner import make_plan, run_with_retries
+from .planner import make_plan
 from .protocol import (
     SUCCEEDED,
     Attempt,
@@ -37,7 +40,6 @@ from .protocol import (
     ValidateOptions,
 )
 from .savedmodel_meta import check_model_dir, read_signature
-from .segments import run_sweep, segments_in_graph, sweep_sizes
 from .store import build_manifest, fsync_tree, hash_and_sync, tree_digest
 
 Emit = Callable[..., None]
@@ -225,35 +227,16 @@ def _write_synced(path: str, data: bytes) -> None:
 # ---------------------------------------------------------------------- building
 
 
-def _build(options: ConvertOptions, backend: str, spec: JobSpec, output: str, work_dir: str,
-           inputs: List[TensorInfo], calib: Optional[CalibrationData], workspace: Optional[int],
-           tf_limit_mb: Optional[int], calib_batches: int, emit: Emit
-           ) -> Tuple[ConversionSummary, bool, List[Attempt], List[SweepPoint], ConvertOptions]:
+def build_request(backend: Backend, options: ConvertOptions, spec: JobSpec, work_dir: str,
+                  inputs: List[TensorInfo], calib: Optional[CalibrationData],
+                  workspace: Optional[int], tf_limit_mb: Optional[int], calib_batches: int,
+                  emit: Emit) -> BuildRequest:
+    """What the backend's build gets: inputs to build and (if it calibrates) calibrate on."""
     def log(msg: str) -> None:
         emit("log", msg)
 
-    sweep: List[SweepPoint] = []
-    if backend == "native":
-        from .backends import native
-
-        if options.minimum_segment_size_auto:
-            graph_def = native.frozen_graph_def(spec.model, options.signature_key, options.tags)
-            chosen, sweep = run_sweep(
-                lambda size: segments_in_graph(graph_def, size, max_engines=options.max_engines),
-                sweep_sizes(options.minimum_segment_size), options.max_engines, log)
-            log("segment sweep estimated with jetson-edge's segmenter model (no TensorRT "
-                f"here): minimum_segment_size {chosen.minimum_segment_size}")
-            options = dataclasses.replace(options, minimum_segment_size=chosen.minimum_segment_size)
-        start = time.time()
-        summary = native.convert(options, spec.model, output, log)
-        return summary, False, [Attempt(None, "ok", seconds=round(time.time() - start, 3))], \
-            sweep, options
-
-    from .backends import tftrt
-
-    tftrt.configure_tf_memory(tf_limit_mb)
     calib_fn = None
-    if options.precision == "INT8" and options.use_calibration:
+    if backend.calibrates(options):
         if calib is not None:
             calib_fn = calibration_fn(calib, inputs, options.calibration_batch_size, calib_batches)
         else:
@@ -261,24 +244,19 @@ def _build(options: ConvertOptions, backend: str, spec: JobSpec, output: str, wo
                 "be representative; pass --calib DATA)")
             calib_fn = synthetic_fn(inputs, options.build_shapes, options.calibration_batch_size,
                                     options.calibration_batches)
-    build_fn = synthetic_fn(inputs, options.build_shapes, 1)
-    if options.minimum_segment_size_auto:
-        def count(size: int) -> SweepPoint:
-            trial = dataclasses.replace(options, minimum_segment_size=size)
-            s, _ = tftrt.convert(trial, spec.model, None, work_dir, None, calib_fn, log)
-            return SweepPoint(size, len(s.engines), s.percent_converted, s.ops_converted)
+    return BuildRequest(options=options, model_dir=spec.model, work_dir=work_dir, inputs=inputs,
+                        build_inputs=synthetic_fn(inputs, options.build_shapes, 1),
+                        calibration=calib_fn, workspace_bytes=workspace,
+                        tf_gpu_memory_limit_mb=tf_limit_mb, log=log)
 
-        chosen, sweep = run_sweep(count, sweep_sizes(options.minimum_segment_size),
-                                  options.max_engines, log)
-        options = dataclasses.replace(options, minimum_segment_size=chosen.minimum_segment_size)
 
-    def attempt(ws: int) -> Tuple[ConversionSummary, bool]:
-        shutil.rmtree(output, ignore_errors=True)
-        trial = dataclasses.replace(options, max_workspace_size_bytes=ws)
-        return tftrt.convert(trial, spec.model, output, work_dir, build_fn, calib_fn, log)
-
-    (summary, built), attempts = run_with_retries(attempt, int(workspace or 1 << 30), log=log)
-    return summary, built, attempts, sweep, options
+def _build(backend: Backend, request: BuildRequest, output: str
+           ) -> Tuple[ConversionSummary, bool, List[Attempt], List[SweepPoint], ConvertOptions]:
+    """prepare -> segment sweep -> build through the OOM ladder, for any backend."""
+    backend.prepare(request)
+    request, sweep = resolve_segment_size(backend, request)
+    outcome, attempts = build_with_ladder(backend, request, output)
+    return outcome.summary, outcome.engines_built, attempts, sweep, request.options
 
 
 # ---------------------------------------------------------------------- the job
@@ -293,18 +271,19 @@ def run_convert(spec: JobSpec, job_dir: str, emit: Emit) -> ConvertResult:
     signature = read_signature(spec.model, options.signature_key, options.tags)
     calib, calib_digest = prepare_calibration(spec, signature.inputs, job_dir, emit)
     emit("log", f"selecting backend {options.backend!r}")
-    backend, fallback = select_backend(options.backend)
+    name, fallback = select_backend(options.backend)
+    backend = get_backend(name)
     if fallback:
         emit("log", fallback)
     facts = collect(sysroot=load_config(root).sysroot, root_dir=root)
     digest, nbytes = model_identity(spec.model)
-    plan = make_plan(facts, options, backend, spec.model, nbytes, digest,
+    plan = make_plan(facts, options, name, spec.model, nbytes, digest,
                      calib.samples if calib else None, fallback, calib_digest=calib_digest)
     for line in plan.workspace_arithmetic:
         emit("log", "plan: " + line)
     result = ConvertResult(
-        device=socket.gethostname(), status=SUCCEEDED, backend=backend,
-        fallback_reason=fallback, precision=options.precision if backend == "tftrt" else "FP32",
+        device=socket.gethostname(), status=SUCCEEDED, backend=name,
+        fallback_reason=fallback, precision=backend.precision(options),
         options=options, plan=plan,
     )
     cache = ModelCache(root)
@@ -323,14 +302,16 @@ def run_convert(spec: JobSpec, job_dir: str, emit: Emit) -> ConvertResult:
         summary, model_path, result.cache = hit, cache.path(key), "hit"
         result.engines_built = bool(hit.engines)
     else:
-        emit("progress", f"converting with {backend} ({options.precision})", phase="convert")
+        emit("progress", f"converting with {name} ({options.precision})", phase="convert")
         work_dir = os.path.join(job_dir, "artifacts")
         os.makedirs(work_dir, exist_ok=True)
         staging = cache.staging(key) if options.use_cache else work_dir
         calib_batches = plan.calibration.batches if plan.calibration else 0
+        request = build_request(backend, options, spec, work_dir, signature.inputs, calib,
+                                plan.workspace_bytes, plan.tf_gpu_memory_limit_mb,
+                                calib_batches, emit)
         summary, result.engines_built, result.attempts, result.segment_sweep, used = _build(
-            options, backend, spec, os.path.join(staging, "model"), work_dir, signature.inputs,
-            calib, plan.workspace_bytes, plan.tf_gpu_memory_limit_mb, calib_batches, emit)
+            backend, request, os.path.join(staging, "model"))
         result.options = used
         model_path = (cache.commit(key, staging, summary) if options.use_cache
                       else os.path.join(staging, "model"))
@@ -338,13 +319,12 @@ def run_convert(spec: JobSpec, job_dir: str, emit: Emit) -> ConvertResult:
     summary.outputs = summary.outputs or signature.outputs
     result.summary = summary
     result.output_model = _place_output(model_path, spec.output)
-    from .summary import render_text
-
     os.makedirs(os.path.join(job_dir, "artifacts"), exist_ok=True)
     with open(os.path.join(job_dir, "artifacts", "summary.txt"), "w") as f:
-        f.write(render_text(summary) + "\n")
+        f.write(backend.render_summary(summary) + "\n")
     if options.run_validation:
-        result.validation = _validate(spec, options, result, calib, signature.inputs, emit)
+        result.validation = _validate(backend, spec, options, result, calib, signature.inputs,
+                                      emit)
     result.seconds = round(time.time() - started, 3)
     return result
 
@@ -359,7 +339,7 @@ def _place_output(model_path: str, output: Optional[str]) -> str:
     return os.path.abspath(output)
 
 
-def _validate(spec: JobSpec, options: ConvertOptions, result: ConvertResult,
+def _validate(backend: Backend, spec: JobSpec, options: ConvertOptions, result: ConvertResult,
               calib: Optional[CalibrationData], inputs: List[TensorInfo], emit: Emit) -> Any:
     from .validate import compare_models
 
@@ -370,7 +350,8 @@ def _validate(spec: JobSpec, options: ConvertOptions, result: ConvertResult,
         order = [i.name for i in inputs]
         samples = (dict(zip(order, batch)) for batch in batches(calib, 1, vopts.samples, order))
     emit("progress", "validating the converted model against the input model", phase="validate")
-    report = compare_models(spec.model, result.output_model or "", vopts, samples, emit)
+    report = compare_models(spec.model, result.output_model or "", vopts, samples, emit,
+                            converted_backend=backend)
     emit("log", "validation {} (atol {}, rtol {})".format(
         "passed" if report.passed else "FAILED", report.atol, report.rtol))
     return report

@@ -1,4 +1,7 @@
-"""Errors the agent reports to the host as data (message + hint), never as tracebacks."""
+"""Errors the agent reports to the host as data (message + hint), never as tracebacks.
+
+`AgentError` is also the root of the host's user errors (`edge.errors.EdgeError`
+subclasses it), so the helpers the host shares raise the one family on both sides."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from typing import Optional
 
 
 class AgentError(Exception):
-    """A user or environment problem on the device, with a hint that names the fix."""
+    """A user or environment problem, with a hint that names the fix."""
 
     def __init__(self, message: str, hint: Optional[str] = None) -> None:
         super().__init__(message)

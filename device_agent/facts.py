@@ -167,38 +167,23 @@ def read_jetson(sysroot: str, mem_total_mb: Optional[int] = None) -> Optional[Je
 
 def _version_string(value: object) -> Optional[str]:
     """(8, 5, 2) -> "8.5.2"; None for (0, 0, 0) (not linked / not loaded) or junk."""
-    try:
-        parts = [int(p) for p in value]  # type: ignore[union-attr]
-    except (TypeError, ValueError):
-        return None
-    return ".".join(str(p) for p in parts) if any(parts) else None
+    from device_agent.backends.tftrt import version_string
+
+    return version_string(value)
 
 
 def probe_tensorrt() -> Tuple[Optional[bool], Optional[str], Optional[str]]:
-    """(enabled, linked, loaded) TensorRT as TF-TRT sees it. Imports TensorFlow.
-    (None, None, None) when TensorFlow cannot be imported; enabled=False when TF has no
-    TF-TRT bindings; a version is None when TF reports (0, 0, 0)."""
-    try:
-        import tensorflow  # noqa: F401
-    except Exception:
+    """(enabled, linked, loaded) TensorRT as TF-TRT sees it: the tftrt backend's probe, the
+    one TensorRT probe. Imports TensorFlow. (None, None, None) when TensorFlow cannot be
+    imported; enabled=False when TF has no TF-TRT bindings; a version is None when TF
+    reports (0, 0, 0)."""
+    from device_agent.backends.tftrt import probe
+
+    capability = probe()
+    versions = capability.versions
+    if versions.get("tensorflow") is None:
         return None, None, None
-    try:
-        from tensorflow.compiler.tf2tensorrt import _pywrap_py_utils as trt_utils
-    except Exception:
-        return False, None, None
-    try:
-        enabled: Optional[bool] = bool(trt_utils.is_tensorrt_enabled())
-    except Exception:
-        enabled = False
-    try:
-        linked = _version_string(trt_utils.get_linked_tensorrt_version())
-    except Exception:
-        linked = None
-    try:
-        loaded = _version_string(trt_utils.get_loaded_tensorrt_version())
-    except Exception:
-        loaded = None
-    return enabled, linked, loaded
+    return capability.available, versions.get("tensorrt_linked"), versions.get("tensorrt_loaded")
 
 
 # --------------------------------------------------------------------------- collect

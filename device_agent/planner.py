@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
-from device_agent.backends import tftrt
+from device_agent.backends import get as get_backend
 from device_agent.errors import AgentError
 from device_agent.protocol import Attempt, CalibPlan, ConversionPlan, ConvertOptions, DeviceFacts
 from device_agent.segments import choose_segment_size, run_sweep, sweep_sizes  # noqa: F401
@@ -183,8 +183,9 @@ def plan_memory(
                          f"tactic for large layers and fall back to TensorFlow")
     safe_limit = budget - host_copy - TF_RUNTIME_MB
     needed = weights + engine_mb + ws_mb + TF_HEADROOM_MB
+    limit: Optional[int]
     if tf_limit_mb is not None:
-        limit: Optional[int] = int(tf_limit_mb)
+        limit = int(tf_limit_mb)
         lines.append(f"TensorFlow GPU memory limit {limit} MB as given")
         if limit < needed:
             lines.append(f"WARNING: below the {needed} MB TensorFlow needs here (TF copy "
@@ -409,11 +410,12 @@ def make_plan(
 ) -> ConversionPlan:
     """Everything resolved before the converter runs (what --dry-run prints). Only the
     tftrt backend is refused for memory: the native one builds no engine."""
+    engines = get_backend(backend)  # what the backend adds: Backend.plan
     try:
         memory = plan_memory(facts, model_bytes, options.precision,
                              options.max_workspace_size_bytes, options.tf_gpu_memory_limit_mb)
     except AgentError as exc:
-        if backend == "tftrt":
+        if engines.builds_engines:
             raise
         memory = MemoryPlan(0, options.tf_gpu_memory_limit_mb, [exc.message])
     fp = fingerprint(facts)
@@ -427,11 +429,10 @@ def make_plan(
         fingerprint=fp,
         fallback_reason=fallback_reason,
     )
-    if backend == "tftrt":
-        planned = dataclasses.replace(options, max_workspace_size_bytes=memory.workspace_bytes)
-        plan.converter_kwargs = tftrt.converter_kwargs(planned, model_dir)
-        plan.env = tftrt.trt_environment(options)
-        plan.workspace_bytes = memory.workspace_bytes
+    if engines.builds_engines:
+        extra = engines.plan(options, memory.workspace_bytes, model_dir)
+        plan.converter_kwargs, plan.env = extra.converter_kwargs, extra.env
+        plan.workspace_bytes = extra.workspace_bytes
         plan.calibration = calibration_plan(options, calib_samples)
     else:
         plan.workspace_arithmetic.append(f"{backend} backend: no TensorRT workspace is used")

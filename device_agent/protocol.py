@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar
 
 PROTOCOL_VERSION = 1
+# The agent commands its `serve` answers (the multiplexer's resident agent): short ones that
+# answer and return. Part of the protocol: the host decides by it what it may send there.
+SERVED = frozenset({"info", "status", "result", "cancel", "jobs", "plan", "push-plan",
+                    "push-commit", "cache", "manifest"})
 RESULT_SCHEMA_VERSION = 1
 
 # Job statuses: a closed set. QUEUED waits for the GPU lock; the last three are terminal.
@@ -100,7 +104,7 @@ def _decode(tp: Any, value: Any, where: str) -> Any:
         if not args:
             return dict(value)
         return {k: _decode(args[1], v, f"{where}.{k}") for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):  # a class, never an instance
         return _from_dict(tp, value, where)
     if tp in _SCALARS:
         ok = isinstance(value, tp) and not (tp is not bool and isinstance(value, bool))
@@ -114,20 +118,21 @@ def _decode(tp: Any, value: Any, where: str) -> Any:
 def _from_dict(cls: Type[T], data: Any, where: str) -> T:
     if not isinstance(data, dict):
         raise _wrong(where, "an object for " + cls.__name__, data)
-    hints = _hints(cls)
+    klass: type = cls  # mypy does not see a type[T] as Hashable, which the cache needs
+    hints = _hints(klass)
     kwargs = {}
     missing = []
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.name in data:
             kwargs[f.name] = _decode(hints[f.name], data[f.name], where + "." + f.name)
         elif f.default is dataclasses.MISSING and \
-                f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+                f.default_factory is dataclasses.MISSING:
             missing.append(f.name)
     if missing:
         raise ProtocolError("{}: missing required field{} {}".format(
             where, "s" if len(missing) > 1 else "", ", ".join(missing)))
     try:
-        obj = cls(**kwargs)  # type: ignore[call-arg]
+        obj = cls(**kwargs)
     except TypeError as exc:
         raise ProtocolError(f"bad {where}: {exc}") from exc
     check = _RANGE_CHECKS.get(cls)
@@ -403,7 +408,7 @@ class Manifest(JsonMixin):
 
 @dataclass
 class BlobNeed(JsonMixin):
-    """A blob the device lacks: send bytes [offset, size) to store/<sha256>.partial."""
+    """A blob the device lacks: send bytes [offset, size) to `upload_path`."""
 
     sha256: str
     size: int
@@ -411,6 +416,10 @@ class BlobNeed(JsonMixin):
     # A parallel (multi-channel) upload that was interrupted: the byte ranges [start, end)
     # still to send; when set, `offset` is unused.
     ranges: List[List[int]] = field(default_factory=list)
+    # Where the host writes this blob's bytes, and (for ranges) its record of the finished
+    # ones: the device names them, so its store layout stays its own.
+    upload_path: str = ""
+    record_path: str = ""
 
 
 @dataclass
@@ -539,6 +548,33 @@ class ConversionPlan(JsonMixin):
     cache_key: Optional[str] = None
     fingerprint: Dict[str, Optional[str]] = field(default_factory=dict)
     fallback_reason: Optional[str] = None
+
+
+@dataclass
+class CalibCheck(JsonMixin):
+    """The device's check of the calibration data against the model's signature."""
+
+    samples: Optional[int] = None  # set when the data fits the signature
+    error: Optional[str] = None  # set when it does not (then `hint` names the fix)
+    hint: Optional[str] = None
+
+
+@dataclass
+class DevicePlan(JsonMixin):
+    """The device's own decisions for a convert job (agent command `plan`): nothing runs.
+
+    `options` are the job's options with the backend resolved; `cache_key` is what the job
+    files its conversion under (identical boards answer the same key), and `shareable`
+    says whether a build made under that key on another device may be installed here."""
+
+    backend: str
+    backend_reason: str
+    options: ConvertOptions
+    plan: ConversionPlan
+    cache_key: str
+    cache_hit: bool = False
+    shareable: bool = False
+    calibration: Optional[CalibCheck] = None  # None: the job has no calibration data
 
 
 @dataclass

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 from . import bench as bench_mod
-from .backends import select_backend
+from .backends import ModelRunner, check_artifact, open_artifact, select_backend
 from .errors import AgentError
 from .protocol import (
     SUCCEEDED,
@@ -63,13 +64,6 @@ def _calibration_inputs(spec: JobSpec, job_dir: str) -> Optional[Iterator[Dict[s
 SCENARIO_BATCHES = {"single-stream": [1], "offline": [1, 2, 4, 8, 16, 32, 64]}
 
 
-def _model_call(model: str, key: str) -> Tuple[Any, List[TensorInfo]]:
-    from .signature import describe_inputs, load_signature
-
-    _, fn = load_signature(model, key)
-    return fn, describe_inputs(fn)
-
-
 def _inputs_for(inputs: List[TensorInfo], batch_size: int, options: BenchOptions,
                 calib: Any) -> Dict[str, Any]:
     """Real samples (the first batch of the calibration data) or synthesized inputs."""
@@ -87,17 +81,9 @@ def _inputs_for(inputs: List[TensorInfo], batch_size: int, options: BenchOptions
     return synth_inputs(inputs, batch_size, options.input_shapes, options.seed)
 
 
-def _timed(fn: Any, arrays: Dict[str, Any], batch_size: int, options: BenchOptions) -> BenchRun:
-    import tensorflow as tf
-
-    tensors = {k: tf.constant(v) for k, v in arrays.items()}
-
-    def call() -> None:
-        # .numpy() forces completion: the clock stops only when results are on the host.
-        for out in fn(**tensors).values():
-            out.numpy()
-
-    return bench_mod.bench_run(call, batch_size, options)
+def _timed(model: ModelRunner, arrays: Dict[str, Any], batch_size: int,
+           options: BenchOptions) -> BenchRun:
+    return bench_mod.bench_run(model.timed_call(arrays), batch_size, options)
 
 
 def _with_telemetry(run_fn: Callable[[], BenchRun], options: BenchOptions,
@@ -125,13 +111,14 @@ def run_bench(spec: JobSpec, emit: Emit, job_dir: str = "") -> BenchResult:
     """Benchmark spec.model per batch size (scenario or list), with telemetry, and the
     native model in the same job when asked; speedup = native latency / this latency."""
     options = spec.bench or BenchOptions()
-    check_model_dir(spec.model)
+    check_artifact(spec.model)
     backend, fallback = select_backend(options.backend)
-    fn, inputs = _model_call(spec.model, options.signature_key)
+    model = open_artifact(spec.model, options.signature_key)
+    inputs = model.inputs
     native = None
     if spec.native:
         check_model_dir(spec.native, "native model")
-        native = _model_call(spec.native, options.signature_key)[0]
+        native = open_artifact(spec.native, options.signature_key)
     calib = None
     if spec.calib:
         from .convert import prepare_calibration
@@ -151,7 +138,7 @@ def run_bench(spec: JobSpec, emit: Emit, job_dir: str = "") -> BenchResult:
             raise
         emit("progress", f"batch size {batch_size}: warming up and timing", phase="bench",
              batch_size=batch_size)
-        run = _with_telemetry(lambda a=arrays, b=batch_size: _timed(fn, a, b, options),
+        run = _with_telemetry(functools.partial(_timed, model, arrays, batch_size, options),
                               options, emit)
         if native is not None:
             base = _timed(native, arrays, batch_size, options)

@@ -22,19 +22,9 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from .dtypes import dtype_name
 from .errors import AgentError
 from .protocol import JsonMixin, TensorInfo
-
-# DataType enum (framework/types.proto) -> TensorFlow's dtype names, which are numpy's
-# names where numpy has the type ("float32", "int64", "bool", "float16", ...).
-DTYPE_NAMES: Dict[int, str] = {
-    1: "float32", 2: "float64", 3: "int32", 4: "uint8", 5: "int16", 6: "int8",
-    7: "string", 8: "complex64", 9: "int64", 10: "bool", 11: "qint8", 12: "quint8",
-    13: "qint32", 14: "bfloat16", 15: "qint16", 16: "quint16", 17: "uint16",
-    18: "complex128", 19: "float16", 20: "resource", 21: "variant", 22: "uint32",
-    23: "uint64", 24: "float8_e5m2", 25: "float8_e4m3fn", 29: "int4", 30: "uint4",
-}  # fmt: skip
-_REF_OFFSET = 100  # DT_FLOAT_REF = 101, ...: reference types name their base type
 
 # Signature keys TensorFlow keeps in signature_def for itself (not serving signatures).
 INTERNAL_SIGNATURE_PREFIX = "__saved_model_"
@@ -184,12 +174,6 @@ def _shape(buf: Any, start: int, end: int, budget: _Budget) -> List[Optional[int
     return [] if unknown_rank else dims
 
 
-def _dtype_name(enum: int) -> str:
-    if enum > _REF_OFFSET:
-        enum -= _REF_OFFSET
-    return DTYPE_NAMES.get(enum, f"unknown_dtype_{enum}")
-
-
 def _tensor_info(buf: Any, key: str, start: int, end: int, budget: _Budget) -> TensorInfo:
     dtype = 0
     shape: List[Optional[int]] = []
@@ -200,7 +184,7 @@ def _tensor_info(buf: Any, key: str, start: int, end: int, budget: _Budget) -> T
         elif number == 3:
             _expect(wire, _LEN, "TensorInfo.tensor_shape")
             shape = _shape(buf, a, b, budget)
-    return TensorInfo(name=key, dtype=_dtype_name(dtype), shape=shape)
+    return TensorInfo(name=key, dtype=dtype_name(dtype), shape=shape)
 
 
 def _map_entry(buf: Any, start: int, end: int) -> Tuple[str, int, int]:

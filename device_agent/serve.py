@@ -7,8 +7,8 @@ Wire format, one JSON object per line each way:
   request  {"id": N, "argv": [command, args...], "stdin": base64 or null}
   reply    {"id": N, "exit": code, "stdout": text, "stderr": text}
 Only short commands that answer and return are served; `serve` ends at end of input.
-`info --deep` imports TensorFlow, which would then stay resident (hundreds of MB on a
-4 GB board) for the life of `serve`: it is answered by a forked child that exits.
+`info --deep` and `plan` import TensorFlow, which would then stay resident (hundreds of MB
+on a 4 GB board) for the life of `serve`: they are answered by a forked child that exits.
 """
 
 from __future__ import annotations
@@ -21,12 +21,14 @@ import sys
 import traceback
 from typing import IO, Callable, List, Optional
 
-SERVED = frozenset({"info", "status", "result", "cancel", "jobs", "push-plan", "push-commit",
-                    "cache", "manifest"})
+from .protocol import SERVED
 
 
 def _imports_tensorflow(argv: List[str]) -> bool:
-    """`info --deep` (argparse also takes a prefix such as `--de`) imports TensorFlow."""
+    """`plan` and `info --deep` (argparse also takes a prefix such as `--de`) import
+    TensorFlow."""
+    if argv[0] == "plan":
+        return True
     return argv[0] == "info" and any(len(a) >= 3 and "--deep".startswith(a.split("=")[0])
                                      for a in argv[1:])
 

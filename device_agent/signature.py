@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .dtypes import numpy_name
 from .errors import AgentError
 from .protocol import TensorInfo
 
@@ -100,12 +101,13 @@ def synth_inputs(
     arrays: Dict[str, np.ndarray] = {}
     for info in inputs:
         shape = concrete_shape(info, batch_size, overrides or {})
-        dtype = np.dtype(info.dtype) if info.dtype not in ("string", "resource") else None
-        if dtype is None:
+        native = numpy_name(info.dtype)
+        if native is None:
             raise AgentError(
                 f"Input {info.name!r} has dtype {info.dtype}, which cannot be synthesized.",
                 "Benchmark with real samples (calibration data) for this model.",
             )
+        dtype = np.dtype(native)
         if dtype.kind == "f":
             arrays[info.name] = rng.standard_normal(shape).astype(dtype)
         elif dtype.kind in "iu":

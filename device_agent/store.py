@@ -2,7 +2,9 @@
 
 Layout under the device root: `store/<sha256>` (verified blobs), `store/<sha256>.partial`
 (uploads in flight, written by the host at an offset), `models/<tree-digest>/` and
-`calib/<tree-digest>/` (materialized trees: hard links into store/).
+`calib/<tree-digest>/` (materialized trees: hard links into store/). The layout is the
+agent's own: a push plan names every path the host may write (`BlobNeed.upload_path` and
+`record_path`), and the host composes none.
 
 Modes: a materialized file gets its manifest mode without write bits, owner-readable
 (`(mode & 0o555) | 0o400`), so a model file can't be overwritten by accident through its
@@ -297,6 +299,9 @@ class BlobStore:
             for need in plan.missing:
                 if not need.ranges:
                     _prepare(self.blob_path(need.sha256) + ".partial", need, ranged_min)
+        for need in plan.missing:  # the host writes only where the plan says
+            need.upload_path = self.blob_path(need.sha256) + ".partial"
+            need.record_path = need.upload_path + RANGES_SUFFIX if need.ranges else ""
         return plan
 
     def _promote(self, sha: str, entries: List[ManifestEntry]) -> Tuple[int, Optional[str]]:

@@ -16,22 +16,11 @@ import csv
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
+from device_agent.dtypes import dtype_name
 from device_agent.protocol import ConversionSummary, Engine, NonConverted, TensorInfo
-from device_agent.savedmodel_meta import DTYPE_NAMES
 
 TRT_ENGINE_OP = "TRTEngineOp"
 NATIVE_SEGMENT_SUFFIX = "_native_segment"
-
-
-
-def dtype_name(enum: int) -> str:
-    """Name of a DataType enum value ("float32"); `_ref` types are enum + 100."""
-    enum = int(enum)
-    if enum in DTYPE_NAMES:
-        return DTYPE_NAMES[enum]
-    if enum - 100 in DTYPE_NAMES:
-        return DTYPE_NAMES[enum - 100] + "_ref"
-    return str(enum)
 
 
 def shape_text(shape: Any) -> str:

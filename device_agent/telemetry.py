@@ -21,6 +21,7 @@ import threading
 import time
 from typing import IO, Dict, List, Optional, Sequence, Tuple
 
+from device_agent.facts import parse_meminfo
 from device_agent.protocol import PowerStats, TelemetrySample
 from device_agent.telemetry_parse import CpuFreqs, parse_line, parse_tegrastats
 
@@ -85,14 +86,10 @@ def cpu_loads(
 
 
 def read_meminfo(proc_root: str = "/proc") -> Dict[str, int]:
-    """`<proc_root>/meminfo` as {field: kB}."""
-    info: Dict[str, int] = {}
-    with open(os.path.join(proc_root, "meminfo")) as fh:
-        for line in fh:
-            m = re.match(r"^(\w+):\s+(\d+)", line)
-            if m:
-                info[m.group(1)] = int(m.group(2))
-    return info
+    """`<proc_root>/meminfo` as {field: kB} (parsed as `info` does: facts.parse_meminfo);
+    OSError when it cannot be read, which ends /proc sampling with a warning."""
+    with open(os.path.join(proc_root, "meminfo"), errors="replace") as fh:
+        return parse_meminfo(fh.read())
 
 
 def proc_sample(
@@ -144,7 +141,7 @@ class TelemetrySampler:
         self._lock = threading.Lock()
         self._halt = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self._proc: Optional[subprocess.Popen] = None  # type: ignore[type-arg]
+        self._proc: Optional[subprocess.Popen] = None
         self._stderr: Optional[IO[bytes]] = None
 
     def __enter__(self) -> TelemetrySampler:

@@ -5,12 +5,13 @@ Numpy does the comparing; TensorFlow is imported lazily, only to run the two mod
 
 from __future__ import annotations
 
-import gc
 import socket
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from .backends import check_artifact
+from .backends.base import Backend
 from .errors import AgentError
 from .protocol import (
     PRECISIONS,
@@ -154,27 +155,25 @@ def _as_input(value: Any, info: TensorInfo) -> np.ndarray:
         return np.asarray(value)
 
 
-def _run(fn: Any, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-    import tensorflow as tf
-
-    outputs = fn(**{k: tf.constant(v) for k, v in batch.items()})
-    return {k: v.numpy() for k, v in outputs.items()}
-
-
 def compare_models(
     model_dir: str,
     converted_dir: str,
     options: ValidateOptions,
     inputs_iter: Optional[Iterator[Dict[str, np.ndarray]]] = None,
     emit: Optional[Emit] = None,
+    converted_backend: Optional[Backend] = None,
 ) -> ValidationReport:
     """Run both models on the same inputs and compare every output.
 
-    The models are loaded one after the other (reference outputs are kept, the reference
-    model is released first): Jetson memory is shared by CPU and GPU, and a converted model
-    with its TensorRT engines next to the source model can exhaust a small board.
+    The source model is a SavedModel, run natively; the converted one is loaded by
+    `converted_backend` (the backend that built it), else by the backend whose artifact
+    format it is. The models are loaded one after the other (reference outputs are kept,
+    the reference model is released first): Jetson memory is shared by CPU and GPU, and a
+    converted model with its TensorRT engines next to the source model can exhaust a
+    small board.
     """
-    from .signature import describe_inputs, describe_outputs, load_signature, synth_inputs
+    from .backends import FALLBACK, get, open_artifact
+    from .signature import synth_inputs
 
     def say(kind: str, message: str, **data: Any) -> None:
         if emit is not None:
@@ -183,8 +182,8 @@ def compare_models(
     atol, rtol = tolerances(options.precision, options.atol, options.rtol)
     say("log", f"tolerances for {options.precision}: atol={atol:g}, rtol={rtol:g}")
 
-    loaded, fn = load_signature(model_dir, options.signature_key)
-    ref_in, ref_out = describe_inputs(fn), describe_outputs(fn)
+    reference_model = get(FALLBACK).load(model_dir, options.signature_key)
+    ref_in, ref_out = reference_model.inputs, reference_model.outputs
     if inputs_iter is not None:
         inputs_from = "calibration"
         batches: Iterable[Dict[str, np.ndarray]] = inputs_iter
@@ -203,15 +202,18 @@ def compare_models(
                 "Provide samples keyed by the signature's input names.",
             )
         feed = {i.name: _as_input(batch[i.name], i) for i in ref_in}
-        runs.append((feed, _run(fn, feed)))
+        runs.append((feed, reference_model.run(feed)))
         say("progress", f"reference model: batch {n + 1}", phase="validate")
     if not runs:
         raise AgentError("No input samples to validate with.", "Use --samples 1 or more.")
-    del loaded, fn
-    gc.collect()
+    reference_model.close()
+    del reference_model
 
-    _, conv_fn = load_signature(converted_dir, options.signature_key)
-    conv_in, conv_out = describe_inputs(conv_fn), describe_outputs(conv_fn)
+    if converted_backend is not None:
+        converted_model = converted_backend.load(converted_dir, options.signature_key)
+    else:
+        converted_model = open_artifact(converted_dir, options.signature_key)
+    conv_in, conv_out = converted_model.inputs, converted_model.outputs
     if _names(ref_in) != _names(conv_in) or _names(ref_out) != _names(conv_out):
         raise AgentError(
             f"The models' signatures {options.signature_key!r} differ: "
@@ -223,13 +225,14 @@ def compare_models(
     checks: Dict[str, OutputCheck] = {}
     rows: Dict[str, int] = {}
     for n, (feed, reference) in enumerate(runs):
-        actual = _run(conv_fn, feed)
+        actual = converted_model.run(feed)
         for name in _names(ref_out):
             check = compare_arrays(reference[name], actual[name], atol, rtol, classifier[name])
             batch_rows = int(reference[name].shape[0]) if reference[name].ndim else 1
             checks[name] = _merge(checks.get(name), rows.get(name, 0), check, batch_rows)
             rows[name] = rows.get(name, 0) + batch_rows
         say("progress", f"converted model: batch {n + 1} of {len(runs)}", phase="validate")
+    converted_model.close()
     report = ValidationReport(
         passed=all(c.passed for c in checks.values()),
         precision=options.precision,
@@ -261,7 +264,7 @@ def run_validate(
     """
     options = spec.validation or ValidateOptions()
     model = check_model_dir(spec.model, "source model")
-    converted = check_model_dir(spec.converted, "converted model")
+    converted = check_artifact(spec.converted, "converted model")
     if spec.calib and inputs_iter is None:
         emit("log", f"calibration samples from {spec.calib} not loaded; using generated inputs")
     emit("progress", f"validating {converted} against {model}", phase="validate")

@@ -12,13 +12,14 @@ from typing import Any, TypeVar
 
 from device_agent.protocol import (
     RESULT_TYPES,
+    SERVED,
     TERMINAL,
     DeviceFacts,
+    DevicePlan,
     Event,
     JobSpec,
     JobState,
 )
-from device_agent.serve import SERVED
 
 from . import replies
 from .agentpkg import agent_filename, build_zipapp
@@ -166,7 +167,7 @@ class AgentClient:
         """`call`, with the reply decoded (and checked) as protocol dataclass `cls`; a
         reply outside the protocol is this device's DeviceError."""
         data = self.call(*args, input=input, timeout=timeout)
-        return replies.decode(self.device.name, args[0], cls, data)  # type: ignore[no-any-return]
+        return replies.decode(self.device.name, args[0], cls, data)  # type: ignore[no-any-return,unused-ignore]
 
     def _served(self, argv: list[str], args: tuple[str, ...], input: bytes | None,
                 timeout: float | None) -> CommandResult | None:
@@ -207,6 +208,12 @@ class AgentClient:
     def info(self, deep: bool = False) -> DeviceFacts:
         return self.call_as(DeviceFacts, "info", *(["--deep"] if deep else []),
                             timeout=300 if deep else 60)
+
+    def plan(self, spec: JobSpec) -> DevicePlan:
+        """The device's own decisions for convert job `spec` (nothing runs): backend and
+        why, options, memory plan, cache key and hit, calibration check. It imports
+        TensorFlow on the device, hence the long timeout."""
+        return self.call_as(DevicePlan, "plan", input=spec.to_json().encode(), timeout=300)
 
     def submit(self, spec: JobSpec) -> str:
         data = self.call("submit", "-", "--detach", input=spec.to_json().encode())

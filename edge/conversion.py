@@ -1,38 +1,46 @@
-"""Fleet conversion: calibration checks, dry-run plans, and build-once engine sharing.
+"""Fleet conversion: the devices decide, the host asks; build once per group of identical
+boards.
 
-Devices whose fingerprints match (module, compute capability, L4T, TensorRT, TensorFlow)
-can use each other's engines, so with sharing on, one device of each group builds and the
-others receive its converted model, verified and installed into their cache (and
-validated there when asked) instead of rebuilding for hours.
+Per device, over one session for the whole command (`connect.Sessions`): the agent's
+facts, the options resolved for that device, the model and calibration data pushed
+(content-addressed: nothing travels when the device has them), then the device's own
+plan (agent command `plan`): the backend and why, the memory plan, the cache key and
+whether its cache holds it, the calibration check. `--dry-run` stops there.
+
+Devices that answer the same cache key and say a build may be shared form a group: with
+sharing on, one of them builds and the others receive its converted model, verified and
+installed into their cache (and validated there when asked) instead of rebuilding for
+hours. A device whose cache holds the build already just hits it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from device_agent.errors import AgentError
-from device_agent.planner import fingerprint, make_plan, same_build_group
 from device_agent.protocol import (
     FAILED,
+    SUCCEEDED,
     ConversionPlan,
     ConvertOptions,
     ConvertResult,
     DeviceFacts,
+    DevicePlan,
     JobSpec,
     JsonMixin,
     ProtocolError,
 )
 from device_agent.savedmodel_meta import read_signature
+from device_agent.store import tree_digest
 
 from .client import AgentClient
-from .connect import open_client
+from .connect import Sessions
 from .devices import Device
-from .errors import EdgeError
+from .errors import DeviceError, EdgeError, UserError
 from .fleet_run import FleetRun, fan_out
 from .jobs import EventSink, _note, check_saved_model, follow_to_end
 from .pull import pull_job_model
@@ -43,7 +51,8 @@ OptionsFor = Callable[[DeviceFacts], ConvertOptions]
 
 @dataclass
 class ConvertRequest:
-    """What `edge convert` asks of every device."""
+    """What `edge convert` asks of every device. `defaults`: the options before any
+    device's facts are known, for the host's checks before anything is pushed."""
 
     model: Path
     options_for: OptionsFor
@@ -51,6 +60,7 @@ class ConvertRequest:
     calib: Path | None = None
     share_engines: bool = True
     on_event: EventSink | None = None
+    defaults: ConvertOptions | None = None
 
 
 @dataclass
@@ -62,23 +72,17 @@ class DryRun(JsonMixin):
     hint: str | None = None
 
 
-def _agent_error(exc: AgentError) -> EdgeError:
-    return EdgeError(exc.message, exc.hint)
-
-
 def check_calibration(model: Path, calib: Path, options: ConvertOptions) -> int:
     """Check calibration data against the model's serving signature on the host, before
-    anything is pushed. Returns the number of samples."""
+    anything is pushed (the device checks again; its check is the one reported). Returns
+    the number of samples."""
     from device_agent.calib import check_against_signature, open_calibration  # numpy: lazy
 
-    try:
-        inputs = read_signature(str(model), options.signature_key, options.tags).inputs
-        with tempfile.TemporaryDirectory() as tmp:
-            data = open_calibration(str(calib), cache_dir=tmp)
-            check_against_signature(data, inputs)
-            return data.samples
-    except AgentError as exc:
-        raise _agent_error(exc) from exc
+    inputs = read_signature(str(model), options.signature_key, options.tags).inputs
+    with tempfile.TemporaryDirectory() as tmp:
+        data = open_calibration(str(calib), cache_dir=tmp)
+        check_against_signature(data, inputs)
+        return data.samples
 
 
 def _resolve(options_for: OptionsFor, facts: DeviceFacts) -> ConvertOptions:
@@ -91,53 +95,72 @@ def _resolve(options_for: OptionsFor, facts: DeviceFacts) -> ConvertOptions:
     return options
 
 
-def dry_run(request: ConvertRequest, devices: Sequence[Device]) -> FleetRun:
-    """Resolve every device's plan (backend, converter kwargs, env, workspace arithmetic,
-    calibration, build shapes, cache key) without pushing or converting anything."""
-    model = check_saved_model(request.model)
-    payload = make_payload(model)
-    from device_agent.store import tree_digest
-
-    digest = tree_digest(payload.manifest)
-    calib_samples = calib_digest = None
-    if request.calib is not None:
-        calib_payload = make_payload(request.calib, "calib")
-        calib_digest = tree_digest(calib_payload.manifest)
-
-    def work(device: Device) -> DryRun:
-        with open_client(device) as client:
-            client.ensure_agent()
-            facts = client.info(deep=True)
-        options = _resolve(request.options_for, facts)
-        samples = calib_samples
-        if request.calib is not None:
-            samples = check_calibration(model, request.calib, options)
-        backend = options.backend
-        reason = None
-        if backend == "auto":
-            backend = "tftrt" if facts.tensorrt_enabled else "native"
-            if backend == "native":
-                reason = "auto: TensorFlow on the device is not built with TensorRT"
-        elif backend == "tftrt" and not facts.tensorrt_enabled:
-            reason = ("tftrt requested, but TensorFlow on the device is not built with "
-                      "TensorRT: this conversion would fail there")
-        try:
-            plan = make_plan(facts, options, backend, "<pushed model>",
-                             payload.manifest.total_bytes(), digest, samples, reason,
-                             calib_digest=calib_digest)
-        except AgentError as exc:
-            raise _agent_error(exc) from exc
-        return DryRun(device.name, "succeeded", plan)
-
-    return fan_out(devices, work, lambda d, e: DryRun(d.name, "failed", error=e.message,
-                                                      hint=e.hint))
+def _facts(client: AgentClient) -> DeviceFacts:
+    """The device's facts (installing the agent on first use); the convert job needs numpy."""
+    facts = client.info()
+    if not facts.numpy:
+        raise DeviceError(
+            f"{client.device.name}: numpy is not installed for {client.device.python}.",
+            "Install it on the board: sudo apt-get install python3-numpy "
+            "(or pip3 install numpy).",
+        )
+    return facts
 
 
 @dataclass
-class _Prepared:
+class _Ready:
+    """A device that answered its plan: its session, the job spec and its decisions."""
+
     device: Device
-    facts: DeviceFacts
-    options: ConvertOptions
+    client: AgentClient
+    spec: JobSpec
+    decided: DevicePlan
+
+
+def _preparer(sessions: Sessions, request: ConvertRequest, payload: Payload,
+              calib_payload: Payload | None) -> Callable[[Device], _Ready]:
+    def prepare(device: Device) -> _Ready:
+        client = sessions.client(device)
+        options = _resolve(request.options_for, _facts(client))
+        model_path = push_to(client, payload).model_path
+        calib_path = push_to(client, calib_payload).model_path if calib_payload else None
+        assert model_path is not None
+        spec = JobSpec(kind="convert", model=model_path, output=request.output,
+                       convert=options, calib=calib_path)
+        return _Ready(device, client, spec, client.plan(spec))
+
+    return prepare
+
+
+def _payloads(model: Path, calib: Path | None) -> tuple[Payload, Payload | None]:
+    return make_payload(model), make_payload(calib, "calib") if calib is not None else None
+
+
+def dry_run(request: ConvertRequest, devices: Sequence[Device]) -> FleetRun:
+    """Every device's own plan (backend, converter kwargs, env, workspace arithmetic,
+    calibration, build shapes, cache key); nothing is converted."""
+    model = check_saved_model(request.model)
+
+    def failed(device: Device, exc: UserError) -> DryRun:
+        return DryRun(device.name, FAILED, error=exc.message, hint=exc.hint)
+
+    if request.calib is not None:
+        try:
+            check_calibration(model, request.calib, request.defaults or ConvertOptions())
+        except UserError as exc:  # nothing is pushed: every device's row says why
+            return FleetRun([failed(d, exc) for d in devices])
+    payload, calib_payload = _payloads(model, request.calib)
+    with Sessions() as sessions:
+        prepare = _preparer(sessions, request, payload, calib_payload)
+
+        def work(device: Device) -> DryRun:
+            decided = prepare(device).decided
+            check = decided.calibration
+            if check is not None and check.error:
+                return DryRun(device.name, FAILED, decided.plan, check.error, check.hint)
+            return DryRun(device.name, SUCCEEDED, decided.plan)
+
+        return fan_out(devices, work, failed)
 
 
 def _submit_and_follow(client: AgentClient, spec: JobSpec, on_event: EventSink | None
@@ -147,152 +170,88 @@ def _submit_and_follow(client: AgentClient, spec: JobSpec, on_event: EventSink |
     return follow_to_end(client, "convert", job_id, on_event)
 
 
+class _Group:
+    """A leader's build, handed to the rest of its group once it is on this host."""
+
+    def __init__(self, leader: _Ready, followers: list[_Ready]) -> None:
+        self.leader = leader
+        self.followers = followers
+        self.done = threading.Event()
+        self.built: ConvertResult | None = None
+        self.payload: Payload | None = None  # None once done: each follower builds its own
+
+
+def _groups(ready: list[_Ready], share: bool) -> list[_Group]:
+    """Group devices by the cache key they computed (identical boards answer the same
+    key). A device that holds the build already, or whose build may not travel, is alone."""
+    by_key: dict[str, list[_Ready]] = {}
+    alone: list[list[_Ready]] = []
+    for p in ready:
+        d = p.decided
+        if share and d.shareable and not d.cache_hit:
+            by_key.setdefault(d.cache_key, []).append(p)
+        else:
+            alone.append([p])
+    return [_Group(g[0], g[1:]) for g in [*by_key.values(), *alone]]
+
+
 def convert(request: ConvertRequest, devices: Sequence[Device]) -> FleetRun:
     """Convert on every device; one ConvertResult each, in target order."""
     model = check_saved_model(request.model)
-    first = request.options_for
-    if request.calib is not None:  # fail before any device work when the data is wrong
-        check_calibration(model, request.calib, first(DeviceFacts("", 0, "", "", "", 0, 0, 0,
-                                                                  0)))
-    payload = make_payload(model)
-    calib_payload = make_payload(request.calib, "calib") if request.calib else None
+    if request.calib is not None:  # fail before anything is pushed when the data is wrong
+        check_calibration(model, request.calib, request.defaults or ConvertOptions())
+    payload, calib_payload = _payloads(model, request.calib)
 
-    def prepare(device: Device) -> _Prepared:
-        with open_client(device) as client:
-            client.ensure_agent(need_numpy=True)
-            # TensorRT's version is part of the fingerprint: needed only to group devices.
-            facts = client.info(deep=request.share_engines and len(devices) > 1)
-        return _Prepared(device, facts, _resolve(request.options_for, facts))
-
-    def failed(device: Device, exc: EdgeError) -> ConvertResult:
+    def failed(device: Device, exc: UserError) -> ConvertResult:
         return ConvertResult(device=device.name, status=FAILED, error=exc.message, hint=exc.hint)
 
-    prepared = fan_out(devices, prepare, failed)
-    ready = [p for p in prepared.results if isinstance(p, _Prepared)]
-    groups = _groups(ready) if request.share_engines else [[p] for p in ready]
+    with Sessions() as sessions, tempfile.TemporaryDirectory(prefix="edge-share-") as tmp:
+        prepared = fan_out(devices, _preparer(sessions, request, payload, calib_payload), failed)
+        ready = {p.device.name: p for p in prepared.results if isinstance(p, _Ready)}
+        groups = _groups(list(ready.values()), request.share_engines)
+        leading = {g.leader.device.name: g for g in groups}
+        following = {f.device.name: g for g in groups for f in g.followers}
 
-    def build(p: _Prepared) -> ConvertResult:
-        with open_client(p.device) as client:
-            model_path = push_to(client, payload).model_path
-            calib_path = push_to(client, calib_payload).model_path if calib_payload else None
-            assert model_path is not None
-            spec = JobSpec(kind="convert", model=model_path, output=request.output,
-                           convert=p.options, calib=calib_path)
-            return _submit_and_follow(client, spec, request.on_event)
+        def build(p: _Ready) -> ConvertResult:
+            return _submit_and_follow(p.client, p.spec, request.on_event)
 
-    def share(leader: _Prepared, built: ConvertResult, p: _Prepared, shared: Payload
-              ) -> ConvertResult:
-        with open_client(p.device) as client:
-            model_path = push_to(client, payload).model_path
-            prebuilt = push_to(client, shared).model_path
-            calib_path = push_to(client, calib_payload).model_path if calib_payload else None
-            assert model_path is not None
-            spec = JobSpec(kind="convert", model=model_path, output=request.output,
-                           convert=p.options, calib=calib_path, prebuilt=prebuilt,
-                           prebuilt_from=leader.device.name, prebuilt_summary=built.summary)
-            return _submit_and_follow(client, spec, request.on_event)
+        def lead(p: _Ready, group: _Group) -> ConvertResult:
+            try:
+                built = group.built = build(p)
+                if group.followers and built.status == SUCCEEDED and built.job_id:
+                    try:
+                        out = Path(tempfile.mkdtemp(dir=tmp)) / "model"
+                        _, path = pull_job_model(p.client, built.job_id, out, result=built)
+                        group.payload = make_payload(path)
+                    except UserError:  # the others build their own
+                        group.payload = None
+                    else:
+                        _note(request.on_event, p.device.name, "sharing this build with "
+                              + ", ".join(f.device.name for f in group.followers))
+                return built
+            finally:
+                group.done.set()
 
-    def cached(p: _Prepared) -> bool:
-        """Whether the device already holds this conversion (then it needs no share)."""
-        if not p.options.use_cache:
-            return False
-        from device_agent.planner import cache_key
-        from device_agent.store import tree_digest
+        def receive(p: _Ready, group: _Group) -> ConvertResult:
+            group.done.wait()
+            if group.payload is None or group.built is None:  # the shared build failed
+                return build(p)
+            prebuilt = push_to(p.client, group.payload).model_path
+            spec = dataclasses.replace(p.spec, prebuilt=prebuilt,
+                                       prebuilt_from=group.leader.device.name,
+                                       prebuilt_summary=group.built.summary)
+            return _submit_and_follow(p.client, spec, request.on_event)
 
-        backend = "tftrt" if _builds_engines(p) else "native"
-        key = cache_key(tree_digest(payload.manifest),
-                        dataclasses.replace(p.options, backend=backend), fingerprint(p.facts),
-                        tree_digest(calib_payload.manifest) if calib_payload else None)
-        with open_client(p.device) as client:
-            return client.cache_hit(key)
+        def finish(device: Device) -> ConvertResult:
+            p = ready[device.name]
+            if device.name in following:
+                return receive(p, following[device.name])
+            return lead(p, leading[device.name])
 
-    def run_group(group: list[_Prepared]) -> dict[str, ConvertResult]:
-        out: dict[str, ConvertResult] = {}
-        if len(group) > 1:  # devices that hold the build already just hit their cache
-            hits = [p for p in group if _guard(p.device, lambda p=p: cached(p),
-                                               failed) is True]
-            for p in hits:
-                out[p.device.name] = _guard(p.device, lambda p=p: build(p), failed)
-            group = [p for p in group if p not in hits]
-            if not group:
-                return out
-        leader, rest = group[0], group[1:]
-        out[leader.device.name] = _guard(leader.device, lambda: build(leader), failed)
-        built = out[leader.device.name]
-        if not rest:
-            return out
-        if built.status != "succeeded" or not built.job_id:
-            for p in rest:  # the shared build failed: each builds its own
-                out[p.device.name] = _guard(p.device, lambda p=p: build(p), failed)
-            return out
-        with tempfile.TemporaryDirectory(prefix="edge-share-") as tmp:
-            fetched = _guard(leader.device, lambda: _fetch(leader.device, built, Path(tmp)),
-                             failed)
-            if isinstance(fetched, ConvertResult):
-                for p in rest:
-                    out[p.device.name] = _guard(p.device, lambda p=p: build(p), failed)
-                return out
-            _note(request.on_event, leader.device.name,
-                  f"sharing this build with {', '.join(p.device.name for p in rest)}")
-            with ThreadPoolExecutor(max_workers=min(8, len(rest))) as pool:
-                shared = list(pool.map(lambda p: _guard(
-                    p.device, lambda: share(leader, built, p, fetched), failed), rest))
-            for p, r in zip(rest, shared):
-                out[p.device.name] = r
-        return out
-
-    with ThreadPoolExecutor(max_workers=max(1, min(8, len(groups)))) as pool:
-        merged: dict[str, ConvertResult] = {}
-        for part in pool.map(run_group, groups):
-            merged.update(part)
-    results = [merged.get(r.device.name) if isinstance(r, _Prepared) else r
+        # Leaders first: a follower waits for its leader, who then already has a worker.
+        order = [g.leader.device for g in groups] + [f.device for g in groups
+                                                     for f in g.followers]
+        finished = {r.device: r for r in fan_out(order, finish, failed).results}
+    results = [finished[r.device.name] if isinstance(r, _Ready) else r
                for r in prepared.results]
-    from device_agent.store import tree_digest
-
-    return FleetRun([r for r in results if r is not None], tree_digest(payload.manifest))
-
-
-def _groups(ready: list[_Prepared]) -> list[list[_Prepared]]:
-    groups: list[list[_Prepared]] = []
-    for p in ready:
-        fp = fingerprint(p.facts)
-        for group in groups:
-            lead = group[0]
-            engines = _builds_engines(lead) or _builds_engines(p)
-            if same_build_group(fingerprint(lead.facts), fp, engines) and \
-                    _same_artifact(lead, p):
-                group.append(p)
-                break
-        else:
-            groups.append([p])
-    return groups
-
-
-def _builds_engines(p: _Prepared) -> bool:
-    """Whether this device's conversion would build TensorRT engines."""
-    return p.options.backend == "tftrt" or (p.options.backend == "auto"
-                                            and bool(p.facts.tensorrt_enabled))
-
-
-def _same_artifact(a: _Prepared, b: _Prepared) -> bool:
-    """Only identical conversion options can share one build."""
-    from device_agent.planner import artifact_options
-
-    return artifact_options(a.options) == artifact_options(b.options)
-
-
-def _fetch(device: Device, built: ConvertResult, tmp: Path) -> Payload:
-    """Bring the leader's converted model to the host, ready to push to the others."""
-    with open_client(device) as client:
-        assert built.job_id is not None
-        _, path = pull_job_model(client, built.job_id, tmp / "model")
-    return make_payload(path)
-
-
-def _guard(device: Device, work: Callable[[], object],
-           failed: Callable[[Device, EdgeError], ConvertResult]) -> object:
-    try:
-        return work()
-    except EdgeError as exc:
-        return failed(device, exc)
-
+    return FleetRun(results, tree_digest(payload.manifest))

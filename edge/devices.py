@@ -6,11 +6,10 @@ subprocess through the same protocol, so everything works with no Jetson attache
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass, field
 
 from .paths import local_device_root
+from .settings import settings
 
 LOCAL = "local"
 
@@ -37,7 +36,7 @@ def local_device() -> Device:
     """The built-in device: this machine, a root under the user data dir, and this Python
     (or `EDGE_LOCAL_PYTHON`: the agent runs from its zipapp, so any Python 3.8+ with numpy,
     and TensorFlow for conversions, will do)."""
-    python = os.environ.get("EDGE_LOCAL_PYTHON") or sys.executable
+    python = settings().local_python
     return Device(name=LOCAL, python=python, root=str(local_device_root()))
 
 

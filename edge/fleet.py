@@ -7,7 +7,6 @@ Format: `version: 1` and `devices: {NAME: {host, port, user, key, python, root, 
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,6 +19,7 @@ from device_agent.durable import atomic_write
 from .devices import LOCAL, Device, local_device
 from .errors import DeviceError, EdgeError
 from .paths import config_dir
+from .settings import settings
 
 VERSION = 1
 ALL = "all"
@@ -51,17 +51,16 @@ YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 def inventory_path() -> Path:
     """$EDGE_FLEET if set, else ./fleet.yaml if present, else the config dir's fleet.yaml."""
-    value = os.environ.get("EDGE_FLEET")
+    value = settings().fleet
     if value:
-        return Path(value).expanduser()
+        return value
     here = Path.cwd() / "fleet.yaml"
     return here if here.is_file() else config_dir() / "fleet.yaml"
 
 
 def known_hosts_path() -> Path:
     """The fleet's own known_hosts: $EDGE_KNOWN_HOSTS, else the config dir's known_hosts."""
-    value = os.environ.get("EDGE_KNOWN_HOSTS")
-    return Path(value).expanduser() if value else config_dir() / "known_hosts"
+    return settings().known_hosts or config_dir() / "known_hosts"
 
 
 # ------------------------------------------------------------------ validation

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import traceback
+import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -12,7 +11,9 @@ from typing import Any
 from device_agent.protocol import SUCCEEDED
 
 from .devices import Device
-from .errors import EdgeError
+from .errors import UserError
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -36,16 +37,15 @@ class FleetRun:
 
 
 def fan_out(devices: Sequence[Device], work: Callable[[Device], Any],
-            failed: Callable[[Device, EdgeError], Any], max_parallel: int = 8) -> FleetRun:
+            failed: Callable[[Device, UserError], Any], max_parallel: int = 8) -> FleetRun:
     """Run `work` on every device (at most `max_parallel` at once). A user/environment
     error on one device becomes its failed result; a bug propagates."""
 
     def guarded(device: Device) -> Any:
         try:
             return work(device)
-        except EdgeError as exc:
-            if os.environ.get("EDGE_DEBUG"):
-                traceback.print_exc()
+        except UserError as exc:
+            _log.debug("%s failed", device.name, exc_info=True)  # shown for EDGE_DEBUG=1
             return failed(device, exc)
 
     if not devices:

@@ -7,7 +7,6 @@ device; the host reconnects with backoff and follows on from the last event it s
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,11 +25,12 @@ from device_agent.protocol import (
 from device_agent.store import tree_digest
 
 from .client import AgentClient
-from .connect import open_client
+from .connect import Sessions
 from .devices import Device
 from .errors import DeviceError, ModelError
 from .fleet_run import FleetRun, fan_out
 from .push import make_payload, push_to
+from .settings import settings
 from .transport import TransportError
 
 EventSink = Callable[[str, Event], None]  # (device name, event)
@@ -50,7 +50,7 @@ def check_saved_model(path: Path) -> Path:
 
 
 def reconnect_tries() -> int:
-    return int(os.environ.get("EDGE_RECONNECT_TRIES", "8"))
+    return settings().reconnect_tries
 
 
 def _note(on_event: EventSink | None, device: str, message: str) -> None:
@@ -128,21 +128,22 @@ def bench(model: Path, devices: Sequence[Device], options: BenchOptions,
     calib_payload = make_payload(calib, "calib") if calib else None
     options.validate()
 
-    def run(device: Device) -> Any:
-        with open_client(device) as client:
-            client.ensure_agent(need_numpy=True)
-            spec = JobSpec(kind="bench", model=str(push_to(client, payload).model_path),
-                           bench=options)
-            if native_payload:
-                spec.native = push_to(client, native_payload).model_path
-            if calib_payload:
-                spec.calib = push_to(client, calib_payload).model_path
-            job_id = client.submit(spec)
-            _note(on_event, device.name, f"job {job_id} submitted")
-            return follow_to_end(client, "bench", job_id, on_event)
+    def work(device: Device) -> Any:
+        client = sessions.client(device)
+        client.ensure_agent(need_numpy=True)
+        spec = JobSpec(kind="bench", model=str(push_to(client, payload).model_path),
+                       bench=options)
+        if native_payload:
+            spec.native = push_to(client, native_payload).model_path
+        if calib_payload:
+            spec.calib = push_to(client, calib_payload).model_path
+        job_id = client.submit(spec)
+        _note(on_event, device.name, f"job {job_id} submitted")
+        return follow_to_end(client, "bench", job_id, on_event)
 
-    run = fan_out(devices, run, lambda d, e: BenchResult(device=d.name, status=FAILED,
-                                                         error=e.message, hint=e.hint))
+    with Sessions() as sessions:  # one session per device, every phase
+        run = fan_out(devices, work, lambda d, e: BenchResult(device=d.name, status=FAILED,
+                                                              error=e.message, hint=e.hint))
     for result in run.results:  # name the model as the user knows it, not its store path
         result.model = str(payload.source)
     run.model_digest = tree_digest(payload.manifest)
@@ -157,18 +158,19 @@ def validate(model: Path, converted: Path, devices: Sequence[Device], options: V
     calib_payload = make_payload(calib, "calib") if calib else None
 
     def work(device: Device) -> Any:
-        with open_client(device) as client:
-            client.ensure_agent(need_numpy=True)
-            native = push_to(client, payload).model_path
-            conv = push_to(client, other).model_path
-            calib_path = push_to(client, calib_payload).model_path if calib_payload else None
-            assert native and conv
-            spec = JobSpec(kind="validate", model=native, converted=conv, validation=options,
-                           calib=calib_path)
-            job_id = client.submit(spec)
-            return follow_to_end(client, "validate", job_id, on_event)
+        client = sessions.client(device)
+        client.ensure_agent(need_numpy=True)
+        native = push_to(client, payload).model_path
+        conv = push_to(client, other).model_path
+        calib_path = push_to(client, calib_payload).model_path if calib_payload else None
+        assert native and conv
+        spec = JobSpec(kind="validate", model=native, converted=conv, validation=options,
+                       calib=calib_path)
+        job_id = client.submit(spec)
+        return follow_to_end(client, "validate", job_id, on_event)
 
-    run = fan_out(devices, work, lambda d, e: ValidateResult(device=d.name, status=FAILED,
-                                                             error=e.message, hint=e.hint))
+    with Sessions() as sessions:  # one session per device, every phase
+        run = fan_out(devices, work, lambda d, e: ValidateResult(device=d.name, status=FAILED,
+                                                                 error=e.message, hint=e.hint))
     run.model_digest = tree_digest(payload.manifest)
     return run

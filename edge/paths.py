@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import platformdirs
 
+from .settings import settings
+
 
 def edge_home() -> Path | None:
-    value = os.environ.get("EDGE_HOME")
-    return Path(value).expanduser() if value else None
+    return settings().home
 
 
 def data_dir() -> Path:
@@ -30,5 +30,4 @@ def config_dir() -> Path:
 
 def local_device_root() -> Path:
     """The device root of the built-in `local` device."""
-    value = os.environ.get("EDGE_LOCAL_ROOT")
-    return Path(value).expanduser() if value else data_dir() / "local-device"
+    return settings().local_root or data_dir() / "local-device"

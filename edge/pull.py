@@ -9,7 +9,6 @@ once its sha256 matches. `--out` appears, whole, only when every file did.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -17,20 +16,12 @@ from pathlib import Path
 
 from device_agent.errors import AgentError
 from device_agent.protocol import ConvertResult, Manifest, ManifestEntry
-from device_agent.store import validate_manifest
+from device_agent.store import file_sha256, validate_manifest
 
 from .client import AgentClient
 from .errors import DeviceError, EdgeError
 
 FILE_MODE = 0o644  # pulled files: readable, never executable, whatever the device says
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def checked_manifest(device: str, data: object) -> Manifest:
@@ -72,14 +63,16 @@ def _make_parents(tree: Path, target: Path) -> None:
                                   "Run the pull again.") from None
 
 
-def pull_job_model(client: AgentClient, job_id: str, out: Path) -> tuple[Manifest, Path]:
+def pull_job_model(client: AgentClient, job_id: str, out: Path,
+                   result: ConvertResult | None = None) -> tuple[Manifest, Path]:
     """Download the output model of convert job `job_id` into `out` (which must not exist).
     Files land in a private temporary sibling directory first, so `out` is complete or
-    absent."""
+    absent. `result`: the job's result when the caller has it already (one hop less)."""
     if out.exists():
         raise EdgeError(f"{out} already exists.", "Pass a new --out directory.")
     name = client.device.name
-    result = client.result("convert", job_id)
+    if result is None:
+        result = client.result("convert", job_id)
     if not isinstance(result, ConvertResult) or result.status != "succeeded" \
             or not result.output_model:
         raise DeviceError(f"{name}: job {job_id} has no converted model "
@@ -106,7 +99,7 @@ def pull_job_model(client: AgentClient, job_id: str, out: Path) -> tuple[Manifes
             if size != entry.size:
                 raise DeviceError(f"{name}: {entry.path} arrived with {size} of its "
                                   f"{entry.size} bytes.", "Run the pull again.")
-            if _sha256(part) != entry.sha256:
+            if file_sha256(str(part))[1] != entry.sha256:
                 raise DeviceError(f"{name}: {entry.path} arrived corrupted "
                                   "(sha256 mismatch).", "Run the pull again.")
             os.chmod(part, FILE_MODE)

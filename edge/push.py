@@ -4,7 +4,8 @@ verified on the device, materialized atomically.
 1. The host hashes the tree once into a manifest.
 2. Each device answers which blobs it lacks, and how much of each is already there
    (a `.partial` left by an interrupted push); it refuses when the disk cannot hold them.
-3. Only the missing byte ranges travel, into `store/<sha256>.partial`.
+3. Only the missing byte ranges travel, to the paths the device's plan names (the store's
+   layout is the agent's own: the host composes no path in it).
 4. The device verifies every blob's sha256 and hard-links the tree into place.
 """
 
@@ -12,8 +13,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
-import posixpath
 import threading
 import time
 from collections.abc import Sequence
@@ -21,16 +20,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from device_agent.errors import AgentError
 from device_agent.protocol import FAILED, SUCCEEDED, JsonMixin, Manifest, PushCommit, PushPlan
 from device_agent.store import build_manifest, gaps
 
 from .client import AgentClient
 from .devices import Device
-from .errors import EdgeError
+from .errors import EdgeError, UserError
 from .fleet_run import FleetRun, fan_out
 from .hashcache import HashCache
-from .replies import check_plan
+from .replies import check_plan, malformed
+from .settings import settings
 from .trace import span
 from .transport import LocalTransport, RangeTask, Transport
 from .transport.deadlink import DeadLinkError
@@ -78,11 +77,8 @@ def make_payload(source: Path, kind: str = "model") -> Payload:
     if not source.exists():
         raise EdgeError(f"{source} does not exist.", "Pass an existing file or directory.")
     cache = HashCache()
-    try:
-        manifest = build_manifest(str(source), name=source.name, kind=kind,
-                                  hash_file=cache.hash_file)
-    except AgentError as exc:  # the shared manifest code speaks the agent's error type
-        raise EdgeError(exc.message, exc.hint) from exc
+    manifest = build_manifest(str(source), name=source.name, kind=kind,
+                              hash_file=cache.hash_file)
     cache.save()
     return Payload(source, manifest)
 
@@ -101,7 +97,8 @@ def push_to(client: AgentClient, payload: Payload,
         plan = client.call_as(PushPlan, "push-plan", "--ranged-min", str(ranged_min),
                               input=manifest.to_json().encode())
     check_plan(name, plan, manifest)
-    by_sha = {}
+    _check_paths(name, plan)
+    by_sha: dict[str, str] = {}
     for entry in manifest.entries:
         by_sha.setdefault(entry.sha256, entry.path)
     missing_shas = {need.sha256 for need in plan.missing}
@@ -110,7 +107,7 @@ def push_to(client: AgentClient, payload: Payload,
     sent = 0
     if plan.missing:
         tasks = _tasks(payload, plan, by_sha)
-        saver = _SidecarSaver(transport, tasks.sidecars)
+        saver = _SidecarSaver(transport, tasks.sidecars, tasks.records)
         try:
             with span("upload", name):
                 sent = transport.upload_ranges(
@@ -140,6 +137,14 @@ def push_to(client: AgentClient, payload: Payload,
     )
 
 
+def _check_paths(device: str, plan: PushPlan) -> None:
+    """Every missing blob comes with the path to write it to (and its range record's)."""
+    for i, need in enumerate(plan.missing):
+        if not need.upload_path or (need.ranges and not need.record_path) or \
+                "\x00" in need.upload_path + need.record_path:
+            raise malformed(device, "push-plan", f"missing[{i}]: no usable upload path")
+
+
 PARALLEL_MIN = 16 << 20  # blobs with more than this left go out in ranges on channels
 RANGE_BYTES = 8 << 20
 SIDECAR_EVERY_S = 1.0
@@ -150,9 +155,11 @@ class _SidecarSaver:
     of its own, at most once a second, so that the data channels never wait for it; an
     interrupted push resumes from the last record (redoing at most ~1 s of ranges)."""
 
-    def __init__(self, transport: Transport, sidecars: dict[str, list[list[int]]]) -> None:
+    def __init__(self, transport: Transport, sidecars: dict[str, list[list[int]]],
+                 records: dict[str, str]) -> None:
         self.transport = transport
         self.sidecars = sidecars
+        self.records = records  # upload path -> where the device keeps its range record
         self.lock = threading.Lock()
         self.dirty: set[str] = set()
         self.stopping = threading.Event()
@@ -172,7 +179,7 @@ class _SidecarSaver:
             todo = {r: json.dumps({"done": self.sidecars[r]}).encode() for r in self.dirty}
             self.dirty.clear()
         for remote, data in todo.items():
-            self.transport.write_bytes(remote + ".ranges", data)
+            self.transport.write_bytes(self.records[remote], data)
 
     def _loop(self) -> None:
         try:
@@ -203,16 +210,17 @@ def channels_for(transport: Transport, devices: int = 1) -> int:
     ~15% slower than 1 each)."""
     if isinstance(transport, LocalTransport):
         return 1
-    fixed = os.environ.get("EDGE_PUSH_CHANNELS")
+    fixed = settings().push_channels
     if fixed:
-        return max(1, int(fixed))
+        return fixed
     return max(1, min(4, CHANNEL_BUDGET // max(1, devices)))
 
 
 @dataclass
 class _Tasks:
     ranges: list[RangeTask]
-    sidecars: dict[str, list[list[int]]]
+    sidecars: dict[str, list[list[int]]]  # upload path -> finished ranges
+    records: dict[str, str]  # upload path -> its range record's path
 
 
 def _split(start: int, end: int) -> list[list[int]]:
@@ -224,15 +232,16 @@ def _tasks(payload: Payload, plan: PushPlan, by_sha: dict[str, str]) -> _Tasks:
     """Byte-range tasks for every missing blob. A blob the device set up for ranges (big,
     or an interrupted parallel upload) is cut into ranges written in parallel, with the
     finished ones recorded beside it; the rest go whole, resumable by size."""
-    out = _Tasks([], {})
+    out = _Tasks([], {}, {})
     for need in plan.missing:
-        remote = posixpath.join(plan.store_dir, need.sha256 + ".partial")
+        remote = need.upload_path
         local = payload.local_file(by_sha[need.sha256])
         if not need.ranges:
             out.ranges.append(RangeTask(local, remote, need.offset, need.size))
             continue
         todo = [piece for a, b in need.ranges for piece in _split(a, b)]
         out.sidecars[remote] = gaps(need.ranges, need.size)  # what is already there
+        out.records[remote] = need.record_path
         out.ranges.extend(RangeTask(local, remote, a, b) for a, b in todo)
     return out
 
@@ -254,12 +263,12 @@ def push(source: Path, devices: Sequence[Device], kind: str = "model",
             try:
                 return push_to(client, payload, progress,
                                min(len(devices), max_parallel))
-            except EdgeError:
+            except UserError:
                 if progress:
                     progress.finish(device.name, False)
                 raise
 
-    def failed(device: Device, exc: EdgeError) -> PushResult:
+    def failed(device: Device, exc: UserError) -> PushResult:
         return PushResult(device=device.name, status=FAILED,
                           files_total=len(payload.manifest.entries), error=exc.message,
                           hint=exc.hint)

@@ -20,6 +20,7 @@ import yaml
 from device_agent.jetson import device_classes, find_module
 from device_agent.protocol import PRECISIONS, PROFILE_STRATEGIES, ConvertOptions
 from edge.errors import RecipeError
+from edge.settings import settings
 
 FAMILIES = ("classification", "detection", "segmentation", "nlp", "speech", "other")
 DTYPES = ("float32", "float16", "bfloat16", "int8", "uint8", "int16", "int32", "int64",
@@ -311,7 +312,7 @@ def _parse_field(chk: _Check, key: str, value: Any, path: str,
 
 def _merge(base: Any, override: Any) -> Any:
     """Mappings merge one level deep; anything else (lists, scalars, null) replaces."""
-    if dataclasses.is_dataclass(base):
+    if dataclasses.is_dataclass(base) and not isinstance(base, type):
         base = dataclasses.asdict(base)
     if isinstance(base, dict) and isinstance(override, dict):
         return {**base, **override}
@@ -400,9 +401,9 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _n
 
 def recipes_dir() -> Path:
     """Where named recipes live: $EDGE_RECIPES, else the repository's recipes/."""
-    env = os.environ.get("EDGE_RECIPES")
+    env = settings().recipes
     if env:
-        return Path(env).expanduser()
+        return env
     # == Path(edge.__file__).parent.parent; this module's own path also holds when a
     # tests/edge directory shadows `edge` as a namespace package.
     return Path(__file__).resolve().parent.parent / "recipes"
@@ -508,9 +509,10 @@ def resolve(recipe: Recipe, device_class: Optional[str] = None) -> ResolvedRecip
         calibration_batch_size=calib.batch_size if calib else default.calibration_batch_size,
     )
     shapes = {k: list(v) for k, v in bench.input_shapes.items()}
-    for spec in recipe.inputs if dyn else ():  # unsized dynamic dims: the first profile's
-        if spec.name not in shapes and -1 in spec.shape[1:]:
-            shapes[spec.name] = list(dyn.profiles[0][spec.name])
+    if dyn is not None:  # unsized dynamic dims: the first profile's
+        for spec in recipe.inputs:
+            if spec.name not in shapes and -1 in spec.shape[1:]:
+                shapes[spec.name] = list(dyn.profiles[0][spec.name])
     return ResolvedRecipe(recipe=recipe, device_class=device_class, options=options,
                           workspace=view["workspace"], bench_batch_sizes=list(bench.batch_sizes),
                           bench_input_shapes=shapes,

@@ -6,13 +6,13 @@ meets rich markup: a cell is markup, so `[/x]` would crash the table.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from rich.console import Console, Group
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 
-from device_agent.protocol import BenchResult, ConvertResult, DeviceFacts
+from device_agent.protocol import BenchResult, ConvertResult, DeviceFacts, ValidateResult
 
 from .untrusted import safe_text
 
@@ -127,6 +127,40 @@ def bench_table(results: Sequence[BenchResult], title: str = "Benchmark") -> Tab
         "; * noisy run: coefficient of variation above 10%" if noisy else ""
     )
     return t
+
+
+def validate_table(results: Sequence[ValidateResult]) -> Table:
+    """One row per (device, output): errors, mismatches, top-1 agreement and the verdict."""
+    t = Table(title="Validation")
+    for col in ("device", "output", "max abs err", "max rel err", "mismatched", "top-1",
+                "result"):
+        t.add_column(col)
+    for r in results:
+        v = r.validation
+        for name, o in (v.outputs.items() if v else []):
+            t.add_row(safe_text(r.device), safe_text(name), f"{o.max_abs_err:.3g}",
+                      f"{o.max_rel_err:.3g}",
+                      f"{o.mismatched}/{o.elements}",
+                      "-" if o.top1_agreement is None else f"{o.top1_agreement:.1%}",
+                      "[green]pass[/]" if o.passed else "[red]FAIL[/]")
+        if v:
+            t.caption = safe_text(f"{v.precision}: atol {v.atol:g}, rtol {v.rtol:g}; "
+                                  f"inputs {v.inputs_from}, {v.samples} samples")
+    return t
+
+
+# The view of each job kind's results (protocol.JOB_KINDS), for the command that ran the
+# jobs and for `edge jobs attach`.
+RESULT_VIEWS: dict[str, Callable[[Sequence[Any]], RenderableType]] = {
+    "convert": convert_tables,
+    "bench": bench_table,
+    "validate": validate_table,
+}
+
+
+def result_view(kind: str, results: Sequence[Any]) -> RenderableType:
+    """The results of jobs of `kind`, drawn with that kind's own view."""
+    return RESULT_VIEWS[kind](results)
 
 
 def plan_tables(plans: Sequence[Any]) -> Group:

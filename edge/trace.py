@@ -1,28 +1,25 @@
-"""Phase timings on stderr when EDGE_TRACE=1: where a command spends its time."""
+"""Phase timings, where a command spends its time: INFO records of the `edge.trace`
+logger, which the CLI turns on for EDGE_TRACE=1 (edge.cli.main.configure_logging)."""
 
 from __future__ import annotations
 
-import os
-import sys
-import threading
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 _T0 = time.monotonic()
-_LOCK = threading.Lock()
+LOG = logging.getLogger("edge.trace")
 
 
 def enabled() -> bool:
-    return bool(os.environ.get("EDGE_TRACE"))
+    return LOG.isEnabledFor(logging.INFO)
 
 
 def mark(what: str, device: str = "") -> None:
     """One line: seconds since start, device, what happened."""
     if enabled():
-        with _LOCK:
-            print(f"[trace {time.monotonic() - _T0:7.3f}s] {device:>8} {what}",
-                  file=sys.stderr, flush=True)
+        LOG.info("[trace %7.3fs] %8s %s", time.monotonic() - _T0, device, what)
 
 
 @contextmanager

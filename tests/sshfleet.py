@@ -1,98 +1,40 @@
 """A fleet of real OpenSSH `sshd` servers on loopback addresses, for transport tests.
 
 Every server runs the system sshd in the foreground with its own host key, config and
-log, logs in as the current user with one client key shared by the fleet, and can be
+log (started the way the push benchmark's lab starts its devices: benchmarks/netlab/sshd.py),
+logs in as the current user with one client key shared by the fleet, and can be
 reached through a bastion (ProxyJump) via the generated OpenSSH client config.
 """
 
 from __future__ import annotations
 
-import contextlib
 import getpass
-import os
-import shutil
-import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
+
+from netlab import sshd
+from netlab.procs import children, terminate
+from netlab.sshd import find_sshd, keygen
 
 if TYPE_CHECKING:
     import paramiko
 
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
-SSHD_SETTINGS = """\
-UsePAM no
-StrictModes no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PubkeyAuthentication yes
-PermitRootLogin prohibit-password
-Subsystem sftp internal-sftp
-MaxSessions 64
-MaxStartups 100:30:200
-AllowTcpForwarding yes
-LogLevel VERBOSE
-ClientAliveInterval 5
-UseDNS no
-PrintMotd no
-"""
-
-
-def find_sshd() -> str | None:
-    """The OpenSSH server binary, or None when it is not installed."""
-    if os.access("/usr/sbin/sshd", os.X_OK):
-        return "/usr/sbin/sshd"
-    return shutil.which("sshd")
+SSHD_SETTINGS = {  # on top of netlab.sshd.BASE_SETTINGS
+    "MaxStartups": "100:30:200",
+    "AllowTcpForwarding": "yes",
+    "LogLevel": "VERBOSE",
+    "ClientAliveInterval": "5",
+}
 
 
 def free_port(host: str) -> int:
     """A TCP port that is free on `host` right now."""
     with socket.create_server((host, 0)) as s:
         return int(s.getsockname()[1])
-
-
-def keygen(path: Path, comment: str) -> None:
-    """Write an ed25519 keypair at `path` and `path`.pub (no passphrase)."""
-    argv = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)]
-    subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, capture_output=True)
-    path.chmod(0o600)
-
-
-def _stat(pid: int | str) -> list[str]:
-    """Fields of /proc/PID/stat after the command name: [state, ppid, ...]; [] if gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return []
-    return stat[stat.rfind(")") + 2 :].split()
-
-
-def _children(pid: int) -> list[int]:
-    """Direct children of `pid` (Linux /proc)."""
-    return [int(e.name) for e in Path("/proc").glob("[0-9]*") if _stat(e.name)[1:2] == [str(pid)]]
-
-
-def _gone(pid: int) -> bool:
-    """True when `pid` has exited (a zombie counts: init may never reap it here)."""
-    return _stat(pid)[:1] in ([], ["Z"], ["X"])
-
-
-def _terminate(pids: Sequence[int], timeout: float = STOP_TIMEOUT_S) -> None:
-    """SIGTERM processes that are not our children, then SIGKILL those that linger."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        alive = [p for p in pids if not _gone(p)]
-        for pid in alive:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + timeout
-        while alive and time.monotonic() < deadline:
-            time.sleep(0.01)
-            alive = [p for p in alive if not _gone(p)]
-        if not alive:
-            return
 
 
 class SshServer:
@@ -106,10 +48,10 @@ class SshServer:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        sshd = find_sshd()
-        if sshd is None:
+        binary = find_sshd()
+        if binary is None:
             raise RuntimeError("OpenSSH server (sshd) is not installed")
-        self.sshd, self.name, self.host, self.port = sshd, name, host, port
+        self.sshd, self.name, self.host, self.port = binary, name, host, port
         self.user = getpass.getuser()
         self.dir = Path(base_dir).resolve() / name
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -138,24 +80,17 @@ class SshServer:
         return f"[{self.host}]:{self.port} {keytype} {blob}"
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return sshd.log_tail(self.log_path, lines)
 
     def _write_config(self) -> None:
-        self.config_path.write_text(
-            f"ListenAddress {self.host}:{self.port}\nHostKey {self.host_key_path}\n"
-            f"PidFile {self.pid_path}\nAuthorizedKeysFile {self.authorized_keys}\n"
-            f"AllowUsers {self.user}\n{SSHD_SETTINGS}"
-        )
+        sshd.write_config(self.config_path, f"{self.host}:{self.port}", self.host_key_path,
+                          self.pid_path, self.authorized_keys, AllowUsers=self.user,
+                          **SSHD_SETTINGS)
 
     def start(self) -> None:
         """Start sshd and wait until it greets on its port (picks a free port if 0)."""
         if self.running:
             return
-        if os.geteuid() == 0 and not os.path.isdir("/run/sshd"):
-            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
         auto_port = self.port == 0
         for _ in range(3):
             if auto_port:
@@ -170,32 +105,16 @@ class SshServer:
         raise RuntimeError(f"sshd {self.name}: no free port after 3 tries\n{self.log_tail()}")
 
     def _spawn_and_wait(self) -> None:
-        with open(self.log_path, "ab") as log:
-            argv = [self.sshd, "-D", "-e", "-f", str(self.config_path)]
-            self._proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
-            )
+        self._proc = sshd.spawn(self.config_path, self.log_path, self.sshd)
         self.pid = self._proc.pid
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                self._proc = None
-                self.pid = None
-                raise RuntimeError(f"sshd {self.name} exited at start:\n{self.log_tail()}")
-            if self._greets():
-                return
-            time.sleep(0.02)
-        self.stop()
-        raise RuntimeError(
-            f"sshd {self.name} did not listen in {START_TIMEOUT_S}s:\n{self.log_tail()}"
-        )
-
-    def _greets(self) -> bool:
         try:
-            with socket.create_connection((self.host, self.port), timeout=1.0) as s:
-                return s.recv(8).startswith(b"SSH-")
-        except OSError:
-            return False
+            sshd.wait_greets(self._proc, self.name, self.host, self.port, self.log_path,
+                             START_TIMEOUT_S)
+        except RuntimeError:
+            if self._proc.poll() is None:
+                self.stop()
+            self._proc, self.pid = None, None
+            raise
 
     def stop(self, drop_sessions: bool = True) -> None:
         """SIGTERM the listener (then SIGKILL); with `drop_sessions`, end live connections too."""
@@ -204,7 +123,7 @@ class SshServer:
             return
         if drop_sessions and proc.poll() is None:
             # End connections first, so the listener (their parent) reaps them.
-            _terminate(_children(proc.pid))
+            terminate(children(proc.pid), STOP_TIMEOUT_S)
         if proc.poll() is None:
             proc.terminate()
             try:

@@ -1,129 +1,18 @@
 """A userspace TCP proxy for tests: one-way delay, cutting live links, refusing new ones,
 black-holing links (silence, nothing closed).
 
-Each connection gets, per direction, a reader thread that timestamps chunks into a FIFO
-queue and a sender thread that forwards each chunk once its delay has passed, so order is
-kept and one slow link never holds up another.
+Each connection is a `netlab.proxy.Link` (benchmarks/netlab/proxy.py), the same delayed
+send loop and half-close as the push benchmark's delay proxy.
 """
 
 from __future__ import annotations
 
-import queue
 import socket
-import struct
 import threading
-import time
+
+from netlab.proxy import Link, abort, connect
 
 CHUNK = 64 * 1024
-MAX_QUEUED_CHUNKS = 1024  # per direction: 64 MiB in flight at most
-_EOF = b""
-
-
-def _abort(sock: socket.socket) -> None:
-    """Make the next close send RST, and wake every thread blocked on `sock`."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-
-
-class _Link:
-    """One proxied connection: client <-> target, four threads."""
-
-    def __init__(self, proxy: TcpProxy, client: socket.socket, target: socket.socket) -> None:
-        self.proxy = proxy
-        self.client = client
-        self.target = target
-        self.dead = threading.Event()
-        self.silent = threading.Event()  # black-holed: nothing read, nothing forwarded
-        self._lock = threading.Lock()
-        self._open_directions = 2
-        self.threads: list[threading.Thread] = []
-        for src, dst, up in ((client, target, True), (target, client, False)):
-            q: queue.Queue[tuple[float, bytes]] = queue.Queue(MAX_QUEUED_CHUNKS)
-            self.threads.append(threading.Thread(target=self._read, args=(src, q), daemon=True))
-            self.threads.append(threading.Thread(target=self._send, args=(dst, q, up), daemon=True))
-
-    def start(self) -> None:
-        for t in self.threads:
-            t.start()
-
-    def _read(self, src: socket.socket, q: queue.Queue[tuple[float, bytes]]) -> None:
-        while not self.dead.is_set():
-            if self.silent.is_set():
-                self.dead.wait(0.05)
-                continue
-            try:
-                data = src.recv(CHUNK)
-            except OSError:
-                data = _EOF
-                self.kill()
-            due = time.monotonic() + self.proxy.delay_ms / 1000.0
-            while not self.dead.is_set():
-                try:
-                    q.put((due, data), timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if not data:
-                return
-
-    def _send(self, dst: socket.socket, q: queue.Queue[tuple[float, bytes]], up: bool) -> None:
-        while not self.dead.is_set():
-            try:
-                due, data = q.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            wait = due - time.monotonic()
-            if wait > 0 and self.dead.wait(wait):
-                return
-            while self.silent.is_set():  # a chunk read as the silence began is never sent
-                if self.dead.wait(0.05):
-                    return
-            if not data:
-                self._half_close(dst)
-                return
-            self.proxy._count(len(data), up)
-            try:
-                dst.sendall(data)
-            except OSError:
-                self.kill()
-                return
-
-    def _half_close(self, dst: socket.socket) -> None:
-        try:
-            dst.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-        with self._lock:
-            self._open_directions -= 1
-            done = self._open_directions == 0
-        if done:
-            self.close()
-
-    def kill(self) -> None:
-        """Drop the link at once: both peers see it end (RST where possible)."""
-        if not self.dead.is_set():
-            self.dead.set()
-            _abort(self.client)
-            _abort(self.target)
-        self.proxy._forget(self)
-
-    def close(self) -> None:
-        self.dead.set()
-        self.proxy._forget(self)
-
-    def join(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        for t in self.threads:
-            if t is not threading.current_thread():
-                t.join(max(0.0, deadline - time.monotonic()))
-        for sock in (self.client, self.target):
-            sock.close()
 
 
 class TcpProxy:
@@ -156,8 +45,8 @@ class TcpProxy:
         self.blackholed = False
         self._held: list[socket.socket] = []  # accepted while black-holed, never answered
         self._lock = threading.Lock()
-        self._links: set[_Link] = set()
-        self._finished: list[_Link] = []
+        self._links: set[Link] = set()
+        self._finished: list[Link] = []
         self._listener: socket.socket | None = None
         self._accept_thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -194,23 +83,18 @@ class TcpProxy:
                 return
             client.settimeout(None)
             if self.blocked:
-                _abort(client)
+                abort(client)
                 client.close()
                 continue
             if self.blackholed:
                 with self._lock:
                     self._held.append(client)
                 continue
-            try:
-                target = socket.create_connection((self.target_host, self.target_port), 5.0)
-            except OSError:
-                _abort(client)
-                client.close()
+            target = connect(client, (self.target_host, self.target_port), 5.0)
+            if target is None:
                 continue
-            target.settimeout(None)
-            for s in (client, target):
-                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            link = _Link(self, client, target)
+            link = Link(client, target, lambda: self.delay_ms / 1000.0, CHUNK,
+                        on_bytes=self._count, on_end=self._forget)
             with self._lock:
                 self._links.add(link)
                 self.connections += 1
@@ -225,7 +109,7 @@ class TcpProxy:
             else:
                 self.bytes_down += n
 
-    def _forget(self, link: _Link) -> None:
+    def _forget(self, link: Link) -> None:
         with self._lock:
             if link in self._links:
                 self._links.discard(link)
@@ -280,7 +164,7 @@ class TcpProxy:
             links, self._finished = self._finished, []
             held, self._held = self._held, []
         for sock in held:
-            _abort(sock)
+            abort(sock)
             sock.close()
         for link in links:
             link.join(5.0)

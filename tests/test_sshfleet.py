@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from sshfleet import SshFleet, SshServer, _children, find_sshd
+from netlab.procs import children
+from sshfleet import SshFleet, SshServer, find_sshd
 from tcpproxy import TcpProxy
 
 paramiko = pytest.importorskip("paramiko")
@@ -213,7 +214,7 @@ def test_stop_leaves_no_sshd(tmp_path: Path) -> None:
         client = fleet.client("a")
         assert run(client, "true")[0] == 0
         pids = [s.pid for s in fleet.servers.values()]
-        sessions = _children(fleet["a"].pid or 0)
+        sessions = children(fleet["a"].pid or 0)
         assert sessions and all(isinstance(p, int) for p in pids)
     client.close()
     assert all(s.pid is None and not s.running for s in fleet.servers.values())

@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from . import sshd
 from .procs import MARK_VAR, kill_marked, pids_with_cmdline, sh, terminate
+from .sshd import keygen
 
 SSHD = "/usr/sbin/sshd"
 START_TIMEOUT_S = 15.0
@@ -36,23 +37,13 @@ NS_PREFIX = "edge-b"
 # ceiling is 1448/1514 = 95.6% of the frame rate; the bucket adds a little).
 TBF_BURST = "64kb"
 TBF_LATENCY = "50ms"
-SSHD_SETTINGS = """\
-UsePAM no
-StrictModes no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PubkeyAuthentication yes
-PermitRootLogin prohibit-password
-Subsystem sftp internal-sftp
-MaxSessions 64
-MaxStartups 200:30:400
-UseDNS no
-ClientAliveInterval 15
-ClientAliveCountMax 3
-PrintMotd no
-PrintLastLog no
-LogLevel ERROR
-"""
+SSHD_SETTINGS = {  # on top of sshd.BASE_SETTINGS
+    "MaxStartups": "200:30:400",
+    "ClientAliveInterval": "15",
+    "ClientAliveCountMax": "3",
+    "PrintLastLog": "no",
+    "LogLevel": "ERROR",
+}
 
 
 class NotRoot(SystemExit):
@@ -64,12 +55,6 @@ def require_root() -> None:
     if os.geteuid() != 0:
         print("the harness needs root (network namespaces); run it as root", file=sys.stderr)
         raise NotRoot(0)
-
-
-def keygen(path: Path, comment: str) -> None:
-    """Write an ed25519 keypair at `path` and `path`.pub (no passphrase)."""
-    sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path))
-    path.chmod(0o600)
 
 
 @dataclass
@@ -162,7 +147,6 @@ class Lab:
         try:
             os.environ[MARK_VAR] = self.run_id  # inherited by every child
             remove_stale()
-            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
             self.base.mkdir(parents=True, exist_ok=True)
             keygen(self.client_key, "edge-netlab-client")
             (self.base / "authorized_keys").write_text(
@@ -195,30 +179,15 @@ class Lab:
         keygen(key, f"{dev.name}-host")
         dev.host_key_pub = key.with_suffix(".pub").read_text().strip()
         cfg = dev.dir / "sshd_config"
-        cfg.write_text(f"ListenAddress {dev.addr}:22\nHostKey {key}\n"
-                       f"PidFile {dev.dir / 'sshd.pid'}\n"
-                       f"AuthorizedKeysFile {self.base / 'authorized_keys'}\n{SSHD_SETTINGS}")
-        log = open(dev.dir / "sshd.log", "ab")
-        dev.sshd = subprocess.Popen(
-            ["ip", "netns", "exec", dev.ns, SSHD, "-D", "-e", "-f", str(cfg)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-            env=self.env())
-        log.close()
+        sshd.write_config(cfg, f"{dev.addr}:22", key, dev.dir / "sshd.pid",
+                          self.base / "authorized_keys", **SSHD_SETTINGS)
+        dev.sshd = sshd.spawn(cfg, dev.dir / "sshd.log", SSHD,
+                              prefix=("ip", "netns", "exec", dev.ns), env=self.env())
 
     def _wait_greets(self, dev: Device) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            assert dev.sshd is not None
-            if dev.sshd.poll() is not None:
-                raise RuntimeError(f"sshd {dev.name} exited: {_tail(dev.dir / 'sshd.log')}")
-            try:
-                with socket.create_connection((dev.addr, 22), timeout=1.0) as s:
-                    if s.recv(8).startswith(b"SSH-"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.02)
-        raise RuntimeError(f"sshd {dev.name} did not listen: {_tail(dev.dir / 'sshd.log')}")
+        assert dev.sshd is not None
+        sshd.wait_greets(dev.sshd, dev.name, dev.addr, 22, dev.dir / "sshd.log",
+                         START_TIMEOUT_S)
 
     def close(self) -> None:
         """Stop proxies, tools and sshd; delete namespaces, veths, qdiscs and files."""
@@ -300,12 +269,12 @@ class Lab:
         """Start the delay proxy (`delay_ms` each way) for `devices`; returns an ssh config
         that reaches them through it (the others stay direct)."""
         self.stop_delay()
-        argv = [sys.executable, str(Path(__file__).with_name("delay.py")),
-                "--delay-ms", str(delay_ms)]
+        argv = [sys.executable, "-m", "netlab.delay", "--delay-ms", str(delay_ms)]
         for dev in devices:
             argv += ["--to", f"{dev.addr}:22"]
         self._proxy = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                       text=True, env=self.env(), start_new_session=True)
+                                       text=True, env=self.env(), start_new_session=True,
+                                       cwd=Path(__file__).resolve().parents[1])
         assert self._proxy.stdout is not None
         ports = json.loads(self._proxy.stdout.readline())["ports"]
         via = {dev.name: port for dev, port in zip(devices, ports)}
@@ -344,9 +313,3 @@ def remove_stale() -> None:
         sh("ip", "link", "del", f"veth-b{idx}-h", check=False)
         sh("ip", "netns", "del", name, check=False)
 
-
-def _tail(path: Path, lines: int = 10) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"

@@ -38,8 +38,13 @@ def _stat(pid: int | str) -> list[str]:
     return stat[stat.rfind(")") + 2:].split()
 
 
+def children(pid: int) -> list[int]:
+    """Direct children of `pid`."""
+    return [int(e.name) for e in Path("/proc").glob("[0-9]*") if _stat(e.name)[1:2] == [str(pid)]]
+
+
 def gone(pid: int) -> bool:
-    """True when `pid` has exited (a zombie counts)."""
+    """True when `pid` has exited (a zombie counts: init may never reap it here)."""
     return _stat(pid)[:1] in ([], ["Z"], ["X"])
 
 
@@ -76,7 +81,8 @@ def pids_with_cmdline(needle: str) -> list[int]:
 
 
 def terminate(pids: Sequence[int], timeout: float = STOP_TIMEOUT_S) -> None:
-    """SIGTERM the given processes, then SIGKILL those that linger; reap our children."""
+    """SIGTERM the given processes, then SIGKILL those that linger; reap those that are our
+    children."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         alive = [p for p in pids if not gone(p)]
         for pid in alive:

@@ -6,10 +6,14 @@ model, and summarizes the frozen graph the way TF-TRT counts ops: zero engines, 
 
 from __future__ import annotations
 
-from typing import Any, Callable, List
+import importlib.util
+from typing import Any, Callable, List, Optional
 
 from ..protocol import ConversionSummary, ConvertOptions
-from ..signature import describe_inputs, describe_outputs, load_signature
+from .base import Backend, BuildOutcome, BuildRequest, Capability, SegmentCounter
+
+SWEEP_NOTE = ("segment sweep estimated with jetson-edge's segmenter model (no TensorRT "
+              "here)")
 
 
 def convert(
@@ -21,6 +25,7 @@ def convert(
         convert_variables_to_constants_v2,
     )
 
+    from ..signature import describe_inputs, describe_outputs, load_signature
     from ..summary import summarize_graph_def
 
     loaded, fn = load_signature(model_dir, options.signature_key, options.tags)
@@ -46,5 +51,50 @@ def frozen_graph_def(model_dir: str, signature_key: str, tags: List[str]) -> Any
         convert_variables_to_constants_v2,
     )
 
+    from ..signature import load_signature
+
     _, fn = load_signature(model_dir, signature_key, tags)
     return convert_variables_to_constants_v2(fn).graph.as_graph_def()
+
+
+def _tensorflow_found() -> bool:
+    try:
+        return importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):  # ValueError: sys.modules["tensorflow"] is None
+        return False
+
+
+class NativeBackend(Backend):
+    """TensorFlow without TensorRT: no engines, FP32, the fallback of `auto`."""
+
+    name = "native"
+    unavailable_hint = "Install TensorFlow for this board's JetPack (see the README)."
+
+    def probe(self) -> Capability:
+        """Needs only TensorFlow, found without importing it."""
+        from ..facts import TENSORFLOW_DISTS, dist_version
+
+        version = dist_version(TENSORFLOW_DISTS)
+        if not _tensorflow_found():
+            return Capability(self.name, False, "TensorFlow is not installed",
+                              {"tensorflow": version})
+        return Capability(self.name, True,
+                          f"TensorFlow {version or '(version unknown)'} (no TensorRT needed)",
+                          {"tensorflow": version})
+
+    def precision(self, options: ConvertOptions) -> str:
+        return "FP32"
+
+    def segment_counter(self, request: BuildRequest) -> SegmentCounter:
+        """Estimates with jetson-edge's model of TF-TRT's segmenter on the frozen graph."""
+        from ..segments import segments_in_graph
+
+        options = request.options
+        graph_def = frozen_graph_def(request.model_dir, options.signature_key, options.tags)
+        return SegmentCounter(
+            lambda size: segments_in_graph(graph_def, size, max_engines=options.max_engines),
+            note=SWEEP_NOTE)
+
+    def build(self, request: BuildRequest, workspace_bytes: Optional[int],
+              output_dir: str) -> BuildOutcome:
+        return BuildOutcome(convert(request.options, request.model_dir, output_dir, request.log))

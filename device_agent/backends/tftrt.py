@@ -7,12 +7,21 @@ check it against the real converter signature without a GPU.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
-from ..errors import BackendUnavailable
-from ..protocol import ConversionSummary, ConvertOptions
+from ..protocol import ConversionSummary, ConvertOptions, SweepPoint
+from .base import (
+    Backend,
+    BuildOutcome,
+    BuildRequest,
+    Capability,
+    InputFn,
+    PlanContribution,
+    SegmentCounter,
+)
 
 # The fix for a TensorFlow without TensorRT, named in every such error.
 NO_TRT_HINT = (
@@ -65,34 +74,62 @@ def trt_environment(
     return env
 
 
-def tensorrt_status() -> Tuple[bool, str]:
-    """(enabled, explanation) for the TensorFlow on this device; imports TensorFlow."""
+def version_string(value: object) -> Optional[str]:
+    """(8, 5, 2) -> "8.5.2"; None for (0, 0, 0) (not linked / not loaded) or junk."""
+    try:
+        parts = [int(p) for p in value]  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        return None
+    return ".".join(str(p) for p in parts) if any(parts) else None
+
+
+def _call(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except Exception:  # a binding that fails to answer tells us nothing
+        return None
+
+
+def probe() -> Capability:
+    """The one TensorRT probe (the backend's and `info --deep`'s): whether TF-TRT can run
+    here, why not, and the versions found. Imports TensorFlow."""
+    versions: Dict[str, Optional[str]] = {
+        "tensorflow": None, "tensorrt_linked": None, "tensorrt_loaded": None}
     try:
         import tensorflow as tf
     except ImportError as exc:
-        return False, f"TensorFlow is not installed ({exc})"
+        return Capability("tftrt", False, f"TensorFlow is not installed ({exc})", versions)
+    except Exception as exc:  # a broken install: report it, do not crash the probe
+        return Capability("tftrt", False, f"TensorFlow cannot be imported "
+                          f"({type(exc).__name__}: {exc})", versions)
+    version = str(getattr(tf, "__version__", "?"))
+    versions["tensorflow"] = version
     try:
         from tensorflow.compiler.tf2tensorrt import _pywrap_py_utils as trt_utils
-    except ImportError:
-        return False, f"TensorFlow {tf.__version__} has no TF-TRT module"
-    linked = ".".join(str(v) for v in trt_utils.get_linked_tensorrt_version())
-    if not trt_utils.is_tensorrt_enabled():
-        return (
-            False,
-            f"TensorFlow {tf.__version__} is not built with TensorRT (linked TensorRT {linked})",
-        )
-    loaded = ".".join(str(v) for v in trt_utils.get_loaded_tensorrt_version())
-    return True, f"TensorFlow {tf.__version__} with TensorRT {linked} (loaded {loaded})"
+    except Exception:
+        return Capability("tftrt", False, f"TensorFlow {version} has no TF-TRT module", versions)
+    linked_raw = _call(trt_utils.get_linked_tensorrt_version)
+    loaded_raw = _call(trt_utils.get_loaded_tensorrt_version)
+    versions["tensorrt_linked"] = version_string(linked_raw)
+    versions["tensorrt_loaded"] = version_string(loaded_raw)
+    linked = ".".join(str(v) for v in linked_raw or ())
+    if not _call(trt_utils.is_tensorrt_enabled):
+        reason = f"TensorFlow {version} is not built with TensorRT (linked TensorRT {linked})"
+        return Capability("tftrt", False, reason, versions)
+    loaded = ".".join(str(v) for v in loaded_raw or ())
+    reason = f"TensorFlow {version} with TensorRT {linked} (loaded {loaded})"
+    return Capability("tftrt", True, reason, versions)
+
+
+def tensorrt_status() -> Tuple[bool, str]:
+    """(enabled, explanation) for the TensorFlow on this device; imports TensorFlow."""
+    capability = probe()
+    return capability.available, capability.reason
 
 
 def require_tensorrt() -> None:
     """Raise BackendUnavailable, naming the fix, unless TF-TRT can run here."""
-    enabled, why = tensorrt_status()
-    if not enabled:
-        raise BackendUnavailable(f"The tftrt backend cannot run: {why}.", NO_TRT_HINT)
-
-
-InputFn = Callable[[], Iterator[Tuple[Any, ...]]]
+    TftrtBackend().require()
 
 
 def configure_tf_memory(limit_mb: Optional[int]) -> None:
@@ -151,3 +188,42 @@ def convert(
         log(f"build() done in {time.time() - start:.1f}s")
     converter.save(output_dir)
     return summary, built
+
+
+class TftrtBackend(Backend):
+    """TF-TRT: TensorRT engines as TRTEngineOps inside a SavedModel."""
+
+    name = "tftrt"
+    builds_engines = True
+    unavailable_hint = NO_TRT_HINT
+
+    def probe(self) -> Capability:
+        return probe()
+
+    def plan(self, options: ConvertOptions, workspace_bytes: Optional[int],
+             model_dir: str) -> PlanContribution:
+        """The converter's kwargs (with the planned workspace) and its TF_TRT_* env."""
+        planned = options if workspace_bytes is None else dataclasses.replace(
+            options, max_workspace_size_bytes=workspace_bytes)
+        return PlanContribution(converter_kwargs=converter_kwargs(planned, model_dir),
+                                env=trt_environment(options), workspace_bytes=workspace_bytes)
+
+    def prepare(self, request: BuildRequest) -> None:
+        configure_tf_memory(request.tf_gpu_memory_limit_mb)
+
+    def segment_counter(self, request: BuildRequest) -> SegmentCounter:
+        """Counts with the real convert() (no build, no save) at each size."""
+        def count(size: int) -> SweepPoint:
+            trial = dataclasses.replace(request.options, minimum_segment_size=size)
+            s, _ = convert(trial, request.model_dir, None, request.work_dir, None,
+                           request.calibration, request.log)
+            return SweepPoint(size, len(s.engines), s.percent_converted, s.ops_converted)
+
+        return SegmentCounter(count)
+
+    def build(self, request: BuildRequest, workspace_bytes: Optional[int],
+              output_dir: str) -> BuildOutcome:
+        trial = dataclasses.replace(request.options, max_workspace_size_bytes=workspace_bytes)
+        summary, built = convert(trial, request.model_dir, output_dir, request.work_dir,
+                                 request.build_inputs, request.calibration, request.log)
+        return BuildOutcome(summary, built)

@@ -13,10 +13,8 @@ from device_agent.protocol import BenchOptions, ProtocolError
 from .. import jobs
 from ..devices import resolve_targets
 from ..errors import EdgeError
-from ..history import record_runs
-from ..render import bench_table, print_failures
 from ._options import parse_input_shapes, parse_int_list
-from ._utils import JsonOpt, TargetsOpt, console, err_console, print_json
+from ._utils import JsonOpt, TargetsOpt, err_console, finish_run
 from .convert import Backend
 from .progress import event_printer
 
@@ -76,13 +74,4 @@ def bench(
     run = jobs.bench(model, devices, options,
                      on_event=None if json_out else event_printer(err_console),
                      native=compare_native, calib=calib)
-    stored = record_runs("bench", run.results, model, run.model_digest, None)
-    if json_out:
-        print_json([r.to_dict() for r in run.results])
-    else:
-        console.print(bench_table(run.results))
-        print_failures(err_console, run.results)
-        err_console.print(f"recorded as {', '.join(r.run_id for r in stored)} "
-                          "(edge runs show ID)", style="dim")
-    if not run.ok:
-        raise typer.Exit(1)
+    finish_run("bench", run, model, None, json_out)

@@ -15,11 +15,10 @@ from .. import conversion
 from ..conversion import ConvertRequest
 from ..devices import resolve_targets
 from ..errors import EdgeError
-from ..history import record_runs
 from ..recipes import load_recipe, parse_size, resolve
-from ..render import convert_tables, plan_tables, print_failures
+from ..render import plan_tables, print_failures
 from ._options import parse_input_shapes
-from ._utils import JsonOpt, TargetsOpt, console, err_console, print_json
+from ._utils import JsonOpt, TargetsOpt, console, err_console, finish_run, print_json
 from .progress import event_printer
 
 
@@ -153,17 +152,19 @@ def convert(
     if profile_strategy is not None and dynamic_shape is None:
         flags["use_dynamic_shape"] = True
 
-    def options_for(facts: DeviceFacts) -> ConvertOptions:
-        base = ConvertOptions()
-        if loaded is not None:
-            device_class = facts.jetson.device_class if facts.jetson else None
-            base = resolve(loaded, device_class).options
+    def options_for_class(device_class: str | None) -> ConvertOptions:
+        """The recipe (for that device class, if any) with the flags on top."""
+        base = resolve(loaded, device_class).options if loaded is not None else ConvertOptions()
         given = {k: v for k, v in flags.items() if v is not None}
         return dataclasses.replace(base, **given)
 
+    def options_for(facts: DeviceFacts) -> ConvertOptions:
+        return options_for_class(facts.jetson.device_class if facts.jetson else None)
+
     # Check the flags once up front so a bad combination fails before any device work.
+    defaults = options_for_class(None)
     try:
-        options_for(DeviceFacts("", 0, "", "", "", 0, 0, 0, 0)).validate()
+        defaults.validate()
     except ValueError as exc:
         raise EdgeError(
             f"Invalid conversion options: {exc}",
@@ -172,7 +173,8 @@ def convert(
 
     request = ConvertRequest(model, options_for, output=output, calib=calib,
                              share_engines=share_engines,
-                             on_event=None if json_out else event_printer(err_console))
+                             on_event=None if json_out else event_printer(err_console),
+                             defaults=defaults)
     if dry_run:
         plans = conversion.dry_run(request, devices)
         if json_out:
@@ -184,14 +186,4 @@ def convert(
             raise typer.Exit(1)
         return
     run = conversion.convert(request, devices)
-    stored = record_runs("convert", run.results, model, run.model_digest, recipe)
-    if json_out:
-        print_json([r.to_dict() for r in run.results])
-    else:
-        console.print(convert_tables(run.results))
-        print_failures(err_console, run.results)
-        err_console.print(f"recorded as {', '.join(r.run_id for r in stored)} "
-                          "(edge runs show ID)", style="dim")
-    failed_validation = [r for r in run.results if r.validation and not r.validation.passed]
-    if not run.ok or failed_validation:
-        raise typer.Exit(1)
+    finish_run("convert", run, model, recipe, json_out)

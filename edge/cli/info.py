@@ -10,7 +10,7 @@ import typer
 from device_agent.protocol import DeviceFacts, JsonMixin
 
 from ..devices import Device, resolve_targets
-from ..errors import EdgeError
+from ..errors import UserError
 from ..facts import device_facts
 from ..fleet_run import fan_out
 from ..render import facts_table, print_failures
@@ -49,7 +49,7 @@ def info(
     def work(d: Device) -> _Info:
         return _Info(d.name, "succeeded", device_facts(d, deep=deep))
 
-    def failed(d: Device, exc: EdgeError) -> _Info:
+    def failed(d: Device, exc: UserError) -> _Info:
         return _Info(d.name, "failed", error=exc.message, hint=exc.hint)
 
     # Every device's facts, in target order; a device that fails does not hide the others.

@@ -18,9 +18,9 @@ from ..devices import Device, resolve_targets
 from ..errors import DeviceError
 from ..fleet_run import fan_out
 from ..jobs import follow_to_end
-from ..render import bench_table, convert_tables, print_failures
+from ..render import RESULT_VIEWS, print_failures, result_view
 from ..untrusted import clean, safe_text
-from ._utils import JsonOpt, console, err_console, print_json, typer_factory
+from ._utils import JsonOpt, any_failed, console, err_console, print_json, typer_factory
 from .progress import event_printer
 
 app = typer_factory("Jobs on devices: list, attach to, read the log of, cancel.")
@@ -97,14 +97,17 @@ def attach(job_id: str, to: DeviceOpt = None, json_out: JsonOpt = False) -> None
     device = _find(job_id, to)
     with open_client(device) as client:
         kind = client.status(job_id).kind
+        if kind not in RESULT_VIEWS:
+            raise DeviceError(f"{device.name}: job {job_id} is of unknown kind {kind!r}",
+                              f"Reinstall the device's agent: edge agent install {device.name}")
         result = follow_to_end(client, kind, job_id,
                                None if json_out else event_printer(err_console))
     if json_out:
         print_json([result.to_dict()])
     else:
-        console.print(convert_tables([result]) if kind == "convert" else bench_table([result]))
+        console.print(result_view(kind, [result]))  # what the command that ran it printed
         print_failures(err_console, [result])
-    if result.status != "succeeded":
+    if any_failed([result]):
         raise typer.Exit(1)
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import atexit
 import faulthandler
+import logging
 import os
 import signal
 import sys
-import traceback
 from pathlib import Path
 from typing import IO
 
-from ..errors import EdgeError
+from ..errors import EdgeError, UserError
+from ..settings import Settings, settings
 from ..untrusted import safe_text
 from . import (
     agent,
@@ -88,17 +89,73 @@ def dump_stacks_on_sigusr1() -> Path | None:
     return path
 
 
+class _Stderr(logging.StreamHandler):
+    """Writes to sys.stderr as it is when a record comes (not as it was at setup)."""
+
+    @property
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: IO[str]) -> None:
+        pass
+
+
+TRACE_LOGGER = "edge.trace"
+
+
+class _Format(logging.Formatter):
+    """Trace lines as they are (`[trace   1.234s]     dev1 connect 0.120s`); the rest as
+    `debug: edge.module: message`, with the traceback when there is one."""
+
+    def __init__(self) -> None:
+        super().__init__("%(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name == TRACE_LOGGER:
+            return record.getMessage()
+        return f"{record.levelname.lower()}: {super().format(record)}"
+
+
+_handler: logging.Handler | None = None
+
+
+def configure_logging(config: Settings) -> None:
+    """The diagnostics of the `edge` loggers on stderr: warnings always, DEBUG records for
+    EDGE_DEBUG=1, the span timings of `edge.trace` for EDGE_TRACE=1. Idempotent."""
+    global _handler
+    root = logging.getLogger("edge")
+    if _handler is None:
+        _handler = _Stderr()
+        _handler.setFormatter(_Format())
+        root.addHandler(_handler)
+    root.setLevel(logging.DEBUG if config.debug else logging.WARNING)
+    # its own level: EDGE_DEBUG alone shows no timings, EDGE_TRACE alone no debug records
+    logging.getLogger(TRACE_LOGGER).setLevel(logging.INFO if config.trace else logging.WARNING)
+
+
+def _user_error(exc: UserError, debug: bool) -> None:
+    if debug:
+        logging.getLogger(__name__).debug("user error", exc_info=True)
+    err_console.print(f"[bold red]error:[/] {safe_text(exc.message)}", highlight=False)
+    if exc.hint:
+        err_console.print(f"[bold]hint:[/] {safe_text(exc.hint)}", highlight=False)
+    if not debug:
+        err_console.print("(set EDGE_DEBUG=1 for the traceback)", style="dim")
+
+
 def main() -> None:
     """Console entry point."""
+    try:
+        config = settings()  # a bad EDGE_* value fails here, before any command runs
+    except EdgeError as exc:
+        err_console.print(f"[bold red]error:[/] {safe_text(exc.message)}", highlight=False)
+        err_console.print(f"[bold]hint:[/] {safe_text(exc.hint or '')}", highlight=False)
+        sys.exit(1)
+    configure_logging(config)
     dump_stacks_on_sigusr1()
     try:
         app()
-    except EdgeError as exc:
-        if os.environ.get("EDGE_DEBUG"):
-            traceback.print_exc()
-        err_console.print(f"[bold red]error:[/] {safe_text(exc.message)}", highlight=False)
-        if exc.hint:
-            err_console.print(f"[bold]hint:[/] {safe_text(exc.hint)}", highlight=False)
-        if not os.environ.get("EDGE_DEBUG"):
-            err_console.print("(set EDGE_DEBUG=1 for the traceback)", style="dim")
+    except UserError as exc:  # EdgeError, and an AgentError from a shared device helper
+        _user_error(exc, config.debug)
         sys.exit(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
@@ -10,6 +11,9 @@ from device_agent.protocol import Event
 
 from ..jobs import EventSink
 from ..untrusted import safe_text
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID  # rich.progress itself is imported when bars show
 
 
 def event_printer(console: Console) -> EventSink:
@@ -43,7 +47,7 @@ class PushBars:
                                  DownloadColumn(), TransferSpeedColumn(), console=console,
                                  transient=False)
         self.total = self.progress.add_task("total", total=0)
-        self.tasks: dict[str, int] = {}
+        self.tasks: dict[str, TaskID] = {}
         self.lock = threading.Lock()
 
     def __enter__(self) -> PushBars:

@@ -6,17 +6,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from device_agent.protocol import ValidateOptions
 
 from .. import jobs
 from ..devices import resolve_targets
-from ..history import record_runs
-from ..render import print_failures
-from ..untrusted import safe_text
 from ._options import parse_input_shapes
-from ._utils import JsonOpt, TargetsOpt, console, err_console, print_json
+from ._utils import JsonOpt, TargetsOpt, err_console, finish_run
 from .convert import Precision
 from .progress import event_printer
 
@@ -43,28 +39,4 @@ def validate(
                               if input_shape else {})
     run = jobs.validate(model, converted, resolve_targets(to), options, calib,
                         on_event=None if json_out else event_printer(err_console))
-    stored = record_runs("validate", run.results, model, run.model_digest, None)
-    if json_out:
-        print_json([r.to_dict() for r in run.results])
-    else:
-        t = Table(title="Validation")
-        for col in ("device", "output", "max abs err", "max rel err", "mismatched", "top-1",
-                    "result"):
-            t.add_column(col)
-        for r in run.results:
-            v = r.validation
-            for name, o in (v.outputs.items() if v else []):
-                t.add_row(safe_text(r.device), safe_text(name), f"{o.max_abs_err:.3g}",
-                          f"{o.max_rel_err:.3g}",
-                          f"{o.mismatched}/{o.elements}",
-                          "-" if o.top1_agreement is None else f"{o.top1_agreement:.1%}",
-                          "[green]pass[/]" if o.passed else "[red]FAIL[/]")
-            if v:
-                t.caption = safe_text(f"{v.precision}: atol {v.atol:g}, rtol {v.rtol:g}; "
-                                      f"inputs {v.inputs_from}, {v.samples} samples")
-        console.print(t)
-        print_failures(err_console, run.results)
-        err_console.print(f"recorded as {', '.join(r.run_id for r in stored)} "
-                          "(edge runs show ID)", style="dim")
-    if not run.ok or any(r.validation and not r.validation.passed for r in run.results):
-        raise typer.Exit(1)
+    finish_run("validate", run, model, None, json_out)

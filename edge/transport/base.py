@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import os
 import stat
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -122,7 +122,8 @@ class Transport(abc.ABC):
         """Run argv on the device and wait for it."""
 
     @abc.abstractmethod
-    def stream(self, argv: Sequence[str], idle_timeout: float | None = None) -> Iterator[str]:
+    def stream(self, argv: Sequence[str], idle_timeout: float | None = None
+               ) -> Generator[str, None, None]:
         """Run argv and yield its stdout line by line as it comes."""
 
     @abc.abstractmethod

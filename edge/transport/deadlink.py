@@ -3,21 +3,13 @@
 
 from __future__ import annotations
 
-import os
-
+from ..settings import settings
 from .base import TransportError
-
-DEAD_LINK_SECONDS = 30.0  # the heartbeat rule: `follow` heartbeats every 5 s, 30 s is dead
 
 
 def dead_link_seconds() -> float:
     """EDGE_DEAD_LINK_SECONDS, or 30: the silence after which a link is dead."""
-    value = os.environ.get("EDGE_DEAD_LINK_SECONDS")
-    try:
-        seconds = float(value) if value else DEAD_LINK_SECONDS
-    except ValueError:
-        seconds = DEAD_LINK_SECONDS
-    return seconds if seconds > 0 else DEAD_LINK_SECONDS
+    return settings().dead_link_seconds
 
 
 class DeadLinkError(TransportError):

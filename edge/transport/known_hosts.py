@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import paramiko
+from paramiko.pkey import UnknownKeyType
 
 from .base import TransportError
 
@@ -112,7 +113,7 @@ def _parse_key(key_type: str, blob: str) -> paramiko.PKey | None:
         raise ValueError(f"the key is not base64 ({exc})") from exc
     try:
         return paramiko.PKey.from_type_string(key_type, data)
-    except paramiko.UnknownKeyType:
+    except UnknownKeyType:
         if key_type.startswith(_REAL_TYPE_PREFIXES):
             return None  # a real OpenSSH type (ssh-dss, sk-..., certs) paramiko cannot use
         raise ValueError(f"unknown key type {key_type!r}") from None

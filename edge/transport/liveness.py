@@ -52,7 +52,7 @@ class WatchedTransport(paramiko.Transport):
     def _watchdog(self) -> None:
         every = self.dead_after / 6
         tick = min(1.0, every / 4)
-        while self.active:
+        while self.is_active():
             time.sleep(tick)
             quiet = time.monotonic() - self.last_heard
             if quiet >= self.dead_after:
@@ -72,17 +72,18 @@ class WatchedTransport(paramiko.Transport):
         block (a full socket buffer, another writer holding the packetizer) and the
         watchdog must keep counting meanwhile."""
         every = self.dead_after / 6
-        while self.active:
+        while self.is_active():
             self._ping.wait()
             self._ping.clear()
-            if not self.active:
+            if not self.is_active():
                 return
             m = paramiko.Message()
             m.add_byte(cMSG_GLOBAL_REQUEST)
             m.add_string("keepalive@openssh.com")
             m.add_boolean(True)
             try:
-                self._send_user_message(m)
+                # private (not in the stubs): global_request() would wait for the reply
+                self._send_user_message(m)  # type: ignore[attr-defined]
             except Exception:  # the watchdog reports the dead link
                 return
             time.sleep(every)

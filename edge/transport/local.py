@@ -7,7 +7,7 @@ import os
 import shutil
 import stat
 import subprocess
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 
 from .base import (
@@ -42,7 +42,8 @@ class LocalTransport(Transport):
             proc.stderr.decode(errors="replace"),
         )
 
-    def stream(self, argv: Sequence[str], idle_timeout: float | None = None) -> Iterator[str]:
+    def stream(self, argv: Sequence[str], idle_timeout: float | None = None
+               ) -> Generator[str, None, None]:
         proc = subprocess.Popen(
             list(argv),
             stdout=subprocess.PIPE,

@@ -25,7 +25,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from contextlib import closing
 from dataclasses import asdict
 from pathlib import Path
@@ -207,7 +207,7 @@ class MuxTransport(SSHTransport):
             return None
         return sock
 
-    def _replies(self, sock: socket.socket) -> Iterator[dict[str, Any]]:
+    def _replies(self, sock: socket.socket) -> Generator[dict[str, Any], None, None]:
         with sock, sock.makefile("rb") as replies:
             while True:
                 try:
@@ -264,7 +264,8 @@ class MuxTransport(SSHTransport):
             raise TransportError(f"{self.device_name}: no connection multiplexer")
         return str(self._one(sock)["reply"])
 
-    def stream(self, argv: Sequence[str], idle_timeout: float | None = None) -> Iterator[str]:
+    def stream(self, argv: Sequence[str], idle_timeout: float | None = None
+               ) -> Generator[str, None, None]:
         sock = self._open({"op": "stream", "argv": list(argv), "idle_timeout": idle_timeout})
         if sock is None:
             yield from super().stream(argv, idle_timeout=idle_timeout)

@@ -64,8 +64,8 @@ class _Handler(socketserver.StreamRequestHandler):
     server: _Server
 
     def setup(self) -> None:
-        self.timeout = self.server.client_timeout  # bounds each read and send of the client
         super().setup()
+        self.connection.settimeout(self.server.client_timeout)  # each read and send of it
         self.send_lock = threading.Lock()
 
     def reply(self, obj: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, cast
 
 import paramiko
 from paramiko.sftp import CMD_STATUS, CMD_WRITE, int64
@@ -32,6 +32,18 @@ CHANNEL_MIN_BYTES = 4 << 20  # another channel costs round trips to open: one pe
 ACK_TIMEOUT = 300.0
 
 
+class _Pipelining(Protocol):
+    """The private SFTPClient calls a window of writes needs (types-paramiko omits them)."""
+
+    def _async_request(self, fileobj: object, t: int, *args: Any) -> int: ...
+    def _read_response(self, waitfor: int | None = None) -> Any: ...
+    def _convert_status(self, msg: paramiko.Message) -> None: ...
+
+
+def _pipelining(sftp: paramiko.SFTPClient) -> _Pipelining:
+    return cast(_Pipelining, sftp)
+
+
 class _Sink:
     """Takes the acknowledgements paramiko reads while it waits for another reply (such as
     opening the next file); remembers them and keeps any error."""
@@ -47,7 +59,7 @@ class _Sink:
             self.error = paramiko.SFTPError(f"unexpected reply {t} to a write")
             return
         try:
-            self.sftp._convert_status(msg)
+            _pipelining(self.sftp)._convert_status(msg)
         except Exception as exc:  # the server refused the write (disk full, permissions)
             self.error = exc
 
@@ -73,14 +85,14 @@ class RangeWriter:
         f = self.files.get(remote)
         if f is None:
             f = self.files[remote] = self.sftp.open(remote, "r+b")
-        return f.handle
+        return f.handle  # type: ignore[return-value]  # the server's bytes (stub: SFTPHandle)
 
     def _ack_oldest(self) -> None:
         num, nbytes, task = self.inflight.popleft()
         if num in self.sink.acked:
             self.sink.acked.discard(num)
         else:
-            self.sftp._read_response(num)  # raises on an error status
+            _pipelining(self.sftp)._read_response(num)  # raises on an error status
         if self.sink.error is not None:
             raise self.sink.error
         self.sent += nbytes
@@ -107,8 +119,8 @@ class RangeWriter:
                 for i in range(0, len(block), WRITE_BYTES):
                     piece = view[i:i + WRITE_BYTES]
                     last = pos + len(piece) >= task.end
-                    num = self.sftp._async_request(self.sink, CMD_WRITE, handle, int64(pos),
-                                                   piece)
+                    num = _pipelining(self.sftp)._async_request(self.sink, CMD_WRITE, handle,
+                                                                int64(pos), piece)
                     self.inflight.append((num, len(piece), task if last else None))
                     pos += len(piece)
                     self._drain_ready()
@@ -194,7 +206,7 @@ class ParallelUpload:
     def _worker(self, shared: paramiko.SFTPClient | None = None) -> None:
         try:
             sftp = shared or self.open_sftp()
-            sftp.get_channel().settimeout(ACK_TIMEOUT)
+            sftp.sock.settimeout(ACK_TIMEOUT)
         except (OSError, paramiko.SSHException, EOFError) as exc:
             self.errors.append(exc)
             return

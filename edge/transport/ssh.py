@@ -12,12 +12,13 @@ import select
 import shlex
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any
 
 import paramiko
 
+from ..settings import settings
 from ..trace import span
 from .base import CommandResult, RangeTask, Transport, TransportError
 from .deadlink import DeadLinkError
@@ -42,8 +43,8 @@ FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 def cipher_preference(available: Sequence[str]) -> tuple[str, ...]:
     """paramiko's ciphers, reordered: EDGE_SSH_CIPHERS (comma-separated) or the fast
     ones first. Unknown names are ignored; the server still picks from the full list."""
-    wanted = os.environ.get("EDGE_SSH_CIPHERS")
-    first = [c.strip() for c in wanted.split(",")] if wanted else list(FAST_CIPHERS)
+    wanted = settings().ssh_ciphers
+    first = list(wanted) if wanted else list(FAST_CIPHERS)
     first = [c for c in first if c in available]
     return tuple(first + [c for c in available if c not in first])
 
@@ -79,7 +80,8 @@ class SSHTransport(Transport):
         keys = [k for k in ep.key_files if os.path.isfile(k)]
         try:
             client.connect(
-                ep.hostname, port=ep.port, username=ep.user, key_filename=keys or None,
+                ep.hostname, port=ep.port, username=ep.user,
+                key_filename=keys or None,  # type: ignore[arg-type]  # a list works (stub: str)
                 timeout=ep.connect_timeout, banner_timeout=ep.connect_timeout,
                 auth_timeout=ep.connect_timeout, sock=sock, allow_agent=True,
                 look_for_keys=not keys, transport_factory=_transport,
@@ -234,7 +236,8 @@ class SSHTransport(Transport):
         return CommandResult(list(argv), code, out.decode(errors="replace"),
                              err.decode(errors="replace"))
 
-    def stream(self, argv: Sequence[str], idle_timeout: float | None = None) -> Iterator[str]:
+    def stream(self, argv: Sequence[str], idle_timeout: float | None = None
+               ) -> Generator[str, None, None]:
         chan = self._open_exec(argv)
         chan.shutdown_write()
         buf = b""
@@ -271,7 +274,7 @@ class SSHTransport(Transport):
         if self._sftp is None:
             client = self.connect()
             self._sftp = client.open_sftp()
-            self._sftp.get_channel().settimeout(ACK_TIMEOUT)  # a device that stops answering
+            self._sftp.sock.settimeout(ACK_TIMEOUT)  # a device that stops answering
         return self._sftp
 
     def _makedirs(self, sftp: paramiko.SFTPClient, path: str) -> None:
@@ -307,12 +310,12 @@ class SSHTransport(Transport):
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise self._lost("cannot open SFTP", exc) from exc
         upload = ParallelUpload(client.open_sftp, shared, progress, on_done)
-        exc = upload.run(tasks, channels)
-        if exc is None:
+        error = upload.run(tasks, channels)
+        if error is None:
             return upload.sent
-        if isinstance(exc, (OSError, paramiko.SSHException, EOFError)):
-            raise self._lost(f"upload failed after {upload.sent} bytes", exc) from exc
-        raise exc
+        if isinstance(error, (OSError, paramiko.SSHException, EOFError)):
+            raise self._lost(f"upload failed after {upload.sent} bytes", error) from error
+        raise error
 
     def write_bytes(self, remote: str, data: bytes) -> None:
         try:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import paramiko
 
+from ..settings import settings
+
 CONNECT_TIMEOUT = 15.0
 
 
@@ -32,8 +34,7 @@ class Endpoint:
 
 
 def ssh_config_path() -> Path:
-    value = os.environ.get("EDGE_SSH_CONFIG")
-    return Path(value).expanduser() if value else Path.home() / ".ssh" / "config"
+    return settings().ssh_config or Path.home() / ".ssh" / "config"
 
 
 def load_ssh_config() -> paramiko.SSHConfig:
@@ -53,7 +54,7 @@ def resolve_endpoint(alias: str, port: int | None = None, user: str | None = Non
     return Endpoint(
         alias=alias,
         hostname=cfg.get("hostname", alias),
-        port=int(port or cfg.get("port", 22)),
+        port=int(port or cfg.get("port") or 22),
         user=user or cfg.get("user") or getpass.getuser(),
         key_files=[os.path.expanduser(key)] if key else
         [os.path.expanduser(k) for k in cfg.get("identityfile", [])],

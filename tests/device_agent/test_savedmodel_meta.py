@@ -15,7 +15,7 @@ import pytest
 from helpers import agent_env
 
 from device_agent.errors import AgentError
-from device_agent.savedmodel_meta import DTYPE_NAMES, read_signature, read_signatures
+from device_agent.savedmodel_meta import read_signature, read_signatures
 
 
 def _spec_shape(spec: Any) -> List[Optional[int]]:
@@ -161,13 +161,6 @@ def test_several_meta_graphs_select_by_tag_set(tmp_path: Path) -> None:
     assert str(path / "saved_model.pb") in err.value.message
     with pytest.raises(AgentError, match=r"\[train\]"):
         read_signatures(str(path), tags=None)  # two MetaGraphs: tags must choose
-
-
-def test_dtype_table_matches_tensorflow() -> None:
-    import tensorflow as tf
-
-    for enum, name in DTYPE_NAMES.items():
-        assert tf.as_dtype(enum).name == name
 
 
 # --------------------------------------------------------------------------- wire format

@@ -640,6 +640,26 @@ def test_proc_arithmetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert sampler.samples[0].cpu_load_pct == [0.0, None, 0.0]  # no ticks elapsed
 
 
+@pytest.mark.parametrize(
+    "sysroot", sorted(p.name for p in (REPO / "tests/data/sysroots").iterdir() if p.is_dir()))
+def test_sampler_reads_meminfo_as_info_does(sysroot: str, tmp_path: Path) -> None:
+    """One /proc/meminfo parser: the /proc sampler sees every field `info` sees, from the
+    boards' real files and from one with the fields an old regex skipped."""
+    from device_agent import facts
+
+    root = REPO / "tests/data/sysroots" / sysroot
+    expected = facts.read_meminfo(str(root))
+    assert expected["MemTotal"] > 0
+    assert read_meminfo(str(root / "proc")) == expected
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc/meminfo").write_text(
+        (root / "proc/meminfo").read_text() + "Active(anon):      12 kB\nHugePages_Total:    3\n")
+    assert read_meminfo(str(tmp_path / "proc")) == facts.read_meminfo(str(tmp_path)) == {
+        **expected, "Active(anon)": 12, "HugePages_Total": 3}
+    with pytest.raises(OSError):  # the sampler stops with a warning, info says nothing
+        read_meminfo(str(tmp_path))
+
+
 # --------------------------------------------------------------------------- arithmetic
 
 

@@ -121,7 +121,7 @@ def test_save_replaces_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     path.write_text("version: 1\ndevices:\n  a: {host: h}\n")
     calls = []
     real = os.replace
-    monkeypatch.setattr(F.os, "replace", lambda s, d: (calls.append((s, d)), real(s, d)))
+    monkeypatch.setattr(os, "replace", lambda s, d: (calls.append((s, d)), real(s, d)))
     inv = F.Inventory.load(path)
     inv.remove("a")
     inv.save()

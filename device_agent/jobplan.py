@@ -1,0 +1,82 @@
+"""The agent command `plan`: the device's own decisions for a convert job, nothing run.
+
+The host sends the job spec it would submit (the model and calibration data already
+pushed, so every check reads the very bytes the job will use); the device answers with
+the backend it picks and why, the options resolved, the memory plan, the cache key and
+whether its cache holds it, and the calibration check. The decisions are made by the
+same functions the convert job uses (`convert.py`), so the key a plan reports is the key
+the job files its conversion under.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from typing import Optional, Tuple
+
+from .backends import get as get_backend
+from .backends import select_backend
+from .config import load_config
+from .errors import AgentError
+from .facts import collect
+from .planner import fingerprint, make_plan, same_build_group
+from .protocol import CalibCheck, ConvertOptions, DevicePlan, JobSpec
+
+
+def _backend(requested: str) -> Tuple[str, Optional[str], str]:
+    """(backend, fallback reason, why). A named backend that cannot run here is still
+    planned, with the reason the job would fail, so that a dry run shows what it would do."""
+    try:
+        backend, fallback = select_backend(requested)
+    except AgentError as exc:
+        reason = f"{requested} requested: {exc.message.rstrip('.')}; this conversion would " \
+                 "fail there"
+        return requested, reason, reason
+    if fallback:
+        return backend, fallback, fallback
+    return backend, None, "requested" if requested == backend else f"{requested}: {backend} " \
+                                                                    "can run here"
+
+
+def plan_convert(spec: JobSpec, root: str) -> DevicePlan:
+    """What a convert job of `spec` would do on this device (see the module docstring).
+    Raises AgentError when the job could not start (no model, no memory to build in);
+    calibration data that does not fit is reported in the plan, not raised."""
+    from .convert import ModelCache, model_identity, prepare_calibration
+    from .savedmodel_meta import check_model_dir, read_signature
+
+    if spec.kind != "convert":
+        raise AgentError(f"plan answers for convert jobs, not {spec.kind!r} ones.",
+                         "Send the spec of a convert job.")
+    options = spec.convert or ConvertOptions()
+    check_model_dir(spec.model)
+    signature = read_signature(spec.model, options.signature_key, options.tags)
+    samples = calib_digest = None
+    check = None
+    if spec.calib:
+        try:
+            with tempfile.TemporaryDirectory(prefix="plan-") as tmp:
+                data, calib_digest = prepare_calibration(spec, signature.inputs, tmp,
+                                                         lambda *a, **k: None)
+                samples = data.samples if data is not None else None
+            check = CalibCheck(samples=samples)
+        except AgentError as exc:
+            check = CalibCheck(error=exc.message, hint=exc.hint)
+    backend, fallback, why = _backend(options.backend)
+    facts = collect(sysroot=load_config(root).sysroot, root_dir=root)  # as the job does
+    digest, nbytes = model_identity(spec.model)
+    plan = make_plan(facts, options, backend, spec.model, nbytes, digest, samples, fallback,
+                     calib_digest=calib_digest)
+    key = plan.cache_key or digest
+    hit = options.use_cache and ModelCache(root).lookup(key) is not None
+    engines = get_backend(backend).builds_engines
+    own = fingerprint(facts)
+    if engines:  # engines need the TensorRT version known (the job's facts omit it)
+        from .facts import probe_tensorrt
+
+        _, linked, loaded = probe_tensorrt()
+        own["tensorrt"] = loaded or linked
+    return DevicePlan(backend=backend, backend_reason=why,
+                      options=dataclasses.replace(options, backend=backend), plan=plan,
+                      cache_key=key, cache_hit=bool(hit),
+                      shareable=same_build_group(own, own, engines), calibration=check)
