@@ -39,15 +39,23 @@ _SHA_RE = re.compile(r"[0-9a-f]{64}")
 _LINK_ERRNOS = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES, errno.ENOTSUP}
 
 
-def file_sha256(path: str) -> Tuple[int, str]:
-    """(size, sha256 hex) of a file, read in 1 MiB chunks."""
+def fd_sha256(fd: int) -> Tuple[int, str]:
+    """(size, sha256 hex) of an open file from its current offset, read in 1 MiB chunks."""
     h = hashlib.sha256()
     size = 0
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            h.update(chunk)
-            size += len(chunk)
+    for chunk in iter(lambda: os.read(fd, CHUNK), b""):
+        h.update(chunk)
+        size += len(chunk)
     return size, h.hexdigest()
+
+
+def file_sha256(path: str) -> Tuple[int, str]:
+    """(size, sha256 hex) of a file."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return fd_sha256(fd)
+    finally:
+        os.close(fd)
 
 
 # (path, its stat) -> (size, sha256 hex); the host passes one that remembers digests.
@@ -193,17 +201,13 @@ def file_mode(entry: ManifestEntry) -> int:
 
 def hash_and_sync(path: str, st: os.stat_result) -> Tuple[int, str]:
     """A HashFn that also fsyncs the file it hashes: one read both proves and flushes it."""
-    h = hashlib.sha256()
-    size = 0
     fd = os.open(path, os.O_RDONLY)
     try:
-        for chunk in iter(lambda: os.read(fd, CHUNK), b""):
-            h.update(chunk)
-            size += len(chunk)
+        found = fd_sha256(fd)
         os.fsync(fd)
     finally:
         os.close(fd)
-    return size, h.hexdigest()
+    return found
 
 
 def fsync_tree(top: str) -> None:
@@ -327,10 +331,7 @@ class BlobStore:
             if have > size:
                 _remove_same(partial, fd)
                 return 0, f"{names}: upload too large ({have} bytes, expected {size})"
-            h = hashlib.sha256()
-            for chunk in iter(lambda: os.read(fd, CHUNK), b""):
-                h.update(chunk)
-            actual = h.hexdigest()
+            actual = fd_sha256(fd)[1]
             if actual != sha:
                 _remove_same(partial, fd)
                 _remove(partial + RANGES_SUFFIX)
