@@ -19,6 +19,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(MAKE) --no-print-directory typecheck
 	$(VENV)/bin/vermin --no-tips --violations -t=3.8- --eval-annotations --backport dataclasses device_agent
 	$(VENV)/bin/hadolint Dockerfile.jetson

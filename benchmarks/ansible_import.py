@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from edge.ansible_inventory import import_ansible
+from edge.fleet.ansible import import_ansible
 
 
 def write_ini(path: Path, hosts: int, groups: int = 50) -> None:
@@ -25,8 +25,10 @@ def write_ini(path: Path, hosts: int, groups: int = 50) -> None:
     for g in range(groups):
         lines.append(f"[rack{g}]")
         lo, hi = g * per, hosts if g == groups - 1 else (g + 1) * per
-        lines += [f"jetson{i:06d} ansible_host=10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
-                  for i in range(lo, hi)]
+        lines += [
+            f"jetson{i:06d} ansible_host=10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
+            for i in range(lo, hi)
+        ]
         lines += [f"[rack{g}:vars]", "ansible_user=jetson"]
     lines += ["[lab:children]"] + [f"rack{g}" for g in range(groups)]
     lines += ["[lab:vars]", "ansible_python_interpreter=/usr/bin/python3"]
@@ -35,18 +37,25 @@ def write_ini(path: Path, hosts: int, groups: int = 50) -> None:
 
 def write_yaml(path: Path, hosts: int, groups: int = 50) -> None:
     per = max(1, hosts // groups)
-    out = ["all:", "  children:", "    lab:", "      vars: {ansible_user: jetson}",
-           "      children:"]
+    out = [
+        "all:",
+        "  children:",
+        "    lab:",
+        "      vars: {ansible_user: jetson}",
+        "      children:",
+    ]
     for g in range(groups):
         lo, hi = g * per, hosts if g == groups - 1 else (g + 1) * per
         out += [f"        rack{g}:", "          hosts:"]
-        out += [f"            jetson{i:06d}: {{ansible_host: 10.0.{i >> 8 & 255}.{i & 255}}}"
-                for i in range(lo, hi)]
+        out += [
+            f"            jetson{i:06d}: {{ansible_host: 10.0.{i >> 8 & 255}.{i & 255}}}"
+            for i in range(lo, hi)
+        ]
     path.write_text("\n".join(out) + "\n")
 
 
 def timed(path: Path, hosts: int) -> float:
-    from edge.fleet import Inventory
+    from edge.fleet.inventory import Inventory
 
     start = time.perf_counter()
     devices = import_ansible(path)
@@ -65,7 +74,7 @@ def main() -> None:
         base_n = base_t = 0.0
         print(f"{'hosts':>8} {'format':>6} {'seconds':>9} {'vs linear':>10}")
         for fmt, writer in (("ini", write_ini), ("yaml", write_yaml)):
-            for n in (sizes if fmt == "ini" else [top]):
+            for n in sizes if fmt == "ini" else [top]:
                 path = Path(tmp) / f"hosts{n}.{fmt}"
                 writer(path, n)
                 t = timed(path, n)

@@ -37,7 +37,7 @@ def main() -> None:
     if len(sys.argv) > 1:
         model = Path(sys.argv[1])
     else:
-        from edge.demo import build_mnist_model
+        from edge.ops.demo_model import build_mnist_model
 
         model = build_mnist_model(Path(tempfile.mkdtemp()) / "mnist", samples=512).path
     _, fn = load_signature(str(model), "serving_default")
@@ -48,8 +48,9 @@ def main() -> None:
         for out in fn(**tensors).values():
             out.numpy()
 
-    options = BenchOptions(iterations=ITERATIONS, warmup_iterations=20, warmup_seconds=0.0,
-                           telemetry=False)
+    options = BenchOptions(
+        iterations=ITERATIONS, warmup_iterations=20, warmup_seconds=0.0, telemetry=False
+    )
     bare, edge = [], []
     for _ in range(ROUNDS):  # interleave so drift hits both alike
         bare.append(bare_p50(call, ITERATIONS))

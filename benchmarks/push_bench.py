@@ -34,23 +34,42 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", default="1,2,3,4,5", help="comma-separated case numbers")
     p.add_argument("--devices", type=int, default=None, help="fan-out devices (16; quick: 4)")
-    p.add_argument("--probe-devices", type=int, default=None,
-                   help="devices of the larger probe in case 5 (32; quick: 8)")
+    p.add_argument(
+        "--probe-devices",
+        type=int,
+        default=None,
+        help="devices of the larger probe in case 5 (32; quick: 8)",
+    )
     p.add_argument("--mib", type=int, default=None, help="random payload MiB (128; quick: 32)")
     p.add_argument("--quick", action="store_true", help="32 MiB, 4 devices (8 for the probe)")
     p.add_argument("--rate", type=float, default=100.0, help="link rate, Mbit/s")
     p.add_argument("--rtt", type=float, default=50.0, help="round-trip time of case 2, ms")
     p.add_argument("--repeat", type=int, default=1, help="runs per transfer (median)")
     p.add_argument("--no-model", action="store_true", help="skip the Keras SavedModel payload")
-    p.add_argument("--model-fanout", action="store_true",
-                   help="case 3 pushes the SavedModel too (Ansible takes ~90 s on 16 devices)")
-    p.add_argument("--device-python", default=sys.executable,
-                   help="Python the devices run (agent, Ansible modules); default: this one")
-    p.add_argument("--wait-idle", type=float, default=0.0, metavar="S",
-                   help="before each measurement, wait up to S seconds for other "
-                        "processes to leave the CPUs mostly idle (shared machines)")
-    p.add_argument("--results", type=Path, default=None,
-                   help=f"where to write the results (default {RESULTS}; not for --quick)")
+    p.add_argument(
+        "--model-fanout",
+        action="store_true",
+        help="case 3 pushes the SavedModel too (Ansible takes ~90 s on 16 devices)",
+    )
+    p.add_argument(
+        "--device-python",
+        default=sys.executable,
+        help="Python the devices run (agent, Ansible modules); default: this one",
+    )
+    p.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="before each measurement, wait up to S seconds for other "
+        "processes to leave the CPUs mostly idle (shared machines)",
+    )
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help=f"where to write the results (default {RESULTS}; not for --quick)",
+    )
     p.add_argument("--no-write", action="store_true", help="print only; write no file")
     args = p.parse_args(argv)
     args.devices = args.devices or (4 if args.quick else 16)
@@ -131,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, _interrupt)
     started = time.monotonic()
     command = _command(argv)
-    lab_n = max([args.devices if c in (3, 4, 5) else 1 for c in args.cases]
-                + [args.probe_devices if 5 in args.cases else 1])
+    lab_n = max(
+        [args.devices if c in (3, 4, 5) else 1 for c in args.cases]
+        + [args.probe_devices if 5 in args.cases else 1]
+    )
     work = Path(tempfile.mkdtemp(prefix="edge-bench-"))
     # Python tools (edge, ansible) run with a bytecode cache, as in a normal install; the
     # cache lives in the temp dir, so nothing is written into the source tree.
@@ -155,9 +176,19 @@ def main(argv: list[str] | None = None) -> int:
             if tools.has("ansible"):
                 tools.ansible_setup(groups)
             tools.warm_up(lab.devices[0])
-            ctx = Ctx(lab, tools, random, model, args.devices, args.probe_devices,
-                      rate_mbit=args.rate, delay_ms=args.rtt / 2, repeat=args.repeat,
-                      model_fanout=args.model_fanout, wait_idle=args.wait_idle)
+            ctx = Ctx(
+                lab,
+                tools,
+                random,
+                model,
+                args.devices,
+                args.probe_devices,
+                rate_mbit=args.rate,
+                delay_ms=args.rtt / 2,
+                repeat=args.repeat,
+                model_fanout=args.model_fanout,
+                wait_idle=args.wait_idle,
+            )
             for case in args.cases:
                 print(f"[case {case}] {CASES[case].__doc__}", file=sys.stderr, flush=True)
                 CASES[case](ctx)
@@ -174,17 +205,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.results and not args.no_write:
         info = machine_info(HERE.parent)
         info["load average (1/5/15 min) before / after"] = (
-            " ".join(load_before) + " / " + " ".join(Path("/proc/loadavg").read_text().split()[:3]))
+            " ".join(load_before) + " / " + " ".join(Path("/proc/loadavg").read_text().split()[:3])
+        )
         busy = sorted(r.others_busy for r in ctx.rows if r.samples or r.note)
         if busy:
             info["CPU busy while the harness idled before each measurement"] = (
                 f"median {100 * busy[len(busy) // 2]:.0f}%, max {100 * busy[-1]:.0f}% "
-                f"(other processes, writeback; rows above {100 * BUSY_WARN:.0f}% say so)")
+                f"(other processes, writeback; rows above {100 * BUSY_WARN:.0f}% say so)"
+            )
         write_results(args.results, command, info, ctx.rows, targets, run_notes, elapsed)
         print(f"wrote {args.results}", file=sys.stderr)
     elif args.quick:
-        print("(--quick writes no results file; pass --results PATH to keep one)",
-              file=sys.stderr)
+        print("(--quick writes no results file; pass --results PATH to keep one)", file=sys.stderr)
     return 0
 
 

@@ -4,10 +4,12 @@ The host (`edge`) may import only the shared part, modules that need nothing but
 standard library and each other (import-linter checks both, `make lint`):
 
 - `device_agent` itself (`__version__`);
-- `protocol`: the wire types, job specs, events and results;
+- `protocol`: the wire types, job specs, events and results, and `wire`, their JSON
+  codec (which checks every field a peer sends);
 - `errors`: `AgentError`, which the host's errors wrap;
-- `store`'s manifest functions (build, validate and digest a manifest, `file_sha256`,
-  `gaps`); the store's layout (`BlobStore`) is the agent's own;
+- `manifest`: build, check, decode and digest a manifest (`build_manifest`,
+  `validate_manifest`, `tree_digest`, `file_sha256`, `gaps`); the store that keeps the
+  pushed trees (`store`, its layout and `BlobStore`) is the agent's own;
 - `durable`: atomic writes and directory fsyncs;
 - `savedmodel_meta` and `dtypes`: a SavedModel's signatures, read without TensorFlow;
 - `jetson`: the table of Jetson modules (recipes name device classes from it).

@@ -34,8 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="device facts as JSON")
-    info.add_argument("--sysroot", default=None,
-                      help="read system files under this root (default: agent.json, or /)")
+    info.add_argument(
+        "--sysroot",
+        default=None,
+        help="read system files under this root (default: agent.json, or /)",
+    )
     info.add_argument("--deep", action="store_true", help="also import TensorFlow (TensorRT)")
     submit = sub.add_parser("submit", help="submit a job (JOB.json, or - for stdin)")
     submit.add_argument("job")
@@ -52,11 +55,19 @@ def _parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=helptext)
         sp.add_argument("job_id")
     sub.add_parser("jobs", help="list jobs")
-    sub.add_parser("plan", help="the device's decisions for a convert JobSpec (stdin): "
-                                "backend, options, memory plan, cache key, calibration")
+    sub.add_parser(
+        "plan",
+        help="the device's decisions for a convert JobSpec (stdin): "
+        "backend, options, memory plan, cache key, calibration",
+    )
     plan = sub.add_parser("push-plan", help="what the device lacks for a Manifest (stdin)")
-    plan.add_argument("--ranged-min", type=int, default=None, metavar="BYTES",
-                      help="prepare the uploads; blobs with more left go in byte ranges")
+    plan.add_argument(
+        "--ranged-min",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="prepare the uploads; blobs with more left go in byte ranges",
+    )
     sub.add_parser("push-commit", help="verify uploads and materialize a Manifest (stdin)")
     cache = sub.add_parser("cache", help="whether a converted model is cached under KEY")
     cache.add_argument("key")
@@ -71,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
 def _absolute_paths(spec: JobSpec) -> None:
     """Relative paths in a job mean the submitter's cwd (the login's home); the worker
     runs in its job directory."""
-    for name in ("model", "output", "calib", "converted", "prebuilt", "native"):
+    for name in spec.PATHS:
         value = getattr(spec, name)
         if isinstance(value, str) and value:
             setattr(spec, name, os.path.abspath(os.path.expanduser(value)))
@@ -147,12 +158,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         _print(plan_convert(spec, store.root).to_dict())
         return 0
     if args.command in ("push-plan", "push-commit"):
-        from .store import BlobStore, manifest_from_json
+        from .manifest import manifest_from_json
+        from .store import BlobStore
 
         blobs = BlobStore(args.root)
         manifest = manifest_from_json(sys.stdin.read())
-        push = (blobs.plan(manifest, args.ranged_min) if args.command == "push-plan"
-                else blobs.commit(manifest))
+        push = (
+            blobs.plan(manifest, args.ranged_min)
+            if args.command == "push-plan"
+            else blobs.commit(manifest)
+        )
         _print(push.to_dict())
         return 0
     if args.command == "cache":
@@ -161,7 +176,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         _print({"key": args.key, "hit": ModelCache(store.root).lookup(args.key) is not None})
         return 0
     if args.command == "manifest":
-        from .store import build_manifest
+        from .manifest import build_manifest
 
         path = os.path.abspath(os.path.join(store.root, os.path.expanduser(args.path)))
         if not (path + os.sep).startswith(store.root + os.sep):

@@ -33,9 +33,11 @@ def writable_by_others(path: str) -> Optional[Tuple[str, str]]:
         return None
     uid = os.getuid()
     if st.st_uid not in (uid, 0):
-        return (f"{path} belongs to uid {st.st_uid}, not to this user (uid {uid}): someone "
-                "else could change the agent or its jobs.",
-                f"Use a device root of your own, or: chown {uid} {path}")
+        return (
+            f"{path} belongs to uid {st.st_uid}, not to this user (uid {uid}): someone "
+            "else could change the agent or its jobs.",
+            f"Use a device root of your own, or: chown {uid} {path}",
+        )
     writable = bool(st.st_mode & 0o002)
     if st.st_mode & 0o020 and not writable:
         try:
@@ -49,8 +51,11 @@ def writable_by_others(path: str) -> Optional[Tuple[str, str]]:
         except (ImportError, KeyError):
             writable = True
     if writable:
-        return (f"{path} can be written by other users (mode {st.st_mode & 0o777:o}): they "
-                "could change the agent or its jobs.", f"chmod go-w {path}")
+        return (
+            f"{path} can be written by other users (mode {st.st_mode & 0o777:o}): they "
+            "could change the agent or its jobs.",
+            f"chmod go-w {path}",
+        )
     return None
 
 

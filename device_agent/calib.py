@@ -68,8 +68,16 @@ class CalibrationData:
 
 # What numpy's header parser raises on a malformed header, across numpy versions: the
 # header is a Python literal read by ast/tokenize, so a hostile one fails in their ways.
-_HEADER_ERRORS = (ValueError, SyntaxError, TypeError, KeyError, OverflowError, RecursionError,
-                  MemoryError, tokenize.TokenError)
+_HEADER_ERRORS = (
+    ValueError,
+    SyntaxError,
+    TypeError,
+    KeyError,
+    OverflowError,
+    RecursionError,
+    MemoryError,
+    tokenize.TokenError,
+)
 
 
 def _read_header(f: IO[bytes], where: str) -> Tuple[Tuple[int, ...], np.dtype]:
@@ -84,14 +92,17 @@ def _read_header(f: IO[bytes], where: str) -> Tuple[Tuple[int, ...], np.dtype]:
             raise ValueError(f"unsupported .npy format version {version}")
     except _HEADER_ERRORS as exc:
         what = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise AgentError(f"{where} is not a valid .npy array: malformed .npy header ({what})",
-                         _SAVE_HINT) from None
+        raise AgentError(
+            f"{where} is not a valid .npy array: malformed .npy header ({what})", _SAVE_HINT
+        ) from None
     if any(d < 0 for d in shape):
-        raise AgentError(f"{where}: the .npy header has a negative dimension in shape "
-                         f"{tuple(shape)}", _SAVE_HINT)
+        raise AgentError(
+            f"{where}: the .npy header has a negative dimension in shape {tuple(shape)}", _SAVE_HINT
+        )
     if dtype.itemsize == 0:
-        raise AgentError(f"{where}: the .npy header declares a zero-size dtype ({dtype})",
-                         _SAVE_HINT)
+        raise AgentError(
+            f"{where}: the .npy header declares a zero-size dtype ({dtype})", _SAVE_HINT
+        )
     if dtype.hasobject:
         raise AgentError(
             f"{where} holds Python objects (dtype {dtype}), which cannot be memory-mapped",
@@ -149,8 +160,11 @@ def _stored_member(path: str, f: IO[bytes], info: zipfile.ZipInfo) -> np.ndarray
     offset = f.tell()
     promised = offset - start + math.prod(shape) * dtype.itemsize
     if promised != info.file_size:
-        raise AgentError(f"{where}: the .npy header promises {promised} bytes but the member "
-                         f"holds {info.file_size}", _SAVE_HINT)
+        raise AgentError(
+            f"{where}: the .npy header promises {promised} bytes but the member "
+            f"holds {info.file_size}",
+            _SAVE_HINT,
+        )
     return _memmap(path, where, offset, shape, dtype)
 
 

@@ -30,5 +30,4 @@ def load_config(root: str) -> AgentConfig:
             raise ValueError("expected an object with the key 'sysroot'")
         return AgentConfig(sysroot=str(data.get("sysroot", "/")))
     except ValueError as exc:
-        raise AgentError(f"Bad agent config {path}: {exc}",
-                         "Fix or remove that file.") from exc
+        raise AgentError(f"Bad agent config {path}: {exc}", "Fix or remove that file.") from exc

@@ -27,6 +27,8 @@ from .config import load_config
 from .durable import fsync_dir
 from .errors import AgentError
 from .facts import collect
+from .jobplan import key_fingerprint
+from .manifest import build_manifest, tree_digest
 from .planner import make_plan
 from .protocol import (
     SUCCEEDED,
@@ -34,13 +36,14 @@ from .protocol import (
     ConversionSummary,
     ConvertOptions,
     ConvertResult,
+    ConvertSpec,
     JobSpec,
     SweepPoint,
     TensorInfo,
     ValidateOptions,
 )
 from .savedmodel_meta import check_model_dir, read_signature
-from .store import build_manifest, fsync_tree, hash_and_sync, tree_digest
+from .store import fsync_tree, hash_and_sync
 
 Emit = Callable[..., None]
 HEX = set("0123456789abcdef")
@@ -58,7 +61,9 @@ def model_identity(path: str) -> Tuple[str, int]:
     total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
     name = os.path.basename(os.path.normpath(path))
     if _is_digest(name) and os.path.basename(os.path.dirname(os.path.normpath(path))) in (
-            "models", "calib"):
+        "models",
+        "calib",
+    ):
         return name, total
     return tree_digest(build_manifest(path)), total
 
@@ -88,27 +93,33 @@ def _calib_file(path: str) -> str:
     return path
 
 
-def prepare_calibration(spec: JobSpec, inputs: List[TensorInfo], job_dir: str,
-                        emit: Emit) -> Tuple[Optional[CalibrationData], Optional[str]]:
+def prepare_calibration(
+    spec: JobSpec, inputs: List[TensorInfo], job_dir: str, emit: Emit
+) -> Tuple[Optional[CalibrationData], Optional[str]]:
     """Open and check the job's calibration data before the converter starts."""
     if not spec.calib:
         return None, None
     data = open_calibration(_calib_file(spec.calib), cache_dir=os.path.join(job_dir, "calib"))
     check_against_signature(data, inputs)
     digest, _ = model_identity(spec.calib) if os.path.isdir(spec.calib) else (None, 0)
-    emit("log", f"calibration data: {data.samples} samples of "
-                + ", ".join(f"{k}:{d}{s}" for k, (d, s) in sorted(data.inputs.items())))
+    emit(
+        "log",
+        f"calibration data: {data.samples} samples of "
+        + ", ".join(f"{k}:{d}{s}" for k, (d, s) in sorted(data.inputs.items())),
+    )
     return data, digest
 
 
-def calibration_fn(data: CalibrationData, inputs: List[TensorInfo], batch_size: int,
-                   count: int) -> Callable[[], Iterator[Tuple[Any, ...]]]:
+def calibration_fn(
+    data: CalibrationData, inputs: List[TensorInfo], batch_size: int, count: int
+) -> Callable[[], Iterator[Tuple[Any, ...]]]:
     order = [i.name for i in inputs]
     return lambda: batches(data, batch_size, count, order)
 
 
-def synthetic_fn(inputs: List[TensorInfo], shapes: List[Dict[str, List[int]]], batch_size: int,
-                 count: int = 1) -> Callable[[], Iterator[Tuple[Any, ...]]]:
+def synthetic_fn(
+    inputs: List[TensorInfo], shapes: List[Dict[str, List[int]]], batch_size: int, count: int = 1
+) -> Callable[[], Iterator[Tuple[Any, ...]]]:
     """Generated inputs in signature (sorted-name) order, one set per profile."""
     from .signature import synth_inputs
 
@@ -189,8 +200,11 @@ class ModelCache:
         model = os.path.join(staging, "model")
         digest = tree_digest(build_manifest(model, hash_file=hash_and_sync))
         fsync_tree(model)
-        marker = {"tree_digest": digest, "summary_sha256": hashlib.sha256(text).hexdigest(),
-                  "time": time.time()}
+        marker = {
+            "tree_digest": digest,
+            "summary_sha256": hashlib.sha256(text).hexdigest(),
+            "time": time.time(),
+        }
         _write_synced(os.path.join(staging, "complete"), json.dumps(marker).encode("ascii"))
         fsync_dir(staging)
         final = os.path.join(self.dir, key)
@@ -206,8 +220,10 @@ class ModelCache:
                 break
             self.discard(key)
         else:
-            raise AgentError(f"Cannot install the cache entry {final}",
-                             "check the device root's cache/ directory")
+            raise AgentError(
+                f"Cannot install the cache entry {final}",
+                "check the device root's cache/ directory",
+            )
         fsync_dir(self.dir)
         return self.path(key)
 
@@ -218,7 +234,7 @@ def _write_synced(path: str, data: bytes) -> None:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -227,11 +243,20 @@ def _write_synced(path: str, data: bytes) -> None:
 # ---------------------------------------------------------------------- building
 
 
-def build_request(backend: Backend, options: ConvertOptions, spec: JobSpec, work_dir: str,
-                  inputs: List[TensorInfo], calib: Optional[CalibrationData],
-                  workspace: Optional[int], tf_limit_mb: Optional[int], calib_batches: int,
-                  emit: Emit) -> BuildRequest:
+def build_request(
+    backend: Backend,
+    options: ConvertOptions,
+    spec: ConvertSpec,
+    work_dir: str,
+    inputs: List[TensorInfo],
+    calib: Optional[CalibrationData],
+    workspace: Optional[int],
+    tf_limit_mb: Optional[int],
+    calib_batches: int,
+    emit: Emit,
+) -> BuildRequest:
     """What the backend's build gets: inputs to build and (if it calibrates) calibrate on."""
+
     def log(msg: str) -> None:
         emit("log", msg)
 
@@ -240,18 +265,32 @@ def build_request(backend: Backend, options: ConvertOptions, spec: JobSpec, work
         if calib is not None:
             calib_fn = calibration_fn(calib, inputs, options.calibration_batch_size, calib_batches)
         else:
-            log("no calibration data given: calibrating on generated inputs (accuracy will not "
-                "be representative; pass --calib DATA)")
-            calib_fn = synthetic_fn(inputs, options.build_shapes, options.calibration_batch_size,
-                                    options.calibration_batches)
-    return BuildRequest(options=options, model_dir=spec.model, work_dir=work_dir, inputs=inputs,
-                        build_inputs=synthetic_fn(inputs, options.build_shapes, 1),
-                        calibration=calib_fn, workspace_bytes=workspace,
-                        tf_gpu_memory_limit_mb=tf_limit_mb, log=log)
+            log(
+                "no calibration data given: calibrating on generated inputs (accuracy will not "
+                "be representative; pass --calib DATA)"
+            )
+            calib_fn = synthetic_fn(
+                inputs,
+                options.build_shapes,
+                options.calibration_batch_size,
+                options.calibration_batches,
+            )
+    return BuildRequest(
+        options=options,
+        model_dir=spec.model,
+        work_dir=work_dir,
+        inputs=inputs,
+        build_inputs=synthetic_fn(inputs, options.build_shapes, 1),
+        calibration=calib_fn,
+        workspace_bytes=workspace,
+        tf_gpu_memory_limit_mb=tf_limit_mb,
+        log=log,
+    )
 
 
-def _build(backend: Backend, request: BuildRequest, output: str
-           ) -> Tuple[ConversionSummary, bool, List[Attempt], List[SweepPoint], ConvertOptions]:
+def _build(
+    backend: Backend, request: BuildRequest, output: str
+) -> Tuple[ConversionSummary, bool, List[Attempt], List[SweepPoint], ConvertOptions]:
     """prepare -> segment sweep -> build through the OOM ladder, for any backend."""
     backend.prepare(request)
     request, sweep = resolve_segment_size(backend, request)
@@ -262,9 +301,9 @@ def _build(backend: Backend, request: BuildRequest, output: str
 # ---------------------------------------------------------------------- the job
 
 
-def run_convert(spec: JobSpec, job_dir: str, emit: Emit) -> ConvertResult:
+def run_convert(spec: ConvertSpec, job_dir: str, emit: Emit) -> ConvertResult:
     """Convert spec.model on this device; see the module docstring for the steps."""
-    options = spec.convert or ConvertOptions()
+    options = spec.convert
     check_model_dir(spec.model)
     root = os.path.dirname(os.path.dirname(os.path.abspath(job_dir)))
     started = time.time()
@@ -277,14 +316,28 @@ def run_convert(spec: JobSpec, job_dir: str, emit: Emit) -> ConvertResult:
         emit("log", fallback)
     facts = collect(sysroot=load_config(root).sysroot, root_dir=root)
     digest, nbytes = model_identity(spec.model)
-    plan = make_plan(facts, options, name, spec.model, nbytes, digest,
-                     calib.samples if calib else None, fallback, calib_digest=calib_digest)
+    plan = make_plan(
+        facts,
+        options,
+        name,
+        spec.model,
+        nbytes,
+        digest,
+        calib.samples if calib else None,
+        fallback,
+        calib_digest=calib_digest,
+        fp=key_fingerprint(facts, name),
+    )
     for line in plan.workspace_arithmetic:
         emit("log", "plan: " + line)
     result = ConvertResult(
-        device=socket.gethostname(), status=SUCCEEDED, backend=name,
-        fallback_reason=fallback, precision=backend.precision(options),
-        options=options, plan=plan,
+        device=socket.gethostname(),
+        status=SUCCEEDED,
+        backend=name,
+        fallback_reason=fallback,
+        precision=backend.precision(options),
+        options=options,
+        plan=plan,
     )
     cache = ModelCache(root)
     key = plan.cache_key or digest
@@ -307,14 +360,27 @@ def run_convert(spec: JobSpec, job_dir: str, emit: Emit) -> ConvertResult:
         os.makedirs(work_dir, exist_ok=True)
         staging = cache.staging(key) if options.use_cache else work_dir
         calib_batches = plan.calibration.batches if plan.calibration else 0
-        request = build_request(backend, options, spec, work_dir, signature.inputs, calib,
-                                plan.workspace_bytes, plan.tf_gpu_memory_limit_mb,
-                                calib_batches, emit)
+        request = build_request(
+            backend,
+            options,
+            spec,
+            work_dir,
+            signature.inputs,
+            calib,
+            plan.workspace_bytes,
+            plan.tf_gpu_memory_limit_mb,
+            calib_batches,
+            emit,
+        )
         summary, result.engines_built, result.attempts, result.segment_sweep, used = _build(
-            backend, request, os.path.join(staging, "model"))
+            backend, request, os.path.join(staging, "model")
+        )
         result.options = used
-        model_path = (cache.commit(key, staging, summary) if options.use_cache
-                      else os.path.join(staging, "model"))
+        model_path = (
+            cache.commit(key, staging, summary)
+            if options.use_cache
+            else os.path.join(staging, "model")
+        )
     summary.inputs = summary.inputs or signature.inputs
     summary.outputs = summary.outputs or signature.outputs
     result.summary = summary
@@ -323,8 +389,7 @@ def run_convert(spec: JobSpec, job_dir: str, emit: Emit) -> ConvertResult:
     with open(os.path.join(job_dir, "artifacts", "summary.txt"), "w") as f:
         f.write(backend.render_summary(summary) + "\n")
     if options.run_validation:
-        result.validation = _validate(backend, spec, options, result, calib, signature.inputs,
-                                      emit)
+        result.validation = _validate(backend, spec, options, result, calib, signature.inputs, emit)
     result.seconds = round(time.time() - started, 3)
     return result
 
@@ -333,26 +398,43 @@ def _place_output(model_path: str, output: Optional[str]) -> str:
     if not output:
         return os.path.abspath(model_path)
     if os.path.exists(output) and os.listdir(output):
-        raise AgentError(f"Output directory {output} already exists and is not empty.",
-                         "Choose another --output, or remove that directory first.")
+        raise AgentError(
+            f"Output directory {output} already exists and is not empty.",
+            "Choose another --output, or remove that directory first.",
+        )
     link_tree(model_path, output)
     return os.path.abspath(output)
 
 
-def _validate(backend: Backend, spec: JobSpec, options: ConvertOptions, result: ConvertResult,
-              calib: Optional[CalibrationData], inputs: List[TensorInfo], emit: Emit) -> Any:
+def _validate(
+    backend: Backend,
+    spec: ConvertSpec,
+    options: ConvertOptions,
+    result: ConvertResult,
+    calib: Optional[CalibrationData],
+    inputs: List[TensorInfo],
+    emit: Emit,
+) -> Any:
     from .validate import compare_models
 
-    vopts = ValidateOptions(precision=result.precision or "FP32", atol=options.atol,
-                            rtol=options.rtol, signature_key=options.signature_key)
+    vopts = ValidateOptions(
+        precision=result.precision or "FP32",
+        atol=options.atol,
+        rtol=options.rtol,
+        signature_key=options.signature_key,
+    )
     samples = None
     if calib is not None:
         order = [i.name for i in inputs]
         samples = (dict(zip(order, batch)) for batch in batches(calib, 1, vopts.samples, order))
     emit("progress", "validating the converted model against the input model", phase="validate")
-    report = compare_models(spec.model, result.output_model or "", vopts, samples, emit,
-                            converted_backend=backend)
-    emit("log", "validation {} (atol {}, rtol {})".format(
-        "passed" if report.passed else "FAILED", report.atol, report.rtol))
+    report = compare_models(
+        spec.model, result.output_model or "", vopts, samples, emit, converted_backend=backend
+    )
+    emit(
+        "log",
+        "validation {} (atol {}, rtol {})".format(
+            "passed" if report.passed else "FAILED", report.atol, report.rtol
+        ),
+    )
     return report
-

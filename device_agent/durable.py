@@ -29,7 +29,7 @@ def write_all(fd: int, data: bytes) -> None:
     """os.write until every byte is written (a write may be short, e.g. near ENOSPC)."""
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def atomic_write(path: str, data: Union[str, bytes], mode: Optional[int] = None) -> None:
@@ -45,8 +45,9 @@ def atomic_write(path: str, data: Union[str, bytes], mode: Optional[int] = None)
             mode = 0o644
     raw = data.encode("utf-8") if isinstance(data, str) else data
     directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                               dir=directory)
+    fd, tmp = tempfile.mkstemp(
+        prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory
+    )
     try:
         write_all(fd, raw)
         os.fchmod(fd, mode)

@@ -118,8 +118,7 @@ def _installed() -> Dict[str, str]:
     return found
 
 
-def dist_version(names: Iterable[str],
-                 installed: Optional[Dict[str, str]] = None) -> Optional[str]:
+def dist_version(names: Iterable[str], installed: Optional[Dict[str, str]] = None) -> Optional[str]:
     """Installed version of the first of `names` found in package metadata (no import);
     `installed`: a listing from `_installed()` to reuse."""
     installed = _installed() if installed is None else installed

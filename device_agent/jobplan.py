@@ -4,15 +4,15 @@ The host sends the job spec it would submit (the model and calibration data alre
 pushed, so every check reads the very bytes the job will use); the device answers with
 the backend it picks and why, the options resolved, the memory plan, the cache key and
 whether its cache holds it, and the calibration check. The decisions are made by the
-same functions the convert job uses (`convert.py`), so the key a plan reports is the key
-the job files its conversion under.
+same functions the convert job uses (`convert.py`; `key_fingerprint` for the key's
+fingerprint), so the key a plan reports is the key the job files its conversion under.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import tempfile
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 from .backends import get as get_backend
 from .backends import select_backend
@@ -20,7 +20,21 @@ from .config import load_config
 from .errors import AgentError
 from .facts import collect
 from .planner import fingerprint, make_plan, same_build_group
-from .protocol import CalibCheck, ConvertOptions, DevicePlan, JobSpec
+from .protocol import CalibCheck, ConvertSpec, DeviceFacts, DevicePlan, JobSpec
+
+
+def key_fingerprint(facts: DeviceFacts, backend: str) -> Dict[str, Optional[str]]:
+    """The fingerprint a convert job's cache key is made from, the job's and `plan`'s both.
+    For a backend that builds engines it holds the TensorRT version (loaded, else linked):
+    the one in `facts` when a deep collect found it, else probed (imports TensorFlow, which
+    such a build imports anyway). A native build's key holds no TensorRT version."""
+    engines = get_backend(backend).builds_engines
+    if engines and not (facts.tensorrt_loaded or facts.tensorrt_linked):
+        from .facts import probe_tensorrt
+
+        _, linked, loaded = probe_tensorrt()
+        facts = dataclasses.replace(facts, tensorrt_linked=linked, tensorrt_loaded=loaded)
+    return fingerprint(facts, engines)
 
 
 def _backend(requested: str) -> Tuple[str, Optional[str], str]:
@@ -29,13 +43,17 @@ def _backend(requested: str) -> Tuple[str, Optional[str], str]:
     try:
         backend, fallback = select_backend(requested)
     except AgentError as exc:
-        reason = f"{requested} requested: {exc.message.rstrip('.')}; this conversion would " \
-                 "fail there"
+        reason = (
+            f"{requested} requested: {exc.message.rstrip('.')}; this conversion would fail there"
+        )
         return requested, reason, reason
     if fallback:
         return backend, fallback, fallback
-    return backend, None, "requested" if requested == backend else f"{requested}: {backend} " \
-                                                                    "can run here"
+    return (
+        backend,
+        None,
+        "requested" if requested == backend else f"{requested}: {backend} can run here",
+    )
 
 
 def plan_convert(spec: JobSpec, root: str) -> DevicePlan:
@@ -45,10 +63,12 @@ def plan_convert(spec: JobSpec, root: str) -> DevicePlan:
     from .convert import ModelCache, model_identity, prepare_calibration
     from .savedmodel_meta import check_model_dir, read_signature
 
-    if spec.kind != "convert":
-        raise AgentError(f"plan answers for convert jobs, not {spec.kind!r} ones.",
-                         "Send the spec of a convert job.")
-    options = spec.convert or ConvertOptions()
+    if not isinstance(spec, ConvertSpec):
+        raise AgentError(
+            f"plan answers for convert jobs, not {spec.kind!r} ones.",
+            "Send the spec of a convert job.",
+        )
+    options = spec.convert
     check_model_dir(spec.model)
     signature = read_signature(spec.model, options.signature_key, options.tags)
     samples = calib_digest = None
@@ -56,8 +76,9 @@ def plan_convert(spec: JobSpec, root: str) -> DevicePlan:
     if spec.calib:
         try:
             with tempfile.TemporaryDirectory(prefix="plan-") as tmp:
-                data, calib_digest = prepare_calibration(spec, signature.inputs, tmp,
-                                                         lambda *a, **k: None)
+                data, calib_digest = prepare_calibration(
+                    spec, signature.inputs, tmp, lambda *a, **k: None
+                )
                 samples = data.samples if data is not None else None
             check = CalibCheck(samples=samples)
         except AgentError as exc:
@@ -65,18 +86,28 @@ def plan_convert(spec: JobSpec, root: str) -> DevicePlan:
     backend, fallback, why = _backend(options.backend)
     facts = collect(sysroot=load_config(root).sysroot, root_dir=root)  # as the job does
     digest, nbytes = model_identity(spec.model)
-    plan = make_plan(facts, options, backend, spec.model, nbytes, digest, samples, fallback,
-                     calib_digest=calib_digest)
+    fp = key_fingerprint(facts, backend)
+    plan = make_plan(
+        facts,
+        options,
+        backend,
+        spec.model,
+        nbytes,
+        digest,
+        samples,
+        fallback,
+        calib_digest=calib_digest,
+        fp=fp,
+    )
     key = plan.cache_key or digest
     hit = options.use_cache and ModelCache(root).lookup(key) is not None
-    engines = get_backend(backend).builds_engines
-    own = fingerprint(facts)
-    if engines:  # engines need the TensorRT version known (the job's facts omit it)
-        from .facts import probe_tensorrt
-
-        _, linked, loaded = probe_tensorrt()
-        own["tensorrt"] = loaded or linked
-    return DevicePlan(backend=backend, backend_reason=why,
-                      options=dataclasses.replace(options, backend=backend), plan=plan,
-                      cache_key=key, cache_hit=bool(hit),
-                      shareable=same_build_group(own, own, engines), calibration=check)
+    return DevicePlan(
+        backend=backend,
+        backend_reason=why,
+        options=dataclasses.replace(options, backend=backend),
+        plan=plan,
+        cache_key=key,
+        cache_hit=bool(hit),
+        shareable=same_build_group(fp, fp, get_backend(backend).builds_engines),
+        calibration=check,
+    )

@@ -34,6 +34,7 @@ from .protocol import (
     JobSpec,
     JobState,
     ProtocolError,
+    spec_from_json,
 )
 
 LOG_TAIL_LINES = 30
@@ -83,8 +84,9 @@ class JobStore:
             if torn:
                 durable.write_all(fd, b"\n")
             seq = jobfiles.count_lines(path)
-            event = Event(seq=seq, ts=time.time(), kind=kind, message=message, status=status,
-                          data=data)
+            event = Event(
+                seq=seq, ts=time.time(), kind=kind, message=message, status=status, data=data
+            )
             durable.write_all(fd, (event.to_json() + "\n").encode())
             if kind in ("status", "result"):  # the lines before it go to disk with it
                 os.fsync(fd)
@@ -198,8 +200,9 @@ class JobStore:
     def _complete_log(self, job_id: str, status: str) -> None:
         events = os.path.join(self.jobs_dir, job_id, "events.jsonl")
         if jobfiles.last_status(events) != status:
-            self.append_event(job_id, "status", f"{status} (recorded in status.json)",
-                              status=status)
+            self.append_event(
+                job_id, "status", f"{status} (recorded in status.json)", status=status
+            )
 
     def _worker_identity(self, path: str, state: JobState) -> Optional[Dict[str, Any]]:
         """The live worker as worker.lock names it, or None when no live process is it."""
@@ -303,8 +306,10 @@ class JobStore:
                 if pending:
                     f.seek(-len(pending), os.SEEK_CUR)
                 state = self.reconcile(job_id)
-                if state.status in TERMINAL and jobfiles.count_lines(path) == offset and (
-                    not pending or not self._worker_alive(os.path.dirname(path), state)
+                if (
+                    state.status in TERMINAL
+                    and jobfiles.count_lines(path) == offset
+                    and (not pending or not self._worker_alive(os.path.dirname(path), state))
                 ):
                     return offset  # a torn line nobody lives to finish is not waited for
                 if deadline is not None and time.time() > deadline:
@@ -321,7 +326,7 @@ def run_worker(
     """Body of the detached worker process: lock, run, record result and final status."""
     path = store.job_dir(job_id)
     with open(os.path.join(path, "job.json")) as f:
-        spec = JobSpec.from_json(f.read())
+        spec = spec_from_json(f.read())
 
     def emit(kind: str, message: str = "", **data: Any) -> None:
         # worker.log gets every event too, so a crash leaves a readable tail.
@@ -423,8 +428,7 @@ def _read_holder(fd: int) -> str:
 def load_spec(text: str) -> JobSpec:
     """Parse a job spec, turning protocol violations into AgentError."""
     try:
-        spec = JobSpec.from_json(text)
-        spec.validate()
+        spec = spec_from_json(text)
     except (ProtocolError, ValueError) as exc:
         raise AgentError(f"Bad job spec: {exc}") from exc
     return spec

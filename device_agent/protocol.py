@@ -1,6 +1,7 @@
 """The one protocol module shared by the host (`edge`) and the device agent.
 
-Everything that crosses the wire is a dataclass here with a JSON round trip. The agent
+Everything that crosses the wire is a dataclass here with a JSON round trip (the codec,
+which checks every field a peer sends, is `wire.py`). The agent
 runs on Python 3.8 (JetPack 5), so this module uses `typing.List`/`Optional` and nothing
 newer than the 3.8 standard library.
 """
@@ -8,18 +9,31 @@ newer than the 3.8 standard library.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
-import sys
-import typing
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Tuple, Type, TypeVar
+
+from .wire import RANGE_CHECKS, JsonMixin, ProtocolError, from_dict
+from .wire import dumps as dumps  # re-exported: the protocol's users encode with it
+from .wire import to_dict as to_dict
 
 PROTOCOL_VERSION = 1
 # The agent commands its `serve` answers (the multiplexer's resident agent): short ones that
 # answer and return. Part of the protocol: the host decides by it what it may send there.
-SERVED = frozenset({"info", "status", "result", "cancel", "jobs", "plan", "push-plan",
-                    "push-commit", "cache", "manifest"})
+SERVED = frozenset(
+    {
+        "info",
+        "status",
+        "result",
+        "cancel",
+        "jobs",
+        "plan",
+        "push-plan",
+        "push-commit",
+        "cache",
+        "manifest",
+    }
+)
 RESULT_SCHEMA_VERSION = 1
 
 # Job statuses: a closed set. QUEUED waits for the GPU lock; the last three are terminal.
@@ -36,143 +50,28 @@ PRECISIONS = ("FP32", "FP16", "INT8")
 BACKENDS = ("auto", "tftrt", "native")
 PROFILE_STRATEGIES = ("Range", "Optimal", "Range+Optimal", "ImplicitBatchModeCompatible")
 
-T = TypeVar("T")
+R = TypeVar("R", bound="DeviceResult")
 
 
-class ProtocolError(ValueError):
-    """A message that does not follow this protocol (wrong version, unknown field...)."""
+@dataclass
+class DeviceResult(JsonMixin):
+    """One device's answer to one operation: the device, `succeeded` or `failed`, and for
+    a failure the error and the hint that names the fix. Every per-device result (convert,
+    bench, validate, push, info, probe, trust, dry run, agent install, job listing) is one."""
 
+    device: str
+    status: str
+    error: Optional[str] = None
+    hint: Optional[str] = None
 
-# --------------------------------------------------------------------------- helpers
-
-# Decoding is validation: whatever crosses the wire comes from a peer that may be broken
-# or hostile, so every field is checked against its annotation (a string where an int
-# belongs, a list where an object does, a missing required field) and the error names
-# the field. Unknown fields stay ignored: an older reader accepts a newer writer's extras.
-
-_NONE = type(None)
-_SCALARS = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
-
-
-@functools.lru_cache(maxsize=None)  # noqa: UP033 (functools.cache is 3.9+)
-def _hints(cls: type) -> Dict[str, Any]:
-    module = sys.modules[cls.__module__]
-    return typing.get_type_hints(cls, vars(module))
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
-
-
-def _wrong(where: str, expected: str, value: Any) -> ProtocolError:
-    shown = repr(value)
-    shown = shown if len(shown) <= 40 else shown[:37] + "..."
-    return ProtocolError(f"{where}: expected {expected}, got {_kind(value)} ({shown})")
-
-
-def _union_args(tp: Any) -> Optional[Tuple[Any, ...]]:
-    """The members of Optional[X]/Union[...] (also `X | None` on the host's Python)."""
-    if getattr(tp, "__origin__", None) is typing.Union or type(tp).__name__ == "UnionType":
-        return tuple(getattr(tp, "__args__", ()))
-    return None
-
-
-def _decode(tp: Any, value: Any, where: str) -> Any:
-    """`value` checked against type `tp` (and dataclasses built); ProtocolError if not."""
-    if tp is Any:
-        return value
-    members = _union_args(tp)
-    if members is not None:
-        if value is None and _NONE in members:
-            return None
-        inner = [a for a in members if a is not _NONE]
-        return _decode(inner[0], value, where) if len(inner) == 1 else value
-    origin = getattr(tp, "__origin__", None)
-    args = getattr(tp, "__args__", None) or ()
-    if origin in (list, List):
-        if not isinstance(value, list):
-            raise _wrong(where, "a list", value)
-        if not args:
-            return list(value)
-        return [_decode(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin in (dict, Dict):
-        if not isinstance(value, dict):
-            raise _wrong(where, "an object", value)
-        if not args:
-            return dict(value)
-        return {k: _decode(args[1], v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):  # a class, never an instance
-        return _from_dict(tp, value, where)
-    if tp in _SCALARS:
-        ok = isinstance(value, tp) and not (tp is not bool and isinstance(value, bool))
-        if tp is float:  # JSON has one number type: 1 is a fine float
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not ok:
-            raise _wrong(where, _SCALARS[tp], value)
-    return value
-
-
-def _from_dict(cls: Type[T], data: Any, where: str) -> T:
-    if not isinstance(data, dict):
-        raise _wrong(where, "an object for " + cls.__name__, data)
-    klass: type = cls  # mypy does not see a type[T] as Hashable, which the cache needs
-    hints = _hints(klass)
-    kwargs = {}
-    missing = []
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name in data:
-            kwargs[f.name] = _decode(hints[f.name], data[f.name], where + "." + f.name)
-        elif f.default is dataclasses.MISSING and \
-                f.default_factory is dataclasses.MISSING:
-            missing.append(f.name)
-    if missing:
-        raise ProtocolError("{}: missing required field{} {}".format(
-            where, "s" if len(missing) > 1 else "", ", ".join(missing)))
-    try:
-        obj = cls(**kwargs)
-    except TypeError as exc:
-        raise ProtocolError(f"bad {where}: {exc}") from exc
-    check = _RANGE_CHECKS.get(cls)
-    if check is not None:
-        check(obj, where)
-    return obj
-
-
-def from_dict(cls: Type[T], data: Dict[str, Any]) -> T:
-    """Build dataclass `cls` from a JSON-decoded dict, checking every field's type (and the
-    ranges that matter); ProtocolError names the first bad field. Unknown keys are
-    ignored so an older reader accepts a newer writer's extra fields."""
-    return _from_dict(cls, data, cls.__name__)
-
-
-def to_dict(obj: Any) -> Dict[str, Any]:
-    """Dataclass -> plain JSON-able dict (recursively)."""
-    return dataclasses.asdict(obj)
-
-
-def dumps(obj: Any) -> str:
-    return json.dumps(to_dict(obj) if dataclasses.is_dataclass(obj) else obj, sort_keys=True)
-
-
-class JsonMixin:
-    """`to_json`/`from_json` for the dataclasses below."""
-
-    def to_dict(self) -> Dict[str, Any]:
-        return to_dict(self)
-
-    def to_json(self, indent: Optional[int] = None) -> str:
-        return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
+    @property
+    def ok(self) -> bool:
+        return self.status == SUCCEEDED
 
     @classmethod
-    def from_dict(cls: Type[T], data: Dict[str, Any]) -> T:
-        return from_dict(cls, data)
-
-    @classmethod
-    def from_json(cls: Type[T], text: str) -> T:
-        return from_dict(cls, json.loads(text))
+    def failure(cls: Type[R], device: str, error: str, hint: Optional[str] = None) -> R:
+        """A failed result of this type (every other field at its default)."""
+        return cls(device=device, status=FAILED, error=error, hint=hint)
 
 
 # --------------------------------------------------------------------------- device facts
@@ -214,9 +113,16 @@ class DeviceFacts(JsonMixin):
 # --------------------------------------------------------------------------- job specs
 
 
+#: Field metadata of the knobs only an INT8 conversion reads (converter_kwargs sets
+#: use_calibration for INT8 only): they count toward the cache key for INT8 alone.
+INT8_ONLY = {"int8_only": True}
+
+
 @dataclass
-class ConvertOptions(JsonMixin):
-    """Every TF-TRT knob of the guide, plus the backend choice. None = converter default."""
+class ConverterKnobs(JsonMixin):
+    """What the converter is given: every TF-TRT knob of the guide, plus the backend.
+    Each one can change the converted model, so the cache key is made of exactly these
+    (the INT8_ONLY ones for INT8 conversions only). None = converter default."""
 
     backend: str = "auto"
     precision: str = "FP32"
@@ -225,7 +131,7 @@ class ConvertOptions(JsonMixin):
     max_workspace_size_bytes: Optional[int] = None
     minimum_segment_size: int = 3
     maximum_cached_engines: int = 1
-    use_calibration: bool = True
+    use_calibration: bool = field(default=True, metadata=INT8_ONLY)
     allow_build_at_runtime: bool = True
     use_dynamic_shape: bool = False
     dynamic_shape_profile_strategy: Optional[str] = None
@@ -235,14 +141,29 @@ class ConvertOptions(JsonMixin):
     # TF_TRT_* environment (without the prefix handled by the backend).
     max_engines: Optional[int] = None
     op_denylist: List[str] = field(default_factory=list)
-    show_detailed_report: bool = True
-    export_graph_viz: bool = False
     experimental_features: List[str] = field(default_factory=list)
     allow_engine_native_segment_execution: Optional[bool] = None
-    calibration_batches: int = 8
-    calibration_batch_size: int = 1
+    calibration_batches: int = field(default=8, metadata=INT8_ONLY)
+    calibration_batch_size: int = field(default=1, metadata=INT8_ONLY)
     # Engine-count control: sweep minimum_segment_size (guide 6.1) for <= max_engines.
     minimum_segment_size_auto: bool = False
+
+    def knobs(self) -> ConverterKnobs:
+        """Only the knobs (of a ConvertOptions: without how the job runs around them)."""
+        return ConverterKnobs(
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(ConverterKnobs)}
+        )
+
+
+@dataclass
+class ConvertOptions(ConverterKnobs):
+    """A convert job's options: the converter's knobs, and how the job runs around them,
+    which leaves the converted model as it is: reports, TensorFlow's allocator limit (not
+    stored in the graph, unlike max_workspace_size_bytes, which TRTEngineOp keeps), the
+    validation after converting, and the cache switch."""
+
+    show_detailed_report: bool = True
+    export_graph_viz: bool = False
     # TensorFlow's GPU memory: None = let the planner choose (growth or a limit).
     tf_gpu_memory_limit_mb: Optional[int] = None
     # Compare the converted model with the input model on the device after converting.
@@ -301,42 +222,6 @@ class BenchOptions(JsonMixin):
 
 
 @dataclass
-class JobSpec(JsonMixin):
-    """What the host asks a device to do. `model` is a path on the device."""
-
-    kind: str
-    model: str
-    protocol: int = PROTOCOL_VERSION
-    output: Optional[str] = None
-    convert: Optional[ConvertOptions] = None
-    bench: Optional[BenchOptions] = None
-    labels: Dict[str, str] = field(default_factory=dict)
-    gpu: bool = True  # takes the device's gpu.lock
-    calib: Optional[str] = None  # calibration data (a .npz or a directory of .npy)
-    converted: Optional[str] = None  # validate jobs: the model to compare with `model`
-    validation: Optional[ValidateOptions] = None
-    # Build-once sharing: a converted model another device built, already pushed here.
-    prebuilt: Optional[str] = None
-    prebuilt_from: Optional[str] = None
-    prebuilt_summary: Optional[ConversionSummary] = None
-    native: Optional[str] = None  # bench jobs: the input model, timed in the same job
-
-    def validate(self) -> None:
-        if self.protocol != PROTOCOL_VERSION:
-            raise ProtocolError(
-                f"job speaks protocol {self.protocol} but this agent speaks {PROTOCOL_VERSION}"
-            )
-        if self.kind not in JOB_KINDS:
-            raise ProtocolError(f"job kind must be one of {JOB_KINDS}, not {self.kind!r}")
-        if self.kind == "convert":
-            (self.convert or ConvertOptions()).validate()
-        if self.kind == "bench":
-            (self.bench or BenchOptions()).validate()
-        if self.kind == "validate" and not self.converted:
-            raise ProtocolError("a validate job needs `converted`, the model to compare")
-
-
-@dataclass
 class ValidateOptions(JsonMixin):
     """Compare two models on the same inputs. None tolerances = defaults per precision."""
 
@@ -348,6 +233,102 @@ class ValidateOptions(JsonMixin):
     signature_key: str = "serving_default"
     input_shapes: Dict[str, List[int]] = field(default_factory=dict)
     seed: int = 0
+
+
+@dataclass
+class JobSpec(JsonMixin):
+    """What the host asks a device to do: the fields every kind of job has (one subclass
+    per kind, `kind` naming it on the wire; `spec_from_json` decodes any of them). `model`
+    is a path on the device."""
+
+    model: str
+    protocol: int = PROTOCOL_VERSION
+    labels: Dict[str, str] = field(default_factory=dict)
+    gpu: bool = True  # takes the device's gpu.lock
+    calib: Optional[str] = None  # calibration data (a .npz or a directory of .npy)
+    kind: str = ""
+
+    #: Path fields: relative ones mean the submitter's cwd (the agent makes them absolute).
+    PATHS: ClassVar[Tuple[str, ...]] = ("model", "calib")
+
+    def validate(self) -> None:
+        if self.protocol != PROTOCOL_VERSION:
+            raise ProtocolError(
+                f"job speaks protocol {self.protocol} but this agent speaks {PROTOCOL_VERSION}"
+            )
+        if JOB_SPECS.get(self.kind) is not type(self):
+            raise ProtocolError(f"job kind must be one of {JOB_KINDS}, not {self.kind!r}")
+
+
+@dataclass
+class ConvertSpec(JobSpec):
+    """A convert job: the model converted with `convert`, filed in the cache, optionally
+    copied to `output`; or, with `prebuilt`, another device's build of it installed."""
+
+    kind: str = "convert"
+    convert: ConvertOptions = field(default_factory=ConvertOptions)
+    output: Optional[str] = None
+    # Build-once sharing: a converted model another device built, already pushed here.
+    prebuilt: Optional[str] = None
+    prebuilt_from: Optional[str] = None
+    prebuilt_summary: Optional[ConversionSummary] = None
+
+    PATHS: ClassVar[Tuple[str, ...]] = JobSpec.PATHS + ("output", "prebuilt")
+
+    def validate(self) -> None:
+        super().validate()
+        self.convert.validate()
+
+
+@dataclass
+class BenchSpec(JobSpec):
+    """A bench job: `model` timed per batch size (and `native`, the input model, in the
+    same job for speedups)."""
+
+    kind: str = "bench"
+    bench: BenchOptions = field(default_factory=BenchOptions)
+    native: Optional[str] = None
+
+    PATHS: ClassVar[Tuple[str, ...]] = JobSpec.PATHS + ("native",)
+
+    def validate(self) -> None:
+        super().validate()
+        self.bench.validate()
+
+
+@dataclass
+class ValidateSpec(JobSpec):
+    """A validate job: `converted` and `model` run on the same inputs, outputs compared."""
+
+    kind: str = "validate"
+    converted: str = ""
+    validation: ValidateOptions = field(default_factory=ValidateOptions)
+
+    PATHS: ClassVar[Tuple[str, ...]] = JobSpec.PATHS + ("converted",)
+
+    def validate(self) -> None:
+        super().validate()
+        if not self.converted:
+            raise ProtocolError("a validate job needs `converted`, the model to compare")
+
+
+JOB_SPECS: Dict[str, Type[JobSpec]] = {
+    "convert": ConvertSpec,
+    "bench": BenchSpec,
+    "validate": ValidateSpec,
+}
+
+
+def spec_from_json(text: str) -> JobSpec:
+    """Decode and check a job spec of any kind (ProtocolError names what is wrong)."""
+    data = json.loads(text)
+    kind = data.get("kind") if isinstance(data, dict) else None
+    cls = JOB_SPECS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ProtocolError(f"job kind must be one of {JOB_KINDS}, not {kind!r}")
+    spec = from_dict(cls, data)
+    spec.validate()
+    return spec
 
 
 # --------------------------------------------------------------------------- events
@@ -578,15 +559,11 @@ class DevicePlan(JsonMixin):
 
 
 @dataclass
-class ConvertResult(JsonMixin):
-    device: str
-    status: str
+class ConvertResult(DeviceResult):
     backend: Optional[str] = None
     fallback_reason: Optional[str] = None
     precision: Optional[str] = None
     output_model: Optional[str] = None
-    error: Optional[str] = None
-    hint: Optional[str] = None
     summary: Optional[ConversionSummary] = None
     options: Optional[ConvertOptions] = None
     job_id: Optional[str] = None
@@ -657,15 +634,11 @@ class BenchRun(JsonMixin):
 
 
 @dataclass
-class BenchResult(JsonMixin):
-    device: str
-    status: str
+class BenchResult(DeviceResult):
     backend: Optional[str] = None
     fallback_reason: Optional[str] = None
     model: Optional[str] = None
     runs: List[BenchRun] = field(default_factory=list)
-    error: Optional[str] = None
-    hint: Optional[str] = None
     job_id: Optional[str] = None
     options: Optional[BenchOptions] = None
     scenario: Optional[str] = None  # "single-stream" | "offline" | "custom"
@@ -674,14 +647,10 @@ class BenchResult(JsonMixin):
 
 
 @dataclass
-class ValidateResult(JsonMixin):
-    device: str
-    status: str
+class ValidateResult(DeviceResult):
     model: Optional[str] = None
     converted: Optional[str] = None
     validation: Optional[ValidationReport] = None
-    error: Optional[str] = None
-    hint: Optional[str] = None
     job_id: Optional[str] = None
     schema: int = RESULT_SCHEMA_VERSION
 
@@ -707,6 +676,7 @@ def _non_negative(*names: str) -> Callable[[Any, str], None]:
             value = getattr(obj, name)
             if value is not None and value < 0:
                 raise ProtocolError(f"{where}.{name}: must not be negative, got {value}")
+
     return check
 
 
@@ -716,18 +686,23 @@ def _check_blob_need(need: BlobNeed, where: str) -> None:
         raise ProtocolError(f"{where}.offset: {need.offset} is past the blob's size {need.size}")
     for i, span in enumerate(need.ranges):
         if len(span) != 2 or not 0 <= span[0] < span[1] <= need.size:
-            raise ProtocolError(f"{where}.ranges[{i}]: {span} is not a byte range "
-                                f"[start, end) within 0..{need.size}")
+            raise ProtocolError(
+                f"{where}.ranges[{i}]: {span} is not a byte range "
+                f"[start, end) within 0..{need.size}"
+            )
 
 
 # Sizes, offsets and counts a broken or hostile peer could send negative.
-_RANGE_CHECKS: Dict[type, Callable[[Any, str], None]] = {
-    ManifestEntry: _non_negative("size", "mode"),
-    BlobNeed: _check_blob_need,
-    PushPlan: _non_negative("bytes_missing", "bytes_present", "disk_free_bytes"),
-    PushCommit: _non_negative("files", "bytes_verified"),
-    Event: _non_negative("seq"),
-    JobState: _non_negative("pid", "queue_position"),
-    DeviceFacts: _non_negative("memory_total_mb", "memory_available_mb", "swap_total_mb",
-                               "disk_free_mb"),
-}
+RANGE_CHECKS.update(
+    {
+        ManifestEntry: _non_negative("size", "mode"),
+        BlobNeed: _check_blob_need,
+        PushPlan: _non_negative("bytes_missing", "bytes_present", "disk_free_bytes"),
+        PushCommit: _non_negative("files", "bytes_verified"),
+        Event: _non_negative("seq"),
+        JobState: _non_negative("pid", "queue_position"),
+        DeviceFacts: _non_negative(
+            "memory_total_mb", "memory_available_mb", "swap_total_mb", "disk_free_mb"
+        ),
+    }
+)

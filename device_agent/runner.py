@@ -6,7 +6,7 @@ import functools
 import os
 import socket
 import time
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Type
 
 from . import bench as bench_mod
 from .backends import ModelRunner, check_artifact, open_artifact, select_backend
@@ -16,11 +16,14 @@ from .protocol import (
     BenchOptions,
     BenchResult,
     BenchRun,
+    BenchSpec,
     ConvertResult,
+    ConvertSpec,
+    DeviceResult,
     JobSpec,
     TensorInfo,
-    ValidateOptions,
     ValidateResult,
+    ValidateSpec,
 )
 from .savedmodel_meta import check_model_dir
 
@@ -29,23 +32,24 @@ Emit = Callable[..., None]  # emit(kind, message, **data)
 
 def run_job(spec: JobSpec, job_dir: str, emit: Emit) -> Any:
     """Dispatch on the job kind. AgentError propagates to the caller, which records it."""
-    if spec.kind == "convert":
+    if isinstance(spec, ConvertSpec):
         return run_convert(spec, job_dir, emit)
-    if spec.kind == "validate":
+    if isinstance(spec, ValidateSpec):
         from .validate import run_validate
 
         return run_validate(spec, emit, _calibration_inputs(spec, job_dir))
+    assert isinstance(spec, BenchSpec), spec.kind  # spec_from_json knows no other kind
     return run_bench(spec, emit, job_dir)
 
 
-def run_convert(spec: JobSpec, job_dir: str, emit: Emit) -> ConvertResult:
+def run_convert(spec: ConvertSpec, job_dir: str, emit: Emit) -> ConvertResult:
     check_model_dir(spec.model)
     from .convert import run_convert as convert_job
 
     return convert_job(spec, job_dir, emit)
 
 
-def _calibration_inputs(spec: JobSpec, job_dir: str) -> Optional[Iterator[Dict[str, Any]]]:
+def _calibration_inputs(spec: ValidateSpec, job_dir: str) -> Optional[Iterator[Dict[str, Any]]]:
     """Real samples for a validate job when it was given calibration data."""
     if not spec.calib:
         return None
@@ -53,7 +57,7 @@ def _calibration_inputs(spec: JobSpec, job_dir: str) -> Optional[Iterator[Dict[s
     from .convert import prepare_calibration
     from .savedmodel_meta import read_signature
 
-    options = spec.validation or ValidateOptions()
+    options = spec.validation
     inputs = read_signature(spec.model, options.signature_key).inputs
     data, _ = prepare_calibration(spec, inputs, job_dir, lambda *a, **k: None)
     assert data is not None
@@ -64,8 +68,9 @@ def _calibration_inputs(spec: JobSpec, job_dir: str) -> Optional[Iterator[Dict[s
 SCENARIO_BATCHES = {"single-stream": [1], "offline": [1, 2, 4, 8, 16, 32, 64]}
 
 
-def _inputs_for(inputs: List[TensorInfo], batch_size: int, options: BenchOptions,
-                calib: Any) -> Dict[str, Any]:
+def _inputs_for(
+    inputs: List[TensorInfo], batch_size: int, options: BenchOptions, calib: Any
+) -> Dict[str, Any]:
     """Real samples (the first batch of the calibration data) or synthesized inputs."""
     if calib is not None:
         from .calib import batches
@@ -73,21 +78,23 @@ def _inputs_for(inputs: List[TensorInfo], batch_size: int, options: BenchOptions
         order = [i.name for i in inputs]
         first = next(iter(batches(calib, batch_size, 1, order)), None)
         if first is None:
-            raise AgentError(f"The calibration data has fewer than {batch_size} samples.",
-                             "Use smaller batch sizes or more samples.")
+            raise AgentError(
+                f"The calibration data has fewer than {batch_size} samples.",
+                "Use smaller batch sizes or more samples.",
+            )
         return dict(zip(order, first))
     from .signature import synth_inputs
 
     return synth_inputs(inputs, batch_size, options.input_shapes, options.seed)
 
 
-def _timed(model: ModelRunner, arrays: Dict[str, Any], batch_size: int,
-           options: BenchOptions) -> BenchRun:
+def _timed(
+    model: ModelRunner, arrays: Dict[str, Any], batch_size: int, options: BenchOptions
+) -> BenchRun:
     return bench_mod.bench_run(model.timed_call(arrays), batch_size, options)
 
 
-def _with_telemetry(run_fn: Callable[[], BenchRun], options: BenchOptions,
-                    emit: Emit) -> BenchRun:
+def _with_telemetry(run_fn: Callable[[], BenchRun], options: BenchOptions, emit: Emit) -> BenchRun:
     if not options.telemetry:
         return run_fn()
     from .telemetry import TelemetrySampler
@@ -98,7 +105,8 @@ def _with_telemetry(run_fn: Callable[[], BenchRun], options: BenchOptions,
     samples = sampler.samples
     begin = end - run.wall_seconds
     power, gpu, temp, throttled, warnings = sampler.summarize(
-        begin, end, run.iterations * run.batch_size)
+        begin, end, run.iterations * run.batch_size
+    )
     run.power, run.gpu_load_avg_pct, run.temp_peak_c = power, gpu, temp
     run.throttled, run.telemetry_source = throttled, sampler.source
     run.telemetry = [t for t in samples if begin <= t.ts <= end]
@@ -107,10 +115,10 @@ def _with_telemetry(run_fn: Callable[[], BenchRun], options: BenchOptions,
     return run
 
 
-def run_bench(spec: JobSpec, emit: Emit, job_dir: str = "") -> BenchResult:
+def run_bench(spec: BenchSpec, emit: Emit, job_dir: str = "") -> BenchResult:
     """Benchmark spec.model per batch size (scenario or list), with telemetry, and the
     native model in the same job when asked; speedup = native latency / this latency."""
-    options = spec.bench or BenchOptions()
+    options = spec.bench
     check_artifact(spec.model)
     backend, fallback = select_backend(options.backend)
     model = open_artifact(spec.model, options.signature_key)
@@ -125,9 +133,15 @@ def run_bench(spec: JobSpec, emit: Emit, job_dir: str = "") -> BenchResult:
 
         calib, _ = prepare_calibration(spec, inputs, job_dir or os.getcwd(), emit)
     sizes = SCENARIO_BATCHES.get(options.scenario or "", options.batch_sizes)
-    result = BenchResult(device=socket.gethostname(), status=SUCCEEDED, backend=backend,
-                         fallback_reason=fallback, model=spec.model, options=options,
-                         scenario=options.scenario or "custom")
+    result = BenchResult(
+        device=socket.gethostname(),
+        status=SUCCEEDED,
+        backend=backend,
+        fallback_reason=fallback,
+        model=spec.model,
+        options=options,
+        scenario=options.scenario or "custom",
+    )
     for batch_size in sizes:
         try:
             arrays = _inputs_for(inputs, batch_size, options, calib)
@@ -136,10 +150,15 @@ def run_bench(spec: JobSpec, emit: Emit, job_dir: str = "") -> BenchResult:
                 emit("log", f"offline sweep stops at batch {batch_size}: {exc.message}")
                 break
             raise
-        emit("progress", f"batch size {batch_size}: warming up and timing", phase="bench",
-             batch_size=batch_size)
-        run = _with_telemetry(functools.partial(_timed, model, arrays, batch_size, options),
-                              options, emit)
+        emit(
+            "progress",
+            f"batch size {batch_size}: warming up and timing",
+            phase="bench",
+            batch_size=batch_size,
+        )
+        run = _with_telemetry(
+            functools.partial(_timed, model, arrays, batch_size, options), options, emit
+        )
         if native is not None:
             base = _timed(native, arrays, batch_size, options)
             run.native_latency_ms = base.latency_ms
@@ -147,10 +166,13 @@ def run_bench(spec: JobSpec, emit: Emit, job_dir: str = "") -> BenchResult:
         result.runs.append(run)
         extra = f", {run.speedup_vs_native:.2f}x native" if run.speedup_vs_native else ""
         power = f", {run.power.avg_mw / 1000:.1f} W" if run.power else ""
-        emit("progress", f"batch size {batch_size}: p50 {run.latency_ms.p50:.3f} ms, "
-                         f"{run.throughput_per_s:.1f}/s{power}{extra}"
-                         + (" (noisy)" if run.noisy else ""),
-             phase="bench", batch_size=batch_size)
+        emit(
+            "progress",
+            f"batch size {batch_size}: p50 {run.latency_ms.p50:.3f} ms, "
+            f"{run.throughput_per_s:.1f}/s{power}{extra}" + (" (noisy)" if run.noisy else ""),
+            phase="bench",
+            batch_size=batch_size,
+        )
     result.headline = headline(result)
     return result
 
@@ -168,5 +190,9 @@ def headline(result: BenchResult) -> Optional[str]:
 
 def failed_result(spec: JobSpec, error: str, hint: Optional[str]) -> Any:
     """The result recorded for a job that raised."""
-    cls = {"convert": ConvertResult, "bench": BenchResult, "validate": ValidateResult}[spec.kind]
-    return cls(device=socket.gethostname(), status="failed", error=error, hint=hint)
+    cls: Type[DeviceResult] = {
+        "convert": ConvertResult,
+        "bench": BenchResult,
+        "validate": ValidateResult,
+    }[spec.kind]
+    return cls.failure(socket.gethostname(), error, hint)

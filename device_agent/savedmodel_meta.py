@@ -64,8 +64,10 @@ class _Budget:
     def take(self, what: str) -> None:
         self.left -= 1
         if self.left < 0:
-            raise _Corrupt(f"more than {MAX_ITEMS} {what} and other entries (a real "
-                           "SavedModel's signatures have far fewer)")
+            raise _Corrupt(
+                f"more than {MAX_ITEMS} {what} and other entries (a real "
+                "SavedModel's signatures have far fewer)"
+            )
 
 
 # --------------------------------------------------------------------------- wire format
@@ -221,8 +223,9 @@ def _signature(buf: Any, key: str, start: int, end: int, budget: _Budget) -> Sig
     )
 
 
-def _meta_graphs(buf: Any, size: int,
-                 budget: _Budget) -> List[Tuple[List[str], List[Tuple[int, int]]]]:
+def _meta_graphs(
+    buf: Any, size: int, budget: _Budget
+) -> List[Tuple[List[str], List[Tuple[int, int]]]]:
     """Every MetaGraphDef as (tags, ranges of its signature_def map entries)."""
     graphs = []
     for number, wire, a, b in _fields(buf, 0, size):
@@ -356,8 +359,9 @@ def check_model_dir(path: Optional[str], what: str = "model") -> str:
         raise AgentError(f"The job names no {what} directory.")
     if not os.path.isdir(path):
         raise AgentError(f"The {what} directory {path} does not exist on this device.")
-    if not any(os.path.isfile(os.path.join(path, f))
-               for f in ("saved_model.pb", "saved_model.pbtxt")):
+    if not any(
+        os.path.isfile(os.path.join(path, f)) for f in ("saved_model.pb", "saved_model.pbtxt")
+    ):
         raise AgentError(
             f"{path} is not a SavedModel: it has no saved_model.pb.",
             "Save the model with model.save(dir) (Keras 2) or tf.saved_model.save(obj, dir).",

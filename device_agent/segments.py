@@ -96,15 +96,19 @@ def run_sweep(
         point = count_fn(size)
         points.append(point)
         if log:
-            log(f"minimum_segment_size={size}: {point.engines} engines, "
-                f"{point.percent_converted:.1f}% of ops converted")
+            log(
+                f"minimum_segment_size={size}: {point.engines} engines, "
+                f"{point.percent_converted:.1f}% of ops converted"
+            )
         if point.engines <= target:
             break
     chosen, within = sweep_choice(points, max_engines)
     if log:
         how = "within" if within else "none within; fewest engines for"
-        log(f"chose minimum_segment_size={chosen.minimum_segment_size} ({how} the target of "
-            f"{target:g} engines)")
+        log(
+            f"chose minimum_segment_size={chosen.minimum_segment_size} ({how} the target of "
+            f"{target:g} engines)"
+        )
     return chosen, points
 
 

@@ -29,12 +29,12 @@ def _imports_tensorflow(argv: List[str]) -> bool:
     TensorFlow."""
     if argv[0] == "plan":
         return True
-    return argv[0] == "info" and any(len(a) >= 3 and "--deep".startswith(a.split("=")[0])
-                                     for a in argv[1:])
+    return argv[0] == "info" and any(
+        len(a) >= 3 and "--deep".startswith(a.split("=")[0]) for a in argv[1:]
+    )
 
 
-def _answer_in_child(main: Callable[[Optional[List[str]]], int], root: str,
-                     request: dict) -> dict:
+def _answer_in_child(main: Callable[[Optional[List[str]]], int], root: str, request: dict) -> dict:
     """`answer` in a forked child, so what it imports dies with it; the reply comes back
     as JSON through a pipe."""
     rfd, wfd = os.pipe()
@@ -60,13 +60,18 @@ def _answer_in_child(main: Callable[[Optional[List[str]]], int], root: str,
             return reply
     except ValueError:
         pass
-    return {"id": request.get("id"), "exit": 1, "stdout": "",
-            "stderr": f"serve: the child answering {request.get('argv')!r} died "
-                      f"(wait status {status})\n"}
+    return {
+        "id": request.get("id"),
+        "exit": 1,
+        "stdout": "",
+        "stderr": f"serve: the child answering {request.get('argv')!r} died "
+        f"(wait status {status})\n",
+    }
 
 
-def answer(main: Callable[[Optional[List[str]]], int], root: str, request: dict,
-           fork: bool = True) -> dict:
+def answer(
+    main: Callable[[Optional[List[str]]], int], root: str, request: dict, fork: bool = True
+) -> dict:
     """Run one request through `main` with its stdin, capturing stdout and stderr.
     `fork`: run a request that imports TensorFlow in a child process."""
     argv = [str(a) for a in request.get("argv") or []]
@@ -94,8 +99,12 @@ def answer(main: Callable[[Optional[List[str]]], int], root: str, request: dict,
     return reply
 
 
-def serve(main: Callable[[Optional[List[str]]], int], root: str,
-          inp: Optional[IO[str]] = None, outp: Optional[IO[str]] = None) -> int:
+def serve(
+    main: Callable[[Optional[List[str]]], int],
+    root: str,
+    inp: Optional[IO[str]] = None,
+    outp: Optional[IO[str]] = None,
+) -> int:
     """Answer request lines from `inp` until it ends."""
     inp = inp or sys.stdin
     outp = outp or sys.stdout

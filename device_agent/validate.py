@@ -16,11 +16,11 @@ from .errors import AgentError
 from .protocol import (
     PRECISIONS,
     SUCCEEDED,
-    JobSpec,
     OutputCheck,
     TensorInfo,
     ValidateOptions,
     ValidateResult,
+    ValidateSpec,
     ValidationReport,
 )
 from .savedmodel_meta import check_model_dir
@@ -253,7 +253,7 @@ def compare_models(
 
 
 def run_validate(
-    spec: JobSpec, emit: Emit, inputs_iter: Optional[Iterator[Dict[str, np.ndarray]]] = None
+    spec: ValidateSpec, emit: Emit, inputs_iter: Optional[Iterator[Dict[str, np.ndarray]]] = None
 ) -> ValidateResult:
     """The body of a `validate` job: compare spec.converted against spec.model.
 
@@ -262,7 +262,7 @@ def run_validate(
     exit code. An AgentError (missing model, signature mismatch...) propagates and the
     runner records a failed job.
     """
-    options = spec.validation or ValidateOptions()
+    options = spec.validation
     model = check_model_dir(spec.model, "source model")
     converted = check_artifact(spec.converted, "converted model")
     if spec.calib and inputs_iter is None:

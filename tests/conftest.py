@@ -43,7 +43,7 @@ def tiny_model(models_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def mnist_model(models_dir: Path) -> Path:
     """The demo's MNIST MLP (the TF-TRT guide's model), trained briefly."""
-    from edge.demo import build_mnist_model
+    from edge.ops.demo_model import build_mnist_model
 
     return build_mnist_model(models_dir / "mnist", samples=512).path
 

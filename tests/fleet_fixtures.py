@@ -19,8 +19,11 @@ JUMP_DEVICE = "dj"
 def ssh_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshFleet]:
     """Devices d1..d4 on 127.0.0.10-13, a bastion, and `dj` reachable only through it."""
     if find_sshd() is None:
-        pytest.fail("OpenSSH server not installed: the SSH fleet tests need a real sshd; "
-                    "install it: apt-get install openssh-server", pytrace=False)
+        pytest.fail(
+            "OpenSSH server not installed: the SSH fleet tests need a real sshd; "
+            "install it: apt-get install openssh-server",
+            pytrace=False,
+        )
     base: Path = tmp_path_factory.mktemp("sshfleet")
     fleet = SshFleet(base, DEVICE_NAMES, bastion=True, behind_bastion=[JUMP_DEVICE])
     fleet.start()
@@ -55,8 +58,10 @@ def python38() -> str:
     """A Python 3.8 interpreter; fails (never skips) with the command that installs one."""
     found = find_python38()
     if found is None:
-        pytest.fail(f"no Python 3.8 interpreter on this machine: install one: {PYTHON38_INSTALL}",
-                    pytrace=False)
+        pytest.fail(
+            f"no Python 3.8 interpreter on this machine: install one: {PYTHON38_INSTALL}",
+            pytrace=False,
+        )
     return found
 
 
@@ -70,7 +75,7 @@ def python38_numpy(python38: str, tmp_path_factory: pytest.TempPathFactory) -> d
 @pytest.fixture
 def short_home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """An EDGE_HOME short enough for a Unix socket path; any multiplexer is stopped after."""
-    from edge.errors import EdgeError
+    from edge.core.errors import EdgeError
     from edge.transport import mux
 
     home = Path(tempfile.mkdtemp(prefix="em", dir="/tmp"))

@@ -68,14 +68,24 @@ def make_device_python(dest: Path) -> Path:
         site = next((dest / "lib").glob("python3*/site-packages"))
         (site / "edge-test-host-packages.pth").write_text(f"{purelib}\n")
     python = dest / "bin" / "python"
-    probe = ("import importlib.util, numpy, sys; "
-             "sys.exit(3 if importlib.util.find_spec('device_agent') else 0)")
+    probe = (
+        "import importlib.util, numpy, sys; "
+        "sys.exit(3 if importlib.util.find_spec('device_agent') else 0)"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    proc = subprocess.run([str(python), "-I", "-c", probe], cwd=str(dest), env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [str(python), "-I", "-c", probe],
+        cwd=str(dest),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if proc.returncode != 0:
-        raise RuntimeError(f"device python {python} is not like a board's (exit "
-                           f"{proc.returncode}: {proc.stderr.strip()[-500:]})")
+        raise RuntimeError(
+            f"device python {python} is not like a board's (exit "
+            f"{proc.returncode}: {proc.stderr.strip()[-500:]})"
+        )
     return python
 
 
@@ -86,8 +96,14 @@ def find_python38() -> str | None:
     """A Python 3.8 interpreter (the oldest the agent supports), or None."""
     for candidate in ("python3.8", str(Path.home() / ".pyenv/versions/3.8.18/bin/python")):
         found = shutil.which(candidate)
-        if found and subprocess.run([found, "-c", "import sys; assert sys.version_info[:2] == "
-                                     "(3, 8)"], capture_output=True).returncode == 0:
+        if (
+            found
+            and subprocess.run(
+                [found, "-c", "import sys; assert sys.version_info[:2] == (3, 8)"],
+                capture_output=True,
+            ).returncode
+            == 0
+        ):
             return found
     return None
 
@@ -102,10 +118,15 @@ def make_python38_numpy(userbase: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONUSERBASE"] = str(userbase)
     if not list(userbase.glob("lib/python3.8/site-packages/numpy")):
-        proc = subprocess.run([base, "-m", "pip", "install", "-q", "--user",
-                               "--disable-pip-version-check", "numpy"],
-                              capture_output=True, text=True, timeout=600, env=env)
+        proc = subprocess.run(
+            [base, "-m", "pip", "install", "-q", "--user", "--disable-pip-version-check", "numpy"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+        )
         if proc.returncode != 0:
-            raise RuntimeError(f"pip install --user numpy for Python 3.8 failed: "
-                               f"{proc.stderr[-800:]}")
+            raise RuntimeError(
+                f"pip install --user numpy for Python 3.8 failed: {proc.stderr[-800:]}"
+            )
     return env

@@ -16,9 +16,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """Report a skip outside the hardware suite as a failure, with its reason."""
     outcome = yield
     report = outcome.get_result()
-    if report.skipped and item.get_closest_marker("jetson") is None \
-            and not hasattr(report, "wasxfail"):
+    if (
+        report.skipped
+        and item.get_closest_marker("jetson") is None
+        and not hasattr(report, "wasxfail")
+    ):
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
         report.longrepr = f"skipped outside the hardware suite (only -m jetson may skip): {reason}"
-

@@ -83,9 +83,15 @@ class SshServer:
         return sshd.log_tail(self.log_path, lines)
 
     def _write_config(self) -> None:
-        sshd.write_config(self.config_path, f"{self.host}:{self.port}", self.host_key_path,
-                          self.pid_path, self.authorized_keys, AllowUsers=self.user,
-                          **SSHD_SETTINGS)
+        sshd.write_config(
+            self.config_path,
+            f"{self.host}:{self.port}",
+            self.host_key_path,
+            self.pid_path,
+            self.authorized_keys,
+            AllowUsers=self.user,
+            **SSHD_SETTINGS,
+        )
 
     def start(self) -> None:
         """Start sshd and wait until it greets on its port (picks a free port if 0)."""
@@ -108,8 +114,9 @@ class SshServer:
         self._proc = sshd.spawn(self.config_path, self.log_path, self.sshd)
         self.pid = self._proc.pid
         try:
-            sshd.wait_greets(self._proc, self.name, self.host, self.port, self.log_path,
-                             START_TIMEOUT_S)
+            sshd.wait_greets(
+                self._proc, self.name, self.host, self.port, self.log_path, START_TIMEOUT_S
+            )
         except RuntimeError:
             if self._proc.poll() is None:
                 self.stop()

@@ -46,8 +46,10 @@ class StdlibOnlyContract(Contract):
     def render_broken_contract(self, check: ContractCheck) -> None:
         for item in check.metadata["bad"]:
             where = ", ".join(f"l.{n}" for n in item["lines"])
-            output.print_error(f"{item['importer']} imports {item['imported']} ({where}): "
-                               "neither the standard library nor one of these modules")
+            output.print_error(
+                f"{item['importer']} imports {item['imported']} ({where}): "
+                "neither the standard library nor one of these modules"
+            )
             output.new_line()
         if self.broken_contract_guidance:
             output.print(str(self.broken_contract_guidance))

@@ -93,8 +93,14 @@ class TcpProxy:
             target = connect(client, (self.target_host, self.target_port), 5.0)
             if target is None:
                 continue
-            link = Link(client, target, lambda: self.delay_ms / 1000.0, CHUNK,
-                        on_bytes=self._count, on_end=self._forget)
+            link = Link(
+                client,
+                target,
+                lambda: self.delay_ms / 1000.0,
+                CHUNK,
+                on_bytes=self._count,
+                on_end=self._forget,
+            )
             with self._lock:
                 self._links.add(link)
                 self.connections += 1

@@ -57,8 +57,14 @@ def tree(tmp_path: Path) -> Path:
 
 def _lint(tree: Path, contract: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return subprocess.run([str(LINT_IMPORTS), "--no-cache", "--contract", contract],
-                          cwd=tree, env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache", "--contract", contract],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def _inject(tree: Path, module: str, line: str) -> None:
@@ -68,23 +74,68 @@ def _inject(tree: Path, module: str, line: str) -> None:
     path.write_text(path.read_text() + f"\n\ndef _injected() -> None:\n    {line}\n")
 
 
-@pytest.mark.parametrize(("contract", "module", "line", "reported"), [
-    ("host-imports-shared-part", "edge.errors", "import device_agent.convert",
-     "edge.errors -> device_agent.convert"),
-    ("shared-part-stdlib-only", "device_agent.protocol", "import numpy",
-     "device_agent.protocol imports numpy"),
-    ("shared-part-stdlib-only", "device_agent.errors", "import yaml",  # listed nowhere
-     "device_agent.errors imports yaml"),
-    ("shared-part-stdlib-only", "device_agent.store", "from device_agent import calib",
-     "device_agent.store imports device_agent.calib"),
-    ("agent-never-imports-host", "device_agent.jobs", "import edge.errors",
-     "device_agent.jobs -> edge.errors"),
-    ("transport-below-library", "edge.transport.base", "import edge.cli",
-     "edge.transport.base -> edge.cli"),
-    ("library-below-cli", "edge.errors", "import edge.cli", "edge.errors -> edge.cli"),
-])
-def test_contract_breaks_on_the_import_it_forbids(tree: Path, contract: str, module: str,
-                                                  line: str, reported: str) -> None:
+@pytest.mark.parametrize(
+    ("contract", "module", "line", "reported"),
+    [
+        (
+            "host-imports-shared-part",
+            "edge.core.errors",
+            "import device_agent.convert",
+            "edge.core.errors -> device_agent.convert",
+        ),
+        (
+            "shared-part-stdlib-only",
+            "device_agent.protocol",
+            "import numpy",
+            "device_agent.protocol imports numpy",
+        ),
+        (
+            "shared-part-stdlib-only",
+            "device_agent.errors",
+            "import yaml",  # listed nowhere
+            "device_agent.errors imports yaml",
+        ),
+        (
+            "shared-part-stdlib-only",
+            "device_agent.manifest",
+            "from device_agent import calib",
+            "device_agent.manifest imports device_agent.calib",
+        ),
+        (
+            "agent-never-imports-host",
+            "device_agent.jobs",
+            "import edge.core.errors",
+            "device_agent.jobs -> edge.core.errors",
+        ),
+        (
+            "edge-layers",
+            "edge.transport.base",
+            "import edge.ops.push",
+            "edge.transport.base -> edge.ops.push",
+        ),
+        (
+            "edge-layers",
+            "edge.core.errors",
+            "import edge.cli.main",
+            "edge.core.errors -> edge.cli.main",
+        ),
+        (
+            "edge-layers",
+            "edge.ops.convert",
+            "import edge.views.tables",
+            "edge.ops.convert -> edge.views.tables",
+        ),
+        (
+            "edge-layers",
+            "edge.history.store",
+            "import edge.recipes.loader",  # one layer, apart
+            "edge.history.store -> edge.recipes.loader",
+        ),
+    ],
+)
+def test_contract_breaks_on_the_import_it_forbids(
+    tree: Path, contract: str, module: str, line: str, reported: str
+) -> None:
     before = _lint(tree, contract)
     assert reported not in before.stdout, before.stdout
     _inject(tree, module, line)  # inside a function: lazy imports count too

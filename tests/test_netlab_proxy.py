@@ -37,10 +37,18 @@ def delayed() -> Iterator[tuple[int, list[bytes], threading.Thread]]:
     got: list[bytes] = []
     server = threading.Thread(target=_reply_after_eof, args=(listener, got), daemon=True)
     server.start()
-    argv = [sys.executable, "-m", "netlab.delay", "--delay-ms", str(DELAY_MS),
-            "--to", f"127.0.0.1:{listener.getsockname()[1]}"]
-    proc = subprocess.Popen(argv, cwd=BENCHMARKS, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "netlab.delay",
+        "--delay-ms",
+        str(DELAY_MS),
+        "--to",
+        f"127.0.0.1:{listener.getsockname()[1]}",
+    ]
+    proc = subprocess.Popen(
+        argv, cwd=BENCHMARKS, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout is not None
         ports = json.loads(proc.stdout.readline())["ports"]
@@ -53,7 +61,8 @@ def delayed() -> Iterator[tuple[int, list[bytes], threading.Thread]]:
 
 
 def test_half_close_and_delay_reach_the_other_end(
-        delayed: tuple[int, list[bytes], threading.Thread]) -> None:
+    delayed: tuple[int, list[bytes], threading.Thread],
+) -> None:
     port, got, server = delayed
     payload = bytes(range(256)) * 4096  # 1 MiB: several chunks each way
     start = time.monotonic()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 
-INNER = '''
+INNER = """
 import pytest
 
 def test_skips_without_reason_to():
@@ -24,15 +24,29 @@ def test_importorskip_counts_too():
 @pytest.mark.xfail(reason="known")
 def test_xfail_is_not_a_skip():
     assert False
-'''
+"""
 
 
 def test_only_the_hardware_suite_may_skip(tmp_path: Path) -> None:
     (tmp_path / "test_inner.py").write_text(INNER)
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "skip_guard", "-p", "no:cacheprovider",
-         "-o", "markers=jetson: board", str(tmp_path / "test_inner.py")],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "skip_guard",
+            "-p",
+            "no:cacheprovider",
+            "-o",
+            "markers=jetson: board",
+            str(tmp_path / "test_inner.py"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
         env={"PYTHONPATH": str(TESTS), "PATH": "/usr/bin:/bin"},
     )
     out = proc.stdout

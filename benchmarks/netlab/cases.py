@@ -62,10 +62,21 @@ class Ctx:
         return [self.random] + ([self.model] if self.model else [])
 
 
-def measure(ctx: Ctx, case: int, group: str, tool: str, needs: str,
-            fn: Callable[[], float], setup: Callable[[], object] | None = None,
-            role: str = "baseline", nbytes: int = 0, devices: int = 1, key: str = "",
-            repeat: int | None = None, timeout: float | None = None) -> Row:
+def measure(
+    ctx: Ctx,
+    case: int,
+    group: str,
+    tool: str,
+    needs: str,
+    fn: Callable[[], float],
+    setup: Callable[[], object] | None = None,
+    role: str = "baseline",
+    nbytes: int = 0,
+    devices: int = 1,
+    key: str = "",
+    repeat: int | None = None,
+    timeout: float | None = None,
+) -> Row:
     """Run `setup` (untimed) then `fn` (returns seconds), `repeat` times; keep the median.
     A tool that is not installed, fails or times out gets a row saying so."""
     row = Row(case, group, tool, None, role, nbytes, devices, key=key)
@@ -92,8 +103,9 @@ def measure(ctx: Ctx, case: int, group: str, tool: str, needs: str,
             retried = str(exc)
             print(f"[case {case}] {tool}: {exc}; retrying once", file=sys.stderr, flush=True)
     if retried and not row.note.startswith("failed"):
-        row.note = "; ".join(filter(None, [row.note,
-                                           f"1 failed attempt, retried: {retried[:120]}"]))
+        row.note = "; ".join(
+            filter(None, [row.note, f"1 failed attempt, retried: {retried[:120]}"])
+        )
     if row.samples and not row.note.startswith("failed"):
         row.seconds = statistics.median(row.samples)
     shown = f"{row.seconds:.2f}s" if row.seconds is not None else row.note
@@ -116,12 +128,20 @@ def _edge_note(row: Row, data: object) -> None:
     if isinstance(data, list):
         secs = [r.get("seconds") or 0.0 for r in data if isinstance(r, dict)]
         if secs:
-            row.note = "; ".join(filter(None, [f"slowest device's push {max(secs):.1f}s",
-                                               row.note]))
+            row.note = "; ".join(
+                filter(None, [f"slowest device's push {max(secs):.1f}s", row.note])
+            )
 
 
-def _edge_push(ctx: Ctx, row_args: dict, group: str, devs: Sequence[Device], p: Payload,
-               config: Path | None = None, setup: Callable[[], object] | None = None) -> Row:
+def _edge_push(
+    ctx: Ctx,
+    row_args: dict,
+    group: str,
+    devs: Sequence[Device],
+    p: Payload,
+    config: Path | None = None,
+    setup: Callable[[], object] | None = None,
+) -> Row:
     last: list[object] = []
 
     def fn() -> float:
@@ -129,8 +149,16 @@ def _edge_push(ctx: Ctx, row_args: dict, group: str, devs: Sequence[Device], p: 
         last[:] = [data]
         return seconds
 
-    row = measure(ctx, tool=f"edge push (--parallel {len(devs)})", needs="edge", fn=fn,
-                  setup=setup, role="edge", group=group, **row_args)
+    row = measure(
+        ctx,
+        tool=f"edge push (--parallel {len(devs)})",
+        needs="edge",
+        fn=fn,
+        setup=setup,
+        role="edge",
+        group=group,
+        **row_args,
+    )
     if row.seconds is not None and last:
         _edge_note(row, last[0])
     return row
@@ -138,9 +166,12 @@ def _edge_push(ctx: Ctx, row_args: dict, group: str, devs: Sequence[Device], p: 
 
 def raw_tcp(lab: Lab, dev: Device, path: Path) -> float:
     """Seconds to send `path` over plain TCP into the device's namespace (no ssh)."""
-    sink = subprocess.Popen(["ip", "netns", "exec", dev.ns, sys.executable, "-c", SINK,
-                             dev.addr, "9009"], stdout=subprocess.PIPE, text=True,
-                            env=lab.env())
+    sink = subprocess.Popen(
+        ["ip", "netns", "exec", dev.ns, sys.executable, "-c", SINK, dev.addr, "9009"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=lab.env(),
+    )
     try:
         assert sink.stdout is not None
         sink.stdout.readline()
@@ -170,16 +201,47 @@ def _case1(ctx: Ctx, p: Payload, first: bool) -> None:
     group = f"{p.name}, 1 device, {ctx.rate_mbit:g} Mbit/s"
     line = ctx.line_time(p.bytes)
     kw = dict(case=1, nbytes=p.bytes, devices=1, timeout=60 + 20 * line)
-    ctx.rows.append(Row(1, group, "line time (bytes*8/rate)", line, "ref", p.bytes,
-                        key="c1.line" if first else ""))
+    ctx.rows.append(
+        Row(
+            1,
+            group,
+            "line time (bytes*8/rate)",
+            line,
+            "ref",
+            p.bytes,
+            key="c1.line" if first else "",
+        )
+    )
     reset = lambda: lab.reset(devs)  # noqa: E731
     if first:
-        measure(ctx, group=group, tool="raw TCP, no ssh (link ceiling)", needs="",
-                fn=lambda: raw_tcp(lab, devs[0], p.copy_src), role="ref", **kw)
-    measure(ctx, group=group, tool="scp", needs="scp", setup=reset,
-            fn=lambda: tools.scp(devs, p), key="c1.scp" if first else "", **kw)
-    measure(ctx, group=group, tool="rsync over ssh", needs="rsync", setup=reset,
-            fn=lambda: tools.rsync(devs, p), **kw)
+        measure(
+            ctx,
+            group=group,
+            tool="raw TCP, no ssh (link ceiling)",
+            needs="",
+            fn=lambda: raw_tcp(lab, devs[0], p.copy_src),
+            role="ref",
+            **kw,
+        )
+    measure(
+        ctx,
+        group=group,
+        tool="scp",
+        needs="scp",
+        setup=reset,
+        fn=lambda: tools.scp(devs, p),
+        key="c1.scp" if first else "",
+        **kw,
+    )
+    measure(
+        ctx,
+        group=group,
+        tool="rsync over ssh",
+        needs="rsync",
+        setup=reset,
+        fn=lambda: tools.rsync(devs, p),
+        **kw,
+    )
     _edge_push(ctx, {**kw, "key": "c1.edge" if first else ""}, group, devs, p, setup=reset)
 
 
@@ -192,10 +254,25 @@ def case2(ctx: Ctx) -> None:
         group = f"{p.name}, 1 device, {2 * ctx.delay_ms:g} ms RTT, no rate cap"
         kw = dict(case=2, nbytes=p.bytes, devices=1, timeout=300.0)
         reset = lambda: lab.reset(devs)  # noqa: E731
-        measure(ctx, group=group, tool="scp", needs="scp", setup=reset,
-                fn=lambda: tools.scp(devs, p, config), key="c2.scp", **kw)
-        measure(ctx, group=group, tool="rsync over ssh", needs="rsync", setup=reset,
-                fn=lambda: tools.rsync(devs, p, config), **kw)
+        measure(
+            ctx,
+            group=group,
+            tool="scp",
+            needs="scp",
+            setup=reset,
+            fn=lambda: tools.scp(devs, p, config),
+            key="c2.scp",
+            **kw,
+        )
+        measure(
+            ctx,
+            group=group,
+            tool="rsync over ssh",
+            needs="rsync",
+            setup=reset,
+            fn=lambda: tools.rsync(devs, p, config),
+            **kw,
+        )
         _edge_push(ctx, {**kw, "key": "c2.edge"}, group, devs, p, config, setup=reset)
     finally:
         lab.stop_delay()
@@ -216,24 +293,52 @@ def _case3(ctx: Ctx, p: Payload, first: bool) -> None:
     line = ctx.line_time(p.bytes)
     kw = dict(case=3, nbytes=p.bytes, devices=n, timeout=120 + 30 * line)
     k = (lambda s: f"c3.{s}") if first else (lambda s: "")
-    ctx.rows.append(Row(3, group, "line time of one link", line, "ref", p.bytes, n,
-                        key=k("line")))
+    ctx.rows.append(Row(3, group, "line time of one link", line, "ref", p.bytes, n, key=k("line")))
     reset = lambda: lab.reset(devs)  # noqa: E731
 
     def ansible_fresh() -> None:
         reset()
         tools.ansible_cold()
 
-    measure(ctx, group=group, tool=f"ansible copy (forks {n})", needs="ansible",
-            setup=ansible_fresh, fn=lambda: tools.ansible_copy(f"n{n}", n, p),
-            key=k("ansible"), **kw)
+    measure(
+        ctx,
+        group=group,
+        tool=f"ansible copy (forks {n})",
+        needs="ansible",
+        setup=ansible_fresh,
+        fn=lambda: tools.ansible_copy(f"n{n}", n, p),
+        key=k("ansible"),
+        **kw,
+    )
     tools.ansible_cold()
-    measure(ctx, group=group, tool=f"{n} parallel scp", needs="scp", setup=reset,
-            fn=lambda: tools.scp(devs, p), key=k("scp"), **kw)
-    measure(ctx, group=group, tool="parallel-ssh copy_file", needs="pssh", setup=reset,
-            fn=lambda: tools.pssh_copy(devs, p), **kw)
-    measure(ctx, group=group, tool=f"{n} parallel rsync", needs="rsync", setup=reset,
-            fn=lambda: tools.rsync(devs, p), **kw)
+    measure(
+        ctx,
+        group=group,
+        tool=f"{n} parallel scp",
+        needs="scp",
+        setup=reset,
+        fn=lambda: tools.scp(devs, p),
+        key=k("scp"),
+        **kw,
+    )
+    measure(
+        ctx,
+        group=group,
+        tool="parallel-ssh copy_file",
+        needs="pssh",
+        setup=reset,
+        fn=lambda: tools.pssh_copy(devs, p),
+        **kw,
+    )
+    measure(
+        ctx,
+        group=group,
+        tool=f"{n} parallel rsync",
+        needs="rsync",
+        setup=reset,
+        fn=lambda: tools.rsync(devs, p),
+        **kw,
+    )
     _edge_push(ctx, {**kw, "key": k("edge")}, group, devs, p, setup=reset)
 
 
@@ -251,14 +356,33 @@ def case4(ctx: Ctx) -> None:
         shutil.copy2(p.copy_src, dev.dest / p.copy_src.name)
     lab.shape(ctx.rate_mbit, devs)
     tools.ansible_cold()
-    measure(ctx, group=group, tool="ansible copy, cold ssh", needs="ansible",
-            setup=tools.ansible_cold, fn=lambda: tools.ansible_copy(f"n{n}", n, p),
-            key="c4.ansible", **once)
-    measure(ctx, group=group, tool="ansible copy, warm ControlPersist", needs="ansible",
-            fn=lambda: tools.ansible_copy(f"n{n}", n, p), **once)
+    measure(
+        ctx,
+        group=group,
+        tool="ansible copy, cold ssh",
+        needs="ansible",
+        setup=tools.ansible_cold,
+        fn=lambda: tools.ansible_copy(f"n{n}", n, p),
+        key="c4.ansible",
+        **once,
+    )
+    measure(
+        ctx,
+        group=group,
+        tool="ansible copy, warm ControlPersist",
+        needs="ansible",
+        fn=lambda: tools.ansible_copy(f"n{n}", n, p),
+        **once,
+    )
     tools.ansible_cold()
-    measure(ctx, group=group, tool=f"{n} parallel rsync", needs="rsync",
-            fn=lambda: tools.rsync(devs, p), **kw)
+    measure(
+        ctx,
+        group=group,
+        tool=f"{n} parallel rsync",
+        needs="rsync",
+        fn=lambda: tools.rsync(devs, p),
+        **kw,
+    )
     if tools.has("edge"):  # edge's first push (a no-op if case 3 left it there), uncapped
         lab.shape(None, devs)
         try:
@@ -269,9 +393,16 @@ def case4(ctx: Ctx) -> None:
     if tools.has("edge"):  # warm: edge's multiplexer (its ControlPersist), primed once
         with edge_mux(tools):
             tools.edge_push(f"n{n}", n, p)
-            measure(ctx, group=group, tool=f"edge push (--parallel {n}), warm edge mux",
-                    needs="edge", fn=lambda: tools.edge_push(f"n{n}", n, p)[0], role="edge",
-                    key="c4.edge_warm", **kw)
+            measure(
+                ctx,
+                group=group,
+                tool=f"edge push (--parallel {n}), warm edge mux",
+                needs="edge",
+                fn=lambda: tools.edge_push(f"n{n}", n, p)[0],
+                role="edge",
+                key="c4.edge_warm",
+                **kw,
+            )
 
 
 def _probe_set(ctx: Ctx, n: int, main: bool) -> None:
@@ -284,31 +415,85 @@ def _probe_set(ctx: Ctx, n: int, main: bool) -> None:
     # 3 runs each for the main probe (Ansible: --repeat, it is slow); --repeat for the other
     kw = dict(case=5, devices=n, timeout=120.0, repeat=max(3, ctx.repeat) if main else ctx.repeat)
     ans = {**kw, "repeat": ctx.repeat}
-    measure(ctx, group=cold, tool=f"{n} parallel OpenSSH ssh", needs="ssh",
-            fn=lambda: tools.ssh(devs, cmd), key=k("ssh"), **kw)
+    measure(
+        ctx,
+        group=cold,
+        tool=f"{n} parallel OpenSSH ssh",
+        needs="ssh",
+        fn=lambda: tools.ssh(devs, cmd),
+        key=k("ssh"),
+        **kw,
+    )
     if main:
-        measure(ctx, group=cold, tool=f"{n} parallel ssh, kex curve25519-sha256", needs="ssh",
-                fn=lambda: tools.ssh(devs, cmd, "-o", "KexAlgorithms=curve25519-sha256"), **kw)
-        measure(ctx, group=cold, tool="parallel-ssh run_command", needs="pssh",
-                fn=lambda: tools.pssh_run(devs, cmd), **kw)
-    measure(ctx, group=cold, tool=f"ansible -m ping (forks {n})", needs="ansible",
-            setup=tools.ansible_cold, fn=lambda: tools.ansible_run(f"n{n}", n, "ping"), **ans)
-    measure(ctx, group=warm, tool="ansible -m ping, warm ControlPersist", needs="ansible",
-            fn=lambda: tools.ansible_run(f"n{n}", n, "ping"), **ans)
+        measure(
+            ctx,
+            group=cold,
+            tool=f"{n} parallel ssh, kex curve25519-sha256",
+            needs="ssh",
+            fn=lambda: tools.ssh(devs, cmd, "-o", "KexAlgorithms=curve25519-sha256"),
+            **kw,
+        )
+        measure(
+            ctx,
+            group=cold,
+            tool="parallel-ssh run_command",
+            needs="pssh",
+            fn=lambda: tools.pssh_run(devs, cmd),
+            **kw,
+        )
+    measure(
+        ctx,
+        group=cold,
+        tool=f"ansible -m ping (forks {n})",
+        needs="ansible",
+        setup=tools.ansible_cold,
+        fn=lambda: tools.ansible_run(f"n{n}", n, "ping"),
+        **ans,
+    )
+    measure(
+        ctx,
+        group=warm,
+        tool="ansible -m ping, warm ControlPersist",
+        needs="ansible",
+        fn=lambda: tools.ansible_run(f"n{n}", n, "ping"),
+        **ans,
+    )
     tools.ansible_cold()
     probe = ["fleet", "probe", f"tag:n{n}", "--json"]
-    measure(ctx, group=cold, tool="edge fleet probe (agent not installed)", needs="edge",
-            setup=lambda: lab.reset(devs, keep_agent=False),
-            fn=lambda: tools.edge_cmd(probe)[0], role="edge", **kw)
-    measure(ctx, group=cold, tool="edge fleet probe (agent installed)", needs="edge",
-            fn=lambda: tools.edge_cmd(probe)[0], role="edge", key=k("edge_cold"), **kw)
+    measure(
+        ctx,
+        group=cold,
+        tool="edge fleet probe (agent not installed)",
+        needs="edge",
+        setup=lambda: lab.reset(devs, keep_agent=False),
+        fn=lambda: tools.edge_cmd(probe)[0],
+        role="edge",
+        **kw,
+    )
+    measure(
+        ctx,
+        group=cold,
+        tool="edge fleet probe (agent installed)",
+        needs="edge",
+        fn=lambda: tools.edge_cmd(probe)[0],
+        role="edge",
+        key=k("edge_cold"),
+        **kw,
+    )
     # warm = persistent connections: edge's multiplexer, as Ansible's ControlPersist
     if tools.has("edge"):
         with edge_mux(tools):
             tools.edge_cmd(probe)  # the multiplexer connects to every device
-            measure(ctx, group=warm, tool="edge fleet probe, warm edge mux", needs="edge",
-                    fn=lambda: tools.edge_cmd(probe)[0], role="edge", key=k("edge_warm"),
-                    **kw)
+            measure(
+                ctx,
+                group=warm,
+                tool="edge fleet probe, warm edge mux",
+                needs="edge",
+                fn=lambda: tools.edge_cmd(probe)[0],
+                role="edge",
+                key=k("edge_warm"),
+                **kw,
+            )
 
 
 @contextmanager
@@ -341,12 +526,37 @@ def case5(ctx: Ctx) -> None:
     pyz = next(dev.edge_root.rglob("*.pyz"))
     argv = [tools.python, str(pyz), "--root", str(dev.edge_root), "info"]
     env = device_env()
-    measure(ctx, 5, group, "agent info, first run after install", "edge", role="edge",
-            fn=lambda: tools.run([argv], env=env)[0], key="c5.agent_info", repeat=1)
-    measure(ctx, 5, group, "agent info, later runs", "edge", role="edge",
-            fn=lambda: tools.run([argv], env=env)[0], repeat=5)
-    measure(ctx, 5, group, "edge CLI start-up (edge fleet ls --json)", "edge", role="edge",
-            fn=lambda: tools.edge_cmd(["fleet", "ls", "--json"])[0], repeat=3)
+    measure(
+        ctx,
+        5,
+        group,
+        "agent info, first run after install",
+        "edge",
+        role="edge",
+        fn=lambda: tools.run([argv], env=env)[0],
+        key="c5.agent_info",
+        repeat=1,
+    )
+    measure(
+        ctx,
+        5,
+        group,
+        "agent info, later runs",
+        "edge",
+        role="edge",
+        fn=lambda: tools.run([argv], env=env)[0],
+        repeat=5,
+    )
+    measure(
+        ctx,
+        5,
+        group,
+        "edge CLI start-up (edge fleet ls --json)",
+        "edge",
+        role="edge",
+        fn=lambda: tools.edge_cmd(["fleet", "ls", "--json"])[0],
+        repeat=3,
+    )
 
 
 CASES: dict[int, Callable[[Ctx], None]] = {1: case1, 2: case2, 3: case3, 4: case4, 5: case5}

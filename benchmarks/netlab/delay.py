@@ -32,8 +32,9 @@ CHUNK = 256 * 1024
 class DelayProxy:
     """Forward `listen_host`:<free port> to `target` with `delay_ms` added each way."""
 
-    def __init__(self, target: tuple[str, int], delay_ms: float,
-                 listen_host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, target: tuple[str, int], delay_ms: float, listen_host: str = "127.0.0.1"
+    ) -> None:
         self.target, self.delay_s = target, delay_ms / 1000.0
         self._sock = socket.create_server((listen_host, 0), backlog=256)
         self.port = int(self._sock.getsockname()[1])

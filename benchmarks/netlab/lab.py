@@ -150,15 +150,17 @@ class Lab:
             self.base.mkdir(parents=True, exist_ok=True)
             keygen(self.client_key, "edge-netlab-client")
             (self.base / "authorized_keys").write_text(
-                self.client_key.with_suffix(".pub").read_text())
+                self.client_key.with_suffix(".pub").read_text()
+            )
             t0 = time.monotonic()
             for dev in self.devices:
                 self._create(dev)
             for dev in self.devices:
                 self._wait_greets(dev)
             self.write_client_files()
-            self._log(f"{len(self.devices)} devices up in {time.monotonic() - t0:.1f}s "
-                      f"under {self.base}")
+            self._log(
+                f"{len(self.devices)} devices up in {time.monotonic() - t0:.1f}s under {self.base}"
+            )
         except BaseException:
             self.close()
             raise
@@ -179,15 +181,21 @@ class Lab:
         keygen(key, f"{dev.name}-host")
         dev.host_key_pub = key.with_suffix(".pub").read_text().strip()
         cfg = dev.dir / "sshd_config"
-        sshd.write_config(cfg, f"{dev.addr}:22", key, dev.dir / "sshd.pid",
-                          self.base / "authorized_keys", **SSHD_SETTINGS)
-        dev.sshd = sshd.spawn(cfg, dev.dir / "sshd.log", SSHD,
-                              prefix=("ip", "netns", "exec", dev.ns), env=self.env())
+        sshd.write_config(
+            cfg,
+            f"{dev.addr}:22",
+            key,
+            dev.dir / "sshd.pid",
+            self.base / "authorized_keys",
+            **SSHD_SETTINGS,
+        )
+        dev.sshd = sshd.spawn(
+            cfg, dev.dir / "sshd.log", SSHD, prefix=("ip", "netns", "exec", dev.ns), env=self.env()
+        )
 
     def _wait_greets(self, dev: Device) -> None:
         assert dev.sshd is not None
-        sshd.wait_greets(dev.sshd, dev.name, dev.addr, 22, dev.dir / "sshd.log",
-                         START_TIMEOUT_S)
+        sshd.wait_greets(dev.sshd, dev.name, dev.addr, 22, dev.dir / "sshd.log", START_TIMEOUT_S)
 
     def close(self) -> None:
         """Stop proxies, tools and sshd; delete namespaces, veths, qdiscs and files."""
@@ -203,8 +211,11 @@ class Lab:
             stray = pids_with_cmdline(str(self.base))
             terminate(stray)
             # ...then every process in the namespaces: sshd, its sessions, their commands.
-            in_ns = [int(p) for dev in self.devices
-                     for p in sh("ip", "netns", "pids", dev.ns, check=False).stdout.split()]
+            in_ns = [
+                int(p)
+                for dev in self.devices
+                for p in sh("ip", "netns", "pids", dev.ns, check=False).stdout.split()
+            ]
             terminate(in_ns)
             killed += len(stray) + len(in_ns)
             for dev in self.devices:
@@ -215,8 +226,9 @@ class Lab:
                 sh("ip", "link", "del", dev.host_if, check=False)  # its peer and qdiscs too
                 sh("ip", "netns", "del", dev.ns, check=False)
             shutil.rmtree(self.base, ignore_errors=True)
-            self._log(f"torn down ({killed} processes stopped, {len(self.devices)} namespaces "
-                      "deleted)")
+            self._log(
+                f"torn down ({killed} processes stopped, {len(self.devices)} namespaces deleted)"
+            )
         finally:
             for sig, handler in self._old_handlers.items():
                 signal.signal(sig, handler)
@@ -224,8 +236,9 @@ class Lab:
 
     # ------------------------------------------------------------------ client side
 
-    def write_client_files(self, via: dict[str, int] | None = None,
-                           path: Path | None = None) -> Path:
+    def write_client_files(
+        self, via: dict[str, int] | None = None, path: Path | None = None
+    ) -> Path:
         """Write known_hosts and an OpenSSH client config (Host bN ...); devices named in
         `via` are reached through 127.0.0.1:<port> (the delay proxy)."""
         via = via or {}
@@ -241,7 +254,8 @@ class Lab:
                 f"Host {dev.name}\n    HostName {host}\n    Port {port}\n    User root\n"
                 f"    IdentityFile {self.client_key}\n    IdentitiesOnly yes\n"
                 f"    UserKnownHostsFile {self.known_hosts}\n"
-                f"    StrictHostKeyChecking yes\n    BatchMode yes\n    LogLevel ERROR\n")
+                f"    StrictHostKeyChecking yes\n    BatchMode yes\n    LogLevel ERROR\n"
+            )
         with open(self.known_hosts, "a" if via else "w") as f:
             f.write("\n".join(lines) + "\n")
         path = path or self.ssh_config
@@ -261,8 +275,22 @@ class Lab:
                 if rate_mbit is None:
                     sh("tc", *prefix, "qdisc", "del", "dev", ifname, "root", check=False)
                 else:
-                    sh("tc", *prefix, "qdisc", "replace", "dev", ifname, "root", "tbf",
-                       "rate", f"{rate_mbit}mbit", "burst", TBF_BURST, "latency", TBF_LATENCY)
+                    sh(
+                        "tc",
+                        *prefix,
+                        "qdisc",
+                        "replace",
+                        "dev",
+                        ifname,
+                        "root",
+                        "tbf",
+                        "rate",
+                        f"{rate_mbit}mbit",
+                        "burst",
+                        TBF_BURST,
+                        "latency",
+                        TBF_LATENCY,
+                    )
         self.rate_mbit = rate_mbit
 
     def delay(self, delay_ms: float, devices: Sequence[Device]) -> Path:
@@ -272,9 +300,15 @@ class Lab:
         argv = [sys.executable, "-m", "netlab.delay", "--delay-ms", str(delay_ms)]
         for dev in devices:
             argv += ["--to", f"{dev.addr}:22"]
-        self._proxy = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                       text=True, env=self.env(), start_new_session=True,
-                                       cwd=Path(__file__).resolve().parents[1])
+        self._proxy = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=self.env(),
+            start_new_session=True,
+            cwd=Path(__file__).resolve().parents[1],
+        )
         assert self._proxy.stdout is not None
         ports = json.loads(self._proxy.stdout.readline())["ports"]
         via = {dev.name: port for dev, port in zip(devices, ports)}
@@ -309,7 +343,6 @@ def remove_stale() -> None:
     for name in re.findall(rf"^({NS_PREFIX}\d+)\b", out, flags=re.M):
         pids = [int(p) for p in sh("ip", "netns", "pids", name, check=False).stdout.split()]
         terminate(pids)
-        idx = name[len(NS_PREFIX):]
+        idx = name[len(NS_PREFIX) :]
         sh("ip", "link", "del", f"veth-b{idx}-h", check=False)
         sh("ip", "netns", "del", name, check=False)
-

@@ -63,16 +63,25 @@ def savedmodel_payload(python: str, timeout: float = 300.0) -> Payload | None:
         target.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
         try:
-            proc = subprocess.run([python, "-c", BUILD_SAVEDMODEL, str(target)], env=env,
-                                  capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(
+                [python, "-c", BUILD_SAVEDMODEL, str(target)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+            )
         except subprocess.TimeoutExpired:
-            print(f"[payload] SavedModel build timed out after {timeout:.0f}s; skipped",
-                  file=sys.stderr)
+            print(
+                f"[payload] SavedModel build timed out after {timeout:.0f}s; skipped",
+                file=sys.stderr,
+            )
             return None
         if proc.returncode != 0:
             tail = proc.stderr.strip().splitlines()[-1:] or ["?"]
-            print(f"[payload] no SavedModel (TensorFlow for {python}?): {tail[0]}; skipped",
-                  file=sys.stderr)
+            print(
+                f"[payload] no SavedModel (TensorFlow for {python}?): {tail[0]}; skipped",
+                file=sys.stderr,
+            )
             return None
         done.write_text("ok\n")
     return Payload("MobileNetV2 SavedModel", target, target)

@@ -21,11 +21,14 @@ STOP_TIMEOUT_S = 5.0
 
 def sh(*argv: str, check: bool = True, timeout: float = 30.0) -> subprocess.CompletedProcess:
     """Run a short command, capture its output; raise with stderr on failure."""
-    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        list(argv), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
     if check and proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): "
-                           f"{proc.stderr.strip() or proc.stdout.strip()}")
+        raise RuntimeError(
+            f"{' '.join(argv)} failed ({proc.returncode}): "
+            f"{proc.stderr.strip() or proc.stdout.strip()}"
+        )
     return proc
 
 
@@ -35,7 +38,7 @@ def _stat(pid: int | str) -> list[str]:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return []
-    return stat[stat.rfind(")") + 2:].split()
+    return stat[stat.rfind(")") + 2 :].split()
 
 
 def children(pid: int) -> list[int]:

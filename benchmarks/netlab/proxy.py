@@ -32,8 +32,9 @@ def abort(sock: socket.socket) -> None:
         pass
 
 
-def connect(client: socket.socket, target: Tuple[str, int],
-            timeout: float) -> Optional[socket.socket]:
+def connect(
+    client: socket.socket, target: Tuple[str, int], timeout: float
+) -> Optional[socket.socket]:
     """Open the target side of a link for an accepted `client` (both blocking, no Nagle);
     None, with `client` reset and closed, when the target cannot be reached."""
     try:

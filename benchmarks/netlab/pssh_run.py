@@ -31,13 +31,21 @@ def main(argv: list[str] | None = None) -> int:
     hosts = [h.partition(":")[0] for h in args.host]
     dests = [h.partition(":")[2] for h in args.host]
     t0 = time.monotonic()
-    client = ParallelSSHClient(hosts, user=args.user, pkey=args.key, num_retries=1,
-                               pool_size=max(1, len(hosts)), timeout=60, allow_agent=False)
+    client = ParallelSSHClient(
+        hosts,
+        user=args.user,
+        pkey=args.key,
+        num_retries=1,
+        pool_size=max(1, len(hosts)),
+        timeout=60,
+        allow_agent=False,
+    )
     if args.mode == "copy":
         src = args.arg.rstrip("/")
         remote = "%(dest)s/" + os.path.basename(src)
-        greenlets = client.copy_file(src, remote, recurse=os.path.isdir(src),
-                                     copy_args=[{"dest": d} for d in dests])
+        greenlets = client.copy_file(
+            src, remote, recurse=os.path.isdir(src), copy_args=[{"dest": d} for d in dests]
+        )
         joinall(greenlets, raise_error=True)
         ok = True
     else:

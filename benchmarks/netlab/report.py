@@ -39,8 +39,14 @@ class Row:
 
 def edge_row(rows: Sequence[Row], row: Row) -> Row | None:
     """The edge row a row is compared with: the first of its case and group."""
-    return next((r for r in rows if r.case == row.case and r.group == row.group
-                 and r.role == "edge" and r.seconds), None)
+    return next(
+        (
+            r
+            for r in rows
+            if r.case == row.case and r.group == row.group and r.role == "edge" and r.seconds
+        ),
+        None,
+    )
 
 
 def _ratio(rows: Sequence[Row], row: Row) -> str:
@@ -54,8 +60,10 @@ def _ratio(rows: Sequence[Row], row: Row) -> str:
 
 def table(rows: Sequence[Row]) -> str:
     """Markdown table: seconds, MiB/s per device, and baseline/edge time (>1: edge faster)."""
-    out = ["| case | setup | tool | seconds | MiB/s per device | baseline s / edge s |",
-           "|---|---|---|---:|---:|---|"]
+    out = [
+        "| case | setup | tool | seconds | MiB/s per device | baseline s / edge s |",
+        "|---|---|---|---:|---:|---|",
+    ]
     for r in rows:
         secs = f"{r.seconds:.2f}" if r.seconds is not None else "-"
         if len(r.samples) > 1:
@@ -87,8 +95,9 @@ def check_targets(rows: Sequence[Row], devices: int) -> list[Target]:
     g = lambda k: _get(rows, k)  # noqa: E731
     out: list[Target] = []
 
-    def add(text: str, keys: Sequence[str], ok: Callable[..., bool], detail: Callable[..., str]
-            ) -> None:
+    def add(
+        text: str, keys: Sequence[str], ok: Callable[..., bool], detail: Callable[..., str]
+    ) -> None:
         vals = [g(k) for k in keys]
         if any(v is None for v in vals):
             missing = ", ".join(k for k, v in zip(keys, vals) if v is None)
@@ -96,30 +105,63 @@ def check_targets(rows: Sequence[Row], devices: int) -> list[Target]:
         else:
             out.append(Target(text, "PASS" if ok(*vals) else "FAIL", detail(*vals)))
 
-    add("1 device, 100 Mbit/s: edge >= 1.0x scp", ["c1.scp", "c1.edge"],
-        lambda s, e: s / e >= 1.0, lambda s, e: f"scp {s:.2f}s / edge {e:.2f}s = {s / e:.2f}x")
-    add("1 device, 100 Mbit/s: edge >= 95% of line rate", ["c1.line", "c1.edge"],
-        lambda ln, e: ln / e >= 0.95, lambda ln, e: f"line {ln:.2f}s / edge {e:.2f}s = "
-        f"{100 * ln / e:.0f}%")
-    add("1 device, 50 ms RTT, no cap: edge >= 3x scp", ["c2.scp", "c2.edge"],
-        lambda s, e: s / e >= 3.0, lambda s, e: f"scp {s:.2f}s / edge {e:.2f}s = {s / e:.2f}x")
-    add(f"{devices} devices fan-out: edge <= 1.10x single-device line time",
-        ["c3.line", "c3.edge"], lambda ln, e: e <= 1.10 * ln,
-        lambda ln, e: f"edge {e:.2f}s = {e / ln:.2f}x line {ln:.2f}s")
-    add(f"{devices} devices fan-out: edge >= 2x faster than Ansible copy",
-        ["c3.ansible", "c3.edge"], lambda a, e: a / e >= 2.0,
-        lambda a, e: f"ansible {a:.2f}s / edge {e:.2f}s = {a / e:.2f}x")
-    add(f"unchanged re-push to {devices}: edge under 1 s", ["c4.edge", "c4.edge_warm"],
+    add(
+        "1 device, 100 Mbit/s: edge >= 1.0x scp",
+        ["c1.scp", "c1.edge"],
+        lambda s, e: s / e >= 1.0,
+        lambda s, e: f"scp {s:.2f}s / edge {e:.2f}s = {s / e:.2f}x",
+    )
+    add(
+        "1 device, 100 Mbit/s: edge >= 95% of line rate",
+        ["c1.line", "c1.edge"],
+        lambda ln, e: ln / e >= 0.95,
+        lambda ln, e: f"line {ln:.2f}s / edge {e:.2f}s = {100 * ln / e:.0f}%",
+    )
+    add(
+        "1 device, 50 ms RTT, no cap: edge >= 3x scp",
+        ["c2.scp", "c2.edge"],
+        lambda s, e: s / e >= 3.0,
+        lambda s, e: f"scp {s:.2f}s / edge {e:.2f}s = {s / e:.2f}x",
+    )
+    add(
+        f"{devices} devices fan-out: edge <= 1.10x single-device line time",
+        ["c3.line", "c3.edge"],
+        lambda ln, e: e <= 1.10 * ln,
+        lambda ln, e: f"edge {e:.2f}s = {e / ln:.2f}x line {ln:.2f}s",
+    )
+    add(
+        f"{devices} devices fan-out: edge >= 2x faster than Ansible copy",
+        ["c3.ansible", "c3.edge"],
+        lambda a, e: a / e >= 2.0,
+        lambda a, e: f"ansible {a:.2f}s / edge {e:.2f}s = {a / e:.2f}x",
+    )
+    add(
+        f"unchanged re-push to {devices}: edge under 1 s",
+        ["c4.edge", "c4.edge_warm"],
         lambda c, w: min(c, w) < 1.0,
-        lambda c, w: f"edge {c:.2f}s cold connections, {w:.2f}s warm (edge mux)")
-    add(f"probe of {devices} cold: edge no slower than {devices} parallel ssh",
-        ["c5.ssh", "c5.edge_cold"], lambda s, e: e <= s,
-        lambda s, e: f"ssh {s:.2f}s, edge {e:.2f}s (agent installed; see the table for a "
-        "first probe that installs it)")
-    add(f"probe of {devices} warm: edge under 0.5 s", ["c5.edge_warm"], lambda e: e < 0.5,
-        lambda e: f"edge {e:.2f}s")
-    add("agent info cold start under 0.3 s", ["c5.agent_info"], lambda a: a < 0.3,
-        lambda a: f"{a:.3f}s")
+        lambda c, w: f"edge {c:.2f}s cold connections, {w:.2f}s warm (edge mux)",
+    )
+    add(
+        f"probe of {devices} cold: edge no slower than {devices} parallel ssh",
+        ["c5.ssh", "c5.edge_cold"],
+        lambda s, e: e <= s,
+        lambda s, e: (
+            f"ssh {s:.2f}s, edge {e:.2f}s (agent installed; see the table for a "
+            "first probe that installs it)"
+        ),
+    )
+    add(
+        f"probe of {devices} warm: edge under 0.5 s",
+        ["c5.edge_warm"],
+        lambda e: e < 0.5,
+        lambda e: f"edge {e:.2f}s",
+    )
+    add(
+        "agent info cold start under 0.3 s",
+        ["c5.agent_info"],
+        lambda a: a < 0.3,
+        lambda a: f"{a:.3f}s",
+    )
     return out
 
 
@@ -150,8 +192,11 @@ def machine_info(repo: Path) -> dict[str, str]:
     cpu = "?"
     try:
         mem_kb = int(Path("/proc/meminfo").read_text().split()[1])
-        cpu = next(ln.split(":", 1)[1].strip() for ln in
-                   Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name"))
+        cpu = next(
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        )
     except (OSError, StopIteration, IndexError, ValueError):
         pass
     rev = _cmd("git", "-C", str(repo), "rev-parse", "--short", "HEAD")
@@ -168,17 +213,28 @@ def machine_info(repo: Path) -> dict[str, str]:
         "ansible-core": _ver("ansible-core"),
         "parallel-ssh": _ver("parallel-ssh"),
         "jetson-edge": f"{_ver('jetson-edge')} (git {rev}"
-                       + (", uncommitted changes in edge/ or device_agent/)"
-                          if dirty not in ("", "not installed") else ")"),
+        + (
+            ", uncommitted changes in edge/ or device_agent/)"
+            if dirty not in ("", "not installed")
+            else ")"
+        ),
     }
 
 
-def write_results(path: Path, command: str, info: dict[str, str], rows: Sequence[Row],
-                  targets: Sequence[Target], notes: Sequence[str], elapsed: float) -> None:
+def write_results(
+    path: Path,
+    command: str,
+    info: dict[str, str],
+    rows: Sequence[Row],
+    targets: Sequence[Target],
+    notes: Sequence[str],
+    elapsed: float,
+) -> None:
     """(Over)write RESULTS.md with the latest run."""
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     machine = "\n".join(f"- {k}: `{v}`" for k, v in info.items())
-    text = f"""# Push benchmark results
+    text = (
+        f"""# Push benchmark results
 
 Latest run: {now}, {elapsed:.0f} s in all. Produced by:
 
@@ -203,5 +259,8 @@ rows (line time, raw TCP) it is the share of that ideal edge reaches.
 
 ## Notes
 
-""" + "\n".join(f"- {n}" for n in notes) + "\n"
+"""
+        + "\n".join(f"- {n}" for n in notes)
+        + "\n"
+    )
     path.write_text(text)

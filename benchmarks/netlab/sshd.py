@@ -42,17 +42,27 @@ def keygen(path: Path, comment: str) -> None:
     path.chmod(0o600)
 
 
-def write_config(path: Path, listen: str, host_key: Path, pid_file: Path,
-                 authorized_keys: Path, **settings: str) -> None:
+def write_config(
+    path: Path, listen: str, host_key: Path, pid_file: Path, authorized_keys: Path, **settings: str
+) -> None:
     """Write an sshd_config: BASE_SETTINGS with `settings` added or overriding them."""
-    lines = [f"ListenAddress {listen}", f"HostKey {host_key}", f"PidFile {pid_file}",
-             f"AuthorizedKeysFile {authorized_keys}"]
+    lines = [
+        f"ListenAddress {listen}",
+        f"HostKey {host_key}",
+        f"PidFile {pid_file}",
+        f"AuthorizedKeysFile {authorized_keys}",
+    ]
     lines += [f"{k} {v}" for k, v in {**BASE_SETTINGS, **settings}.items()]
     path.write_text("\n".join(lines) + "\n")
 
 
-def spawn(config: Path, log_path: Path, sshd: str | None = None, prefix: Sequence[str] = (),
-          env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    config: Path,
+    log_path: Path,
+    sshd: str | None = None,
+    prefix: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
     """Start `sshd -D -e -f config` (after `prefix`, e.g. `ip netns exec NS`), in its own
     session, logging to `log_path`."""
     sshd = sshd or find_sshd()
@@ -61,9 +71,14 @@ def spawn(config: Path, log_path: Path, sshd: str | None = None, prefix: Sequenc
     if os.geteuid() == 0:  # its privilege-separation directory
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
     with open(log_path, "ab") as log:
-        return subprocess.Popen([*prefix, sshd, "-D", "-e", "-f", str(config)],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                start_new_session=True, env=env)
+        return subprocess.Popen(
+            [*prefix, sshd, "-D", "-e", "-f", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            env=env,
+        )
 
 
 def greets(host: str, port: int) -> bool:
@@ -75,8 +90,9 @@ def greets(host: str, port: int) -> bool:
         return False
 
 
-def wait_greets(proc: subprocess.Popen[bytes], name: str, host: str, port: int,
-                log_path: Path, timeout: float) -> None:
+def wait_greets(
+    proc: subprocess.Popen[bytes], name: str, host: str, port: int, log_path: Path, timeout: float
+) -> None:
     """Wait until `proc` greets on `host`:`port`; RuntimeError (with the log's tail) when
     it exits first or is still silent after `timeout` seconds (it is left running)."""
     deadline = time.monotonic() + timeout

@@ -43,8 +43,13 @@ def _why(out: str, err: str) -> str:
 def device_env() -> dict[str, str]:
     """The environment sshd gives a session: what a device-side process runs with when the
     harness starts it directly (no PYTHON* variables of the client's)."""
-    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"),
-            "LANG": "C.UTF-8", "USER": "root", "SHELL": "/bin/sh"}
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": os.environ.get("HOME", "/root"),
+        "LANG": "C.UTF-8",
+        "USER": "root",
+        "SHELL": "/bin/sh",
+    }
 
 
 class Tools:
@@ -64,8 +69,9 @@ class Tools:
         if not self.ansible:
             self.missing["ansible"] = "ansible-core not installed (pip install ansible-core)"
         if importlib.util.find_spec("pssh") is None:
-            self.missing["pssh"] = ("parallel-ssh not installed for this Python "
-                                    "(pip install parallel-ssh)")
+            self.missing["pssh"] = (
+                "parallel-ssh not installed for this Python (pip install parallel-ssh)"
+            )
         if not self.edge:
             self.missing["edge"] = "the edge CLI is not installed (pip install -e .)"
 
@@ -74,8 +80,13 @@ class Tools:
 
     # ------------------------------------------------------------------ process running
 
-    def run(self, argvs: Sequence[Sequence[str]], env: dict[str, str] | None = None,
-            timeout: float | None = None, mark: str | None = None) -> tuple[float, list[str]]:
+    def run(
+        self,
+        argvs: Sequence[Sequence[str]],
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,
+        mark: str | None = None,
+    ) -> tuple[float, list[str]]:
         """Start every argv at once, wait for all; (seconds, stdouts). Kills the lot (and
         whatever they spawned) on timeout or Ctrl-C."""
         mark = mark or uuid.uuid4().hex
@@ -85,9 +96,16 @@ class Tools:
         t0 = time.monotonic()
         try:
             for argv in argvs:
-                procs.append(subprocess.Popen(list(argv), env=env, stdin=subprocess.DEVNULL,
-                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                              text=True))
+                procs.append(
+                    subprocess.Popen(
+                        list(argv),
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        text=True,
+                    )
+                )
             outs = []
             for argv, proc in zip(argvs, procs):
                 left = max(0.1, t0 + timeout - time.monotonic())
@@ -96,8 +114,9 @@ class Tools:
                 except subprocess.TimeoutExpired:
                     raise ToolFailed(f"timed out after {timeout:.0f}s") from None
                 if proc.returncode != 0:
-                    raise ToolFailed(f"{Path(argv[0]).name} exit {proc.returncode}: "
-                                     + _why(out, err))
+                    raise ToolFailed(
+                        f"{Path(argv[0]).name} exit {proc.returncode}: " + _why(out, err)
+                    )
                 outs.append(out)
             return time.monotonic() - t0, outs
         except BaseException:
@@ -116,26 +135,35 @@ class Tools:
         cfg = str(config or self.lab.ssh_config)
         rec = ["-r"] if payload.recursive else []
         src = str(payload.copy_src)
-        return self.run([["scp", "-F", cfg, "-q", *rec, src, f"{d.name}:{d.dest}/"]
-                         for d in devs])[0]
+        return self.run([["scp", "-F", cfg, "-q", *rec, src, f"{d.name}:{d.dest}/"] for d in devs])[
+            0
+        ]
 
-    def rsync(self, devs: Sequence[Device], payload: Payload,
-              config: Path | None = None) -> float:
+    def rsync(self, devs: Sequence[Device], payload: Payload, config: Path | None = None) -> float:
         """One `rsync -a -e 'ssh -F cfg'` per device, all at once."""
         cfg = str(config or self.lab.ssh_config)
-        return self.run([["rsync", "-a", "-e", f"ssh -F {cfg}", str(payload.copy_src),
-                          f"{d.name}:{d.dest}/"] for d in devs])[0]
+        return self.run(
+            [
+                ["rsync", "-a", "-e", f"ssh -F {cfg}", str(payload.copy_src), f"{d.name}:{d.dest}/"]
+                for d in devs
+            ]
+        )[0]
 
     def ssh(self, devs: Sequence[Device], command: str, *opts: str) -> float:
         """One `ssh DEVICE COMMAND` per device, all at once (no connection sharing)."""
-        return self.run([["ssh", "-F", str(self.lab.ssh_config), *opts, d.name, command]
-                         for d in devs])[0]
+        return self.run(
+            [["ssh", "-F", str(self.lab.ssh_config), *opts, d.name, command] for d in devs]
+        )[0]
 
     # ------------------------------------------------------------------ parallel-ssh
 
     def _pssh(self, devs: Sequence[Device], mode: str, arg: str) -> float:
-        argv = [sys.executable, str(Path(__file__).with_name("pssh_run.py")),
-                "--key", str(self.lab.client_key)]
+        argv = [
+            sys.executable,
+            str(Path(__file__).with_name("pssh_run.py")),
+            "--key",
+            str(self.lab.client_key),
+        ]
         for d in devs:
             argv += ["--host", f"{d.addr}:{d.dest}"]
         return self.run([[*argv, mode, arg]])[0]
@@ -164,10 +192,16 @@ class Tools:
             f"retry_files_enabled = False\nremote_tmp = {self.lab.base / 'ansible-remote'}\n"
             f"local_tmp = {d / 'tmp'}\ndeprecation_warnings = False\n"
             f"[ssh_connection]\nssh_common_args = -F {self.lab.ssh_config}\n"
-            f"control_path_dir = {self.lab.base / 'cp'}\npipelining = True\n")
-        self.ansible_env = {**os.environ, "ANSIBLE_CONFIG": str(d / "ansible.cfg"),
-                            "ANSIBLE_HOME": str(d / "home"), "ANSIBLE_NOCOLOR": "1",
-                            "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+            f"control_path_dir = {self.lab.base / 'cp'}\npipelining = True\n"
+        )
+        self.ansible_env = {
+            **os.environ,
+            "ANSIBLE_CONFIG": str(d / "ansible.cfg"),
+            "ANSIBLE_HOME": str(d / "home"),
+            "ANSIBLE_NOCOLOR": "1",
+            "LC_ALL": "C.UTF-8",
+            "LANG": "C.UTF-8",
+        }
 
     def ansible_cold(self) -> None:
         """Drop the ssh masters (ControlPersist) Ansible left: the next run connects anew."""
@@ -182,8 +216,9 @@ class Tools:
         return self.run([argv], env=self.ansible_env, mark=self.ansible_mark)[0]
 
     def ansible_copy(self, group: str, forks: int, payload: Payload) -> float:
-        return self.ansible_run(group, forks, "copy",
-                                f"src={payload.copy_src} dest={{{{ dest_dir }}}}/")
+        return self.ansible_run(
+            group, forks, "copy", f"src={payload.copy_src} dest={{{{ dest_dir }}}}/"
+        )
 
     # ------------------------------------------------------------------ warm-up
 
@@ -194,11 +229,13 @@ class Tools:
         tiny.mkdir(exist_ok=True)
         (tiny / "saved_model.pb").write_bytes(b"stub")
         payload = Payload("warm-up", tiny, tiny / "saved_model.pb")
-        steps = [("edge", lambda: self.edge_cmd(["push", str(tiny), "--to", dev.name, "--json"])),
-                 ("edge", lambda: self.edge_cmd(["fleet", "probe", dev.name, "--json"])),
-                 ("ansible", lambda: self.ansible_run(dev.name, 1, "ping")),
-                 ("ansible", lambda: self.ansible_copy(dev.name, 1, payload)),
-                 ("pssh", lambda: self.pssh_copy([dev], payload))]
+        steps = [
+            ("edge", lambda: self.edge_cmd(["push", str(tiny), "--to", dev.name, "--json"])),
+            ("edge", lambda: self.edge_cmd(["fleet", "probe", dev.name, "--json"])),
+            ("ansible", lambda: self.ansible_run(dev.name, 1, "ping")),
+            ("ansible", lambda: self.ansible_copy(dev.name, 1, payload)),
+            ("pssh", lambda: self.pssh_copy([dev], payload)),
+        ]
         for tool, step in steps:
             if self.has(tool):
                 try:
@@ -212,16 +249,36 @@ class Tools:
 
     def edge_setup(self, groups: dict[str, Sequence[Device]]) -> None:
         """A fleet inventory written with `edge fleet add` (tag per group), EDGE_HOME."""
-        self.edge_env = {**os.environ, "EDGE_HOME": str(self.work / "edge-home"),
-                         "EDGE_FLEET": str(self.work / "fleet.yaml"),
-                         "EDGE_SSH_CONFIG": str(self.lab.ssh_config),
-                         "EDGE_KNOWN_HOSTS": str(self.lab.known_hosts),
-                         "TF_CPP_MIN_LOG_LEVEL": "2"}
+        self.edge_env = {
+            **os.environ,
+            "EDGE_HOME": str(self.work / "edge-home"),
+            "EDGE_FLEET": str(self.work / "fleet.yaml"),
+            "EDGE_SSH_CONFIG": str(self.lab.ssh_config),
+            "EDGE_KNOWN_HOSTS": str(self.lab.known_hosts),
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+        }
         for dev in self.lab.devices:
             tags = ",".join(g for g, devs in groups.items() if dev in devs)
-            self.run([[self.edge or "edge", "fleet", "add", dev.name, "--host", dev.name,
-                       "--python", self.python, "--root", str(dev.edge_root), "--tag", tags,
-                       "--replace"]], env=self.edge_env)
+            self.run(
+                [
+                    [
+                        self.edge or "edge",
+                        "fleet",
+                        "add",
+                        dev.name,
+                        "--host",
+                        dev.name,
+                        "--python",
+                        self.python,
+                        "--root",
+                        str(dev.edge_root),
+                        "--tag",
+                        tags,
+                        "--replace",
+                    ]
+                ],
+                env=self.edge_env,
+            )
 
     def edge_cmd(self, args: Sequence[str], config: Path | None = None) -> tuple[float, Any]:
         """Run `edge ARGS` (JSON output); fail if any device's status is not succeeded."""
@@ -231,13 +288,19 @@ class Tools:
         seconds, (out,) = self.run([[self.edge or "edge", *args]], env=env)
         data = json.loads(out) if out.strip() else None
         if isinstance(data, list):
-            bad = [r for r in data if isinstance(r, dict)
-                   and r.get("status", "succeeded") != "succeeded"]
+            bad = [
+                r
+                for r in data
+                if isinstance(r, dict) and r.get("status", "succeeded") != "succeeded"
+            ]
             if bad:
                 raise ToolFailed(f"{bad[0].get('device')}: {bad[0].get('error')}")
         return seconds, data
 
-    def edge_push(self, group: str, n: int, payload: Payload,
-                  config: Path | None = None) -> tuple[float, Any]:
-        return self.edge_cmd(["push", str(payload.dir), "--to", f"tag:{group}",
-                              "--parallel", str(n), "--json"], config)
+    def edge_push(
+        self, group: str, n: int, payload: Payload, config: Path | None = None
+    ) -> tuple[float, Any]:
+        return self.edge_cmd(
+            ["push", str(payload.dir), "--to", f"tag:{group}", "--parallel", str(n), "--json"],
+            config,
+        )

@@ -16,9 +16,20 @@ from .native import NativeBackend
 from .tftrt import TftrtBackend, require_tensorrt, tensorrt_status
 
 __all__ = [
-    "AUTO", "FALLBACK", "Backend", "Capability", "ModelRunner", "check_artifact", "get", "names",
+    "AUTO",
+    "FALLBACK",
+    "Backend",
+    "Capability",
+    "ModelRunner",
+    "check_artifact",
+    "get",
+    "names",
     "open_artifact",
-    "probe_all", "register", "require_tensorrt", "select_backend", "tensorrt_status",
+    "probe_all",
+    "register",
+    "require_tensorrt",
+    "select_backend",
+    "tensorrt_status",
     "unregister",
 ]
 
@@ -59,8 +70,9 @@ def get(name: str) -> Backend:
     try:
         return _BACKENDS[name]
     except KeyError:
-        raise AgentError(f"Unknown backend {name!r}.",
-                         f"Use {AUTO} or one of: {', '.join(_BACKENDS)}.") from None
+        raise AgentError(
+            f"Unknown backend {name!r}.", f"Use {AUTO} or one of: {', '.join(_BACKENDS)}."
+        ) from None
 
 
 def probe_all() -> Dict[str, Capability]:

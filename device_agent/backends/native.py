@@ -12,8 +12,7 @@ from typing import Any, Callable, List, Optional
 from ..protocol import ConversionSummary, ConvertOptions
 from .base import Backend, BuildOutcome, BuildRequest, Capability, SegmentCounter
 
-SWEEP_NOTE = ("segment sweep estimated with jetson-edge's segmenter model (no TensorRT "
-              "here)")
+SWEEP_NOTE = "segment sweep estimated with jetson-edge's segmenter model (no TensorRT here)"
 
 
 def convert(
@@ -76,11 +75,15 @@ class NativeBackend(Backend):
 
         version = dist_version(TENSORFLOW_DISTS)
         if not _tensorflow_found():
-            return Capability(self.name, False, "TensorFlow is not installed",
-                              {"tensorflow": version})
-        return Capability(self.name, True,
-                          f"TensorFlow {version or '(version unknown)'} (no TensorRT needed)",
-                          {"tensorflow": version})
+            return Capability(
+                self.name, False, "TensorFlow is not installed", {"tensorflow": version}
+            )
+        return Capability(
+            self.name,
+            True,
+            f"TensorFlow {version or '(version unknown)'} (no TensorRT needed)",
+            {"tensorflow": version},
+        )
 
     def precision(self, options: ConvertOptions) -> str:
         return "FP32"
@@ -93,8 +96,10 @@ class NativeBackend(Backend):
         graph_def = frozen_graph_def(request.model_dir, options.signature_key, options.tags)
         return SegmentCounter(
             lambda size: segments_in_graph(graph_def, size, max_engines=options.max_engines),
-            note=SWEEP_NOTE)
+            note=SWEEP_NOTE,
+        )
 
-    def build(self, request: BuildRequest, workspace_bytes: Optional[int],
-              output_dir: str) -> BuildOutcome:
+    def build(
+        self, request: BuildRequest, workspace_bytes: Optional[int], output_dir: str
+    ) -> BuildOutcome:
         return BuildOutcome(convert(request.options, request.model_dir, output_dir, request.log))

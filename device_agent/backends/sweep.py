@@ -21,11 +21,14 @@ def resolve_segment_size(
         return request, []
     counter = backend.segment_counter(request)
     if counter is None:
-        request.log(f"{backend.name} backend: no segments to sweep; minimum_segment_size "
-                    f"{options.minimum_segment_size} as given")
+        request.log(
+            f"{backend.name} backend: no segments to sweep; minimum_segment_size "
+            f"{options.minimum_segment_size} as given"
+        )
         return request, []
-    chosen, points = run_sweep(counter.count, sweep_sizes(options.minimum_segment_size),
-                               options.max_engines, request.log)
+    chosen, points = run_sweep(
+        counter.count, sweep_sizes(options.minimum_segment_size), options.max_engines, request.log
+    )
     if counter.note:
         request.log(f"{counter.note}: minimum_segment_size {chosen.minimum_segment_size}")
     swept = dataclasses.replace(options, minimum_segment_size=chosen.minimum_segment_size)

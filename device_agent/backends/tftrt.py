@@ -94,14 +94,18 @@ def probe() -> Capability:
     """The one TensorRT probe (the backend's and `info --deep`'s): whether TF-TRT can run
     here, why not, and the versions found. Imports TensorFlow."""
     versions: Dict[str, Optional[str]] = {
-        "tensorflow": None, "tensorrt_linked": None, "tensorrt_loaded": None}
+        "tensorflow": None,
+        "tensorrt_linked": None,
+        "tensorrt_loaded": None,
+    }
     try:
         import tensorflow as tf
     except ImportError as exc:
         return Capability("tftrt", False, f"TensorFlow is not installed ({exc})", versions)
     except Exception as exc:  # a broken install: report it, do not crash the probe
-        return Capability("tftrt", False, f"TensorFlow cannot be imported "
-                          f"({type(exc).__name__}: {exc})", versions)
+        return Capability(
+            "tftrt", False, f"TensorFlow cannot be imported ({type(exc).__name__}: {exc})", versions
+        )
     version = str(getattr(tf, "__version__", "?"))
     versions["tensorflow"] = version
     try:
@@ -140,7 +144,8 @@ def configure_tf_memory(limit_mb: Optional[int]) -> None:
     for gpu in tf.config.list_physical_devices("GPU"):
         if limit_mb:
             tf.config.set_logical_device_configuration(
-                gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=int(limit_mb))])
+                gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=int(limit_mb))]
+            )
         else:
             tf.config.experimental.set_memory_growth(gpu, True)
 
@@ -200,30 +205,53 @@ class TftrtBackend(Backend):
     def probe(self) -> Capability:
         return probe()
 
-    def plan(self, options: ConvertOptions, workspace_bytes: Optional[int],
-             model_dir: str) -> PlanContribution:
+    def plan(
+        self, options: ConvertOptions, workspace_bytes: Optional[int], model_dir: str
+    ) -> PlanContribution:
         """The converter's kwargs (with the planned workspace) and its TF_TRT_* env."""
-        planned = options if workspace_bytes is None else dataclasses.replace(
-            options, max_workspace_size_bytes=workspace_bytes)
-        return PlanContribution(converter_kwargs=converter_kwargs(planned, model_dir),
-                                env=trt_environment(options), workspace_bytes=workspace_bytes)
+        planned = (
+            options
+            if workspace_bytes is None
+            else dataclasses.replace(options, max_workspace_size_bytes=workspace_bytes)
+        )
+        return PlanContribution(
+            converter_kwargs=converter_kwargs(planned, model_dir),
+            env=trt_environment(options),
+            workspace_bytes=workspace_bytes,
+        )
 
     def prepare(self, request: BuildRequest) -> None:
         configure_tf_memory(request.tf_gpu_memory_limit_mb)
 
     def segment_counter(self, request: BuildRequest) -> SegmentCounter:
         """Counts with the real convert() (no build, no save) at each size."""
+
         def count(size: int) -> SweepPoint:
             trial = dataclasses.replace(request.options, minimum_segment_size=size)
-            s, _ = convert(trial, request.model_dir, None, request.work_dir, None,
-                           request.calibration, request.log)
+            s, _ = convert(
+                trial,
+                request.model_dir,
+                None,
+                request.work_dir,
+                None,
+                request.calibration,
+                request.log,
+            )
             return SweepPoint(size, len(s.engines), s.percent_converted, s.ops_converted)
 
         return SegmentCounter(count)
 
-    def build(self, request: BuildRequest, workspace_bytes: Optional[int],
-              output_dir: str) -> BuildOutcome:
+    def build(
+        self, request: BuildRequest, workspace_bytes: Optional[int], output_dir: str
+    ) -> BuildOutcome:
         trial = dataclasses.replace(request.options, max_workspace_size_bytes=workspace_bytes)
-        summary, built = convert(trial, request.model_dir, output_dir, request.work_dir,
-                                 request.build_inputs, request.calibration, request.log)
+        summary, built = convert(
+            trial,
+            request.model_dir,
+            output_dir,
+            request.work_dir,
+            request.build_inputs,
+            request.calibration,
+            request.log,
+        )
         return BuildOutcome(summary, built)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ..errors import EdgeError
+from edge.core.errors import EdgeError
 
 
 def parse_dims(text: str, what: str) -> list[int]:

@@ -12,9 +12,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from ..fleet_run import FleetRun
-from ..history import record_runs
-from ..render import print_failures, result_view
+from edge.fleet.group import GroupResult
+from edge.history.record import record_runs
+from edge.views.tables import print_failures, result_view
 
 console = Console()
 err_console = Console(stderr=True)
@@ -46,12 +46,16 @@ def print_json(data: Any) -> None:
 def any_failed(results: Sequence[Any]) -> bool:
     """Whether a device failed, or a validation that ran (validate, convert --validate)
     found the converted model out of tolerance."""
-    return any(r.status != "succeeded" or (getattr(r, "validation", None) is not None
-                                           and not r.validation.passed) for r in results)
+    return any(
+        r.status != "succeeded"
+        or (getattr(r, "validation", None) is not None and not r.validation.passed)
+        for r in results
+    )
 
 
-def finish_run(kind: str, run: FleetRun, model: Path, recipe: str | None,
-               json_out: bool) -> None:
+def finish_run(
+    kind: str, run: GroupResult, model: Path, recipe: str | None, json_out: bool
+) -> None:
     """The end of `edge convert|bench|validate`: record each device's result in the run
     history, print the results (JSON, or the kind's tables, the failures and the run ids),
     and exit 1 if any device failed (`any_failed`)."""
@@ -61,7 +65,8 @@ def finish_run(kind: str, run: FleetRun, model: Path, recipe: str | None,
     else:
         console.print(result_view(kind, run.results))
         print_failures(err_console, run.results)
-        err_console.print(f"recorded as {', '.join(r.run_id for r in stored)} "
-                          "(edge runs show ID)", style="dim")
+        err_console.print(
+            f"recorded as {', '.join(r.run_id for r in stored)} (edge runs show ID)", style="dim"
+        )
     if any_failed(run.results):
         raise typer.Exit(1)

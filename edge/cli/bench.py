@@ -9,14 +9,13 @@ from typing import Annotated, Optional
 import typer
 
 from device_agent.protocol import BenchOptions, ProtocolError
-
-from .. import jobs
-from ..devices import resolve_targets
-from ..errors import EdgeError
-from ._options import parse_input_shapes, parse_int_list
-from ._utils import JsonOpt, TargetsOpt, err_console, finish_run
-from .convert import Backend
-from .progress import event_printer
+from edge.cli._options import parse_input_shapes, parse_int_list
+from edge.cli._utils import JsonOpt, TargetsOpt, err_console, finish_run
+from edge.cli.convert import Backend
+from edge.core.errors import EdgeError
+from edge.fleet.devices import resolve_targets
+from edge.ops import measure
+from edge.views.progress import event_printer
 
 
 class Scenario(str, Enum):
@@ -39,16 +38,30 @@ def bench(
     ] = None,
     backend: Annotated[Backend, typer.Option()] = Backend.auto,
     signature: Annotated[str, typer.Option(help="Signature key.")] = "serving_default",
-    scenario: Annotated[Optional[Scenario], typer.Option(
-        help="single-stream: batch 1, p90 latency is the headline (MLPerf); offline: sweep "
-             "batch sizes, best throughput is the headline.")] = None,
-    compare_native: Annotated[Optional[Path], typer.Option(
-        help="The native model MODEL was converted from: timed in the same job, with the "
-             "speedup per batch size.")] = None,
-    calib: Annotated[Optional[Path], typer.Option(
-        help="Real samples (.npz or .npy directory) instead of synthesized inputs.")] = None,
-    telemetry: Annotated[bool, typer.Option("--telemetry/--no-telemetry", help="Sample "
-                                            "tegrastats (or /proc) during each run.")] = True,
+    scenario: Annotated[
+        Optional[Scenario],
+        typer.Option(
+            help="single-stream: batch 1, p90 latency is the headline (MLPerf); offline: sweep "
+            "batch sizes, best throughput is the headline."
+        ),
+    ] = None,
+    compare_native: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="The native model MODEL was converted from: timed in the same job, with the "
+            "speedup per batch size."
+        ),
+    ] = None,
+    calib: Annotated[
+        Optional[Path],
+        typer.Option(help="Real samples (.npz or .npy directory) instead of synthesized inputs."),
+    ] = None,
+    telemetry: Annotated[
+        bool,
+        typer.Option(
+            "--telemetry/--no-telemetry", help="Sample tegrastats (or /proc) during each run."
+        ),
+    ] = True,
     telemetry_interval: Annotated[int, typer.Option(help="Telemetry interval in ms.")] = 100,
     json_out: JsonOpt = False,
 ) -> None:
@@ -71,7 +84,12 @@ def bench(
         options.validate()
     except ProtocolError as exc:
         raise EdgeError(f"Invalid benchmark options: {exc}", "See `edge bench --help`.") from exc
-    run = jobs.bench(model, devices, options,
-                     on_event=None if json_out else event_printer(err_console),
-                     native=compare_native, calib=calib)
+    run = measure.bench(
+        model,
+        devices,
+        options,
+        on_event=None if json_out else event_printer(err_console),
+        native=compare_native,
+        calib=calib,
+    )
     finish_run("bench", run, model, None, json_out)

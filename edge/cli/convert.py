@@ -10,16 +10,17 @@ from typing import Annotated, Any, Optional
 import typer
 
 from device_agent.protocol import ConvertOptions, DeviceFacts
-
-from .. import conversion
-from ..conversion import ConvertRequest
-from ..devices import resolve_targets
-from ..errors import EdgeError
-from ..recipes import load_recipe, parse_size, resolve
-from ..render import plan_tables, print_failures
-from ._options import parse_input_shapes
-from ._utils import JsonOpt, TargetsOpt, console, err_console, finish_run, print_json
-from .progress import event_printer
+from edge.cli._options import parse_input_shapes
+from edge.cli._utils import JsonOpt, TargetsOpt, console, err_console, finish_run, print_json
+from edge.core.errors import EdgeError
+from edge.fleet.devices import resolve_targets
+from edge.ops import convert as conversion
+from edge.ops.convert import ConvertRequest
+from edge.recipes.loader import load_recipe
+from edge.recipes.resolve import resolve
+from edge.recipes.schema import parse_size
+from edge.views.progress import event_printer
+from edge.views.tables import plan_tables, print_failures
 
 
 class Backend(str, Enum):
@@ -57,9 +58,13 @@ def convert(
     workspace: Annotated[
         Optional[str], typer.Option(help="TensorRT workspace: auto or a size like 512MiB.")
     ] = None,
-    min_segment_size: Annotated[Optional[str], typer.Option(
-        help="minimum_segment_size, or auto: sweep sizes for the fewest engines within "
-             "--max-engines that keep the most ops converted.")] = None,
+    min_segment_size: Annotated[
+        Optional[str],
+        typer.Option(
+            help="minimum_segment_size, or auto: sweep sizes for the fewest engines within "
+            "--max-engines that keep the most ops converted."
+        ),
+    ] = None,
     max_cached_engines: Annotated[
         Optional[int], typer.Option(help="maximum_cached_engines.")
     ] = None,
@@ -90,27 +95,43 @@ def convert(
         Optional[list[str]], typer.Option(help="TF_TRT_EXPERIMENTAL_FEATURES entry (repeatable).")
     ] = None,
     signature: Annotated[Optional[str], typer.Option(help="Signature key.")] = None,
-    calib: Annotated[Optional[Path], typer.Option(
-        help="INT8 calibration data: an .npz keyed by input name, or a directory of .npy.")
+    calib: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="INT8 calibration data: an .npz keyed by input name, or a directory of .npy."
+        ),
     ] = None,
-    calib_batch_size: Annotated[Optional[int], typer.Option(help="Samples per calibration "
-                                                            "batch.")] = None,
-    calib_batches: Annotated[Optional[int], typer.Option(help="Calibration batches to run.")
-                             ] = None,
-    validate: Annotated[bool, typer.Option("--validate", help="Compare the converted model "
-                                           "with the input model on the device.")] = False,
-    atol: Annotated[Optional[float], typer.Option(help="Validation absolute tolerance.")
-                    ] = None,
-    rtol: Annotated[Optional[float], typer.Option(help="Validation relative tolerance.")
-                    ] = None,
-    share_engines: Annotated[bool, typer.Option(
-        "--share-engines/--no-share-engines",
-        help="Build once per group of identical devices and send the engines to the rest.")
+    calib_batch_size: Annotated[
+        Optional[int], typer.Option(help="Samples per calibration batch.")
+    ] = None,
+    calib_batches: Annotated[
+        Optional[int], typer.Option(help="Calibration batches to run.")
+    ] = None,
+    validate: Annotated[
+        bool,
+        typer.Option(
+            "--validate", help="Compare the converted model with the input model on the device."
+        ),
+    ] = False,
+    atol: Annotated[Optional[float], typer.Option(help="Validation absolute tolerance.")] = None,
+    rtol: Annotated[Optional[float], typer.Option(help="Validation relative tolerance.")] = None,
+    share_engines: Annotated[
+        bool,
+        typer.Option(
+            "--share-engines/--no-share-engines",
+            help="Build once per group of identical devices and send the engines to the rest.",
+        ),
     ] = True,
-    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="Reuse a conversion "
-                                        "with the same model, options and device.")] = True,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Resolve and print each device's "
-                                          "plan; convert nothing.")] = False,
+    cache: Annotated[
+        bool,
+        typer.Option(
+            "--cache/--no-cache", help="Reuse a conversion with the same model, options and device."
+        ),
+    ] = True,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Resolve and print each device's plan; convert nothing."),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Convert a SavedModel on each device and print the conversion summary."""
@@ -145,8 +166,9 @@ def convert(
         try:
             flags["minimum_segment_size"] = int(min_segment_size)
         except ValueError:
-            raise EdgeError(f"Bad --min-segment-size {min_segment_size!r}.",
-                            "Give an integer (e.g. 3) or auto.") from None
+            raise EdgeError(
+                f"Bad --min-segment-size {min_segment_size!r}.", "Give an integer (e.g. 3) or auto."
+            ) from None
     if workspace is not None and workspace != "auto":
         flags["max_workspace_size_bytes"] = parse_size(workspace)
     if profile_strategy is not None and dynamic_shape is None:
@@ -171,10 +193,15 @@ def convert(
             "See `edge convert --help` for the accepted values.",
         ) from exc
 
-    request = ConvertRequest(model, options_for, output=output, calib=calib,
-                             share_engines=share_engines,
-                             on_event=None if json_out else event_printer(err_console),
-                             defaults=defaults)
+    request = ConvertRequest(
+        model,
+        options_for,
+        output=output,
+        calib=calib,
+        share_engines=share_engines,
+        on_event=None if json_out else event_printer(err_console),
+        defaults=defaults,
+    )
     if dry_run:
         plans = conversion.dry_run(request, devices)
         if json_out:

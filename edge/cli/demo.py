@@ -9,16 +9,16 @@ from typing import Annotated, Optional
 import typer
 
 from device_agent.protocol import BenchOptions, ConvertOptions
-
-from .. import conversion, jobs
-from ..conversion import ConvertRequest
-from ..devices import local_device
-from ..history import record_runs
-from ..paths import data_dir
-from ..render import bench_table, convert_tables, print_failures
-from ..untrusted import safe_text
-from ._utils import console, err_console
-from .progress import event_printer
+from edge.cli._utils import console, err_console
+from edge.core.paths import data_dir
+from edge.core.untrusted import safe_text
+from edge.fleet.devices import local_device
+from edge.history.record import record_runs
+from edge.ops import convert as conversion
+from edge.ops import measure
+from edge.ops.convert import ConvertRequest
+from edge.views.progress import event_printer
+from edge.views.tables import bench_table, convert_tables, print_failures
 
 
 def demo(
@@ -38,7 +38,7 @@ def demo(
     workdir.mkdir(parents=True, exist_ok=True)
     device = local_device()
     if model is None:
-        from ..demo import build_mnist_model
+        from edge.ops.demo_model import build_mnist_model
 
         console.print(
             "[bold]1/3[/] building the TF-TRT guide's Keras MNIST model "
@@ -53,8 +53,12 @@ def demo(
     console.print("[bold]2/3[/] converting on `local` (FP16 requested, backend auto)")
     sink = event_printer(err_console)
     conv = conversion.convert(
-        ConvertRequest(model, lambda facts: ConvertOptions(precision="FP16"),
-                       output=str(converted), on_event=sink),
+        ConvertRequest(
+            model,
+            lambda facts: ConvertOptions(precision="FP16"),
+            output=str(converted),
+            on_event=sink,
+        ),
         [device],
     )
     console.print(convert_tables(conv.results))
@@ -67,18 +71,22 @@ def demo(
     console.print("[bold]3/3[/] benchmarking native and converted models (batch 1 and 32)")
     options = BenchOptions(batch_sizes=[1, 32], duration_seconds=duration)
     runs = [
-        jobs.bench(model, [device], options, on_event=sink),
-        jobs.bench(Path(result.output_model or converted), [device], options, on_event=sink),
+        measure.bench(model, [device], options, on_event=sink),
+        measure.bench(Path(result.output_model or converted), [device], options, on_event=sink),
     ]
     results = [r for run in runs for r in run.results]
     stored = record_runs("convert", conv.results, model, conv.model_digest)
     for run in runs:
-        stored += record_runs("bench", run.results, Path(run.results[0].model or model),
-                              run.model_digest)
+        stored += record_runs(
+            "bench", run.results, Path(run.results[0].model or model), run.model_digest
+        )
     console.print(bench_table(results, title="Benchmark: native vs converted"))
-    console.print(f"recorded as runs {', '.join(r.run_id for r in stored)}: "
-                  f"edge runs ls, edge report {' '.join(r.run_id for r in stored[1:])} "
-                  "--out DIR", highlight=False)
+    console.print(
+        f"recorded as runs {', '.join(r.run_id for r in stored)}: "
+        f"edge runs ls, edge report {' '.join(r.run_id for r in stored[1:])} "
+        "--out DIR",
+        highlight=False,
+    )
     print_failures(err_console, results)
     console.print(
         "On a Jetson, the same conversion builds TensorRT engines natively on its GPU: "

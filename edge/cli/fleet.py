@@ -6,19 +6,16 @@ from pathlib import Path
 from typing import Annotated, List, Optional
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
-from ..ansible_inventory import import_ansible
-from ..devices import Device
-from ..fleet import Inventory, device_to_dict
-from ._utils import JsonOpt, console, print_json, typer_factory
+from edge.cli._utils import JsonOpt, console, print_json, typer_factory
+from edge.fleet.ansible import import_ansible
+from edge.fleet.devices import Device
+from edge.fleet.inventory import Inventory, device_to_dict
+from edge.views.fleet import inventory_table, probe_table
 
 app = typer_factory("Fleet inventory: add, list, remove and import the devices edge targets.")
 
-ReplaceOpt = Annotated[
-    bool, typer.Option("--replace", help="Overwrite devices of the same name.")
-]
+ReplaceOpt = Annotated[bool, typer.Option("--replace", help="Overwrite devices of the same name.")]
 
 
 def _split(values: Optional[List[str]]) -> List[str]:
@@ -37,24 +34,39 @@ def add(
     name: Annotated[str, typer.Argument(help="Device name: letters, digits, '.', '_', '-'.")],
     host: Annotated[str, typer.Option(help="Host name, address or ~/.ssh/config alias.")],
     port: Annotated[Optional[int], typer.Option(help="SSH port (default: ssh config, 22).")] = None,
-    user: Annotated[Optional[str], typer.Option(help="SSH user (default: ssh config, you).")
-                    ] = None,
-    key: Annotated[Optional[str], typer.Option(help="Private key file (stored as given).")
-                   ] = None,
-    python: Annotated[str, typer.Option(help="Python 3.8+ on the device that runs the agent.")
-                      ] = "python3",
-    root: Annotated[str, typer.Option(help="Device root: agent, store, jobs, cache.")
-                    ] = "~/.edge",
-    tag: Annotated[Optional[List[str]], typer.Option(
-        "--tag", help="Tag (repeatable or comma-separated); select with --to tag:NAME.")] = None,
+    user: Annotated[
+        Optional[str], typer.Option(help="SSH user (default: ssh config, you).")
+    ] = None,
+    key: Annotated[Optional[str], typer.Option(help="Private key file (stored as given).")] = None,
+    python: Annotated[
+        str, typer.Option(help="Python 3.8+ on the device that runs the agent.")
+    ] = "python3",
+    root: Annotated[str, typer.Option(help="Device root: agent, store, jobs, cache.")] = "~/.edge",
+    tag: Annotated[
+        Optional[List[str]],
+        typer.Option(
+            "--tag", help="Tag (repeatable or comma-separated); select with --to tag:NAME."
+        ),
+    ] = None,
     replace: ReplaceOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Add a device to the fleet inventory."""
     inventory = Inventory.load()
     existed = name in inventory
-    device = inventory.add(Device(name=name, host=host, port=port, user=user, key=key,
-                                  python=python, root=root, tags=_split(tag)), replace=replace)
+    device = inventory.add(
+        Device(
+            name=name,
+            host=host,
+            port=port,
+            user=user,
+            key=key,
+            python=python,
+            root=root,
+            tags=_split(tag),
+        ),
+        replace=replace,
+    )
     inventory.save()
     if json_out:
         print_json(device_to_dict(device))
@@ -65,8 +77,10 @@ def add(
 
 @app.command("ls")
 def ls(
-    targets: Annotated[Optional[str], typer.Argument(
-        help="Only these: names, tag:NAME, all, local (comma-separated).")] = None,
+    targets: Annotated[
+        Optional[str],
+        typer.Argument(help="Only these: names, tag:NAME, all, local (comma-separated)."),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """List the devices of the inventory (or the given targets)."""
@@ -78,13 +92,7 @@ def ls(
     if not devices:
         typer.echo(f"No devices in {inventory.path}. Add one: edge fleet add NAME --host HOST")
         return
-    table = Table("name", "host", "port", "user", "python", "root", "tags",
-                  title=f"fleet ({inventory.path})", title_justify="left")
-    for d in devices:
-        cells = (d.name, d.host or "(this machine)", d.port or "-", d.user or "-", d.python,
-                 d.root, ", ".join(d.tags) or "-")
-        table.add_row(*(Text(str(c)) for c in cells))
-    console.print(table)
+    console.print(inventory_table(devices, inventory.path))
 
 
 @app.command("rm")
@@ -123,34 +131,20 @@ def import_(
 
 @app.command("probe")
 def probe(
-    targets: Annotated[str, typer.Argument(help="Devices (names, tag:NAME, all, local).")
-                       ] = "all",
+    targets: Annotated[str, typer.Argument(help="Devices (names, tag:NAME, all, local).")] = "all",
     json_out: JsonOpt = False,
 ) -> None:
     """Run the agent's `info` on each device (installing it if needed); cache the facts."""
-    from ..devices import resolve_targets
-    from ..facts import probe as probe_devices
-    from ..render import print_failures
-    from ..untrusted import safe_text
-    from ._utils import err_console
+    from edge.cli._utils import err_console
+    from edge.fleet.devices import resolve_targets
+    from edge.ops.info import probe as probe_devices
+    from edge.views.tables import print_failures
 
     run = probe_devices(resolve_targets(targets))
     if json_out:
         print_json([r.to_dict() for r in run.results])
     else:
-        t = Table(title="Probe")
-        for col in ("device", "status", "module", "JetPack", "memory MB", "disk free MB",
-                    "python", "tensorflow"):
-            t.add_column(col)
-        for r in run.results:
-            f = r.facts
-            j = f.jetson if f else None
-            cells = (r.device, r.status, j.module if j else ("not a Jetson" if f else "-"),
-                     (j.jetpack or "?") if j else "-", str(f.memory_total_mb) if f else "-",
-                     str(f.disk_free_mb) if f else "-", f.python if f else "-",
-                     (f.tensorflow or "none") if f else "-")
-            t.add_row(*(safe_text(c) for c in cells))
-        console.print(t)
+        console.print(probe_table(run.results))
         print_failures(err_console, run.results)
     if not run.ok:
         raise typer.Exit(1)
@@ -159,24 +153,32 @@ def probe(
 @app.command("trust")
 def trust(
     name: Annotated[str, typer.Argument(help="Device whose SSH host key to trust.")],
-    fingerprint: Annotated[Optional[str], typer.Option(
-        help="Expected SHA256:... fingerprint (read on the board); refuse any other key.")
+    fingerprint: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Expected SHA256:... fingerprint (read on the board); refuse any other key."
+        ),
     ] = None,
-    yes: Annotated[bool, typer.Option(
-        "--yes", "-y", help="Trust the key offered without asking (it is still shown).")
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", "-y", help="Trust the key offered without asking (it is still shown)."
+        ),
     ] = False,
-    replace: Annotated[bool, typer.Option(
-        "--replace", help="Replace a different key already known for the device.")] = False,
+    replace: Annotated[
+        bool,
+        typer.Option("--replace", help="Replace a different key already known for the device."),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Record the device's current host key in the fleet's known_hosts: shown, then asked
     for (or --yes, or pinned with --fingerprint)."""
     import sys
 
-    from ..errors import DeviceError
-    from ..hostkeys import Offer
-    from ..hostkeys import trust as trust_device
-    from ..transport.hostkey_policy import fingerprint as fp_of
+    from edge.core.errors import DeviceError
+    from edge.fleet.hostkeys import Offer
+    from edge.fleet.hostkeys import trust as trust_device
+    from edge.transport.hostkey_policy import fingerprint as fp_of
 
     def approve(offer: Offer) -> bool:
         if fingerprint or yes:
@@ -184,12 +186,15 @@ def trust(
         shown = f"{offer.device}: {offer.host} offers {offer.key_type} {offer.fingerprint}"
         if offer.old:
             shown += "\n  replacing " + ", ".join(
-                f"{e.key.get_name()} {fp_of(e.key)} ({e.where})" for e in offer.old)
+                f"{e.key.get_name()} {fp_of(e.key)} ({e.where})" for e in offer.old
+            )
         if not sys.stdin.isatty():
-            raise DeviceError(f"{shown}\nnot trusted: no terminal to ask on.",
-                              "Compare the fingerprint with the board's (ssh-keygen -lf "
-                              "/etc/ssh/ssh_host_ed25519_key.pub on it), then run again with "
-                              "--fingerprint SHA256:... or --yes.")
+            raise DeviceError(
+                f"{shown}\nnot trusted: no terminal to ask on.",
+                "Compare the fingerprint with the board's (ssh-keygen -lf "
+                "/etc/ssh/ssh_host_ed25519_key.pub on it), then run again with "
+                "--fingerprint SHA256:... or --yes.",
+            )
         typer.echo(shown, err=True)
         return typer.confirm("Trust this key?", default=False, err=True)
 
@@ -200,5 +205,7 @@ def trust(
         typer.echo(f"{name}: {result.key_type} {result.fingerprint} is already trusted")
     else:
         verb = "replaced " + ", ".join(result.replaced) + " with" if result.replaced else "trusted"
-        typer.echo(f"{name}: {verb} {result.host} {result.key_type} {result.fingerprint} "
-                   f"(saved to {result.known_hosts})")
+        typer.echo(
+            f"{name}: {verb} {result.host} {result.key_type} {result.fingerprint} "
+            f"(saved to {result.known_hosts})"
+        )

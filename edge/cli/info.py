@@ -7,23 +7,17 @@ from typing import Annotated
 
 import typer
 
-from device_agent.protocol import DeviceFacts, JsonMixin
-
-from ..devices import Device, resolve_targets
-from ..errors import UserError
-from ..facts import device_facts
-from ..fleet_run import fan_out
-from ..render import facts_table, print_failures
-from ._utils import JsonOpt, console, err_console, print_json
+from device_agent.protocol import SUCCEEDED, DeviceFacts, DeviceResult
+from edge.cli._utils import JsonOpt, console, err_console, print_json
+from edge.fleet.devices import Device, resolve_targets
+from edge.fleet.group import fan_out
+from edge.ops.info import device_facts
+from edge.views.tables import facts_table, print_failures
 
 
 @dataclass
-class _Info(JsonMixin):
-    device: str
-    status: str
+class _Info(DeviceResult):
     facts: DeviceFacts | None = None
-    error: str | None = None
-    hint: str | None = None
 
 
 def info(
@@ -47,17 +41,19 @@ def info(
         return
 
     def work(d: Device) -> _Info:
-        return _Info(d.name, "succeeded", device_facts(d, deep=deep))
-
-    def failed(d: Device, exc: UserError) -> _Info:
-        return _Info(d.name, "failed", error=exc.message, hint=exc.hint)
+        return _Info(d.name, SUCCEEDED, facts=device_facts(d, deep=deep))
 
     # Every device's facts, in target order; a device that fails does not hide the others.
-    run = fan_out(devices, work, failed)
+    run = fan_out(devices, work, _Info)
     if json_out:
-        print_json([r.facts.to_dict() | {"device": r.device} if r.facts else
-                    {"device": r.device, "status": r.status, "error": r.error, "hint": r.hint}
-                    for r in run.results])
+        print_json(
+            [
+                r.facts.to_dict() | {"device": r.device}
+                if r.facts
+                else {"device": r.device, "status": r.status, "error": r.error, "hint": r.hint}
+                for r in run.results
+            ]
+        )
     else:
         for r in run.results:
             if r.facts:

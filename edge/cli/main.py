@@ -11,10 +11,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from ..errors import EdgeError, UserError
-from ..settings import Settings, settings
-from ..untrusted import safe_text
-from . import (
+from edge.cli import (
     agent,
     bench,
     convert,
@@ -30,7 +27,10 @@ from . import (
     runs,
     validate,
 )
-from ._utils import err_console, typer_factory
+from edge.cli._utils import err_console, typer_factory
+from edge.core.errors import EdgeError, UserError
+from edge.core.settings import Settings, settings
+from edge.core.untrusted import safe_text
 
 app = typer_factory("jetson-edge: convert and benchmark TensorFlow models on Jetson fleets.")
 app.command(name="info", help="Show a device's facts (module, JetPack, memory, TensorFlow).")(
@@ -43,9 +43,7 @@ app.command(name="bench", help="Benchmark a SavedModel on devices.")(bench.bench
 app.command(name="demo", help="Build the guide's MNIST model, convert and benchmark it on local.")(
     demo.demo
 )
-app.command(name="push", help="Push a SavedModel (and calibration data) to devices.")(
-    push.push
-)
+app.command(name="push", help="Push a SavedModel (and calibration data) to devices.")(push.push)
 app.command(name="validate", help="Compare a converted model with its input model.")(
     validate.validate
 )
@@ -69,7 +67,7 @@ def dump_stacks_on_sigusr1() -> Path | None:
     global _stacks_file
     if not hasattr(signal, "SIGUSR1") or _stacks_file is not None:
         return None
-    from ..paths import data_dir
+    from edge.core.paths import data_dir
 
     path = data_dir() / f"stacks-{os.getpid()}.log"
     try:
@@ -85,6 +83,7 @@ def dump_stacks_on_sigusr1() -> Path | None:
                 path.unlink()
         except OSError:
             pass
+
     atexit.register(tidy)
     return path
 
@@ -101,7 +100,7 @@ class _Stderr(logging.StreamHandler):
         pass
 
 
-TRACE_LOGGER = "edge.trace"
+TRACE_LOGGER = "edge.core.trace"
 
 
 class _Format(logging.Formatter):
@@ -122,7 +121,7 @@ _handler: logging.Handler | None = None
 
 def configure_logging(config: Settings) -> None:
     """The diagnostics of the `edge` loggers on stderr: warnings always, DEBUG records for
-    EDGE_DEBUG=1, the span timings of `edge.trace` for EDGE_TRACE=1. Idempotent."""
+    EDGE_DEBUG=1, the span timings of `edge.core.trace` for EDGE_TRACE=1. Idempotent."""
     global _handler
     root = logging.getLogger("edge")
     if _handler is None:

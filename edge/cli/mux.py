@@ -6,26 +6,30 @@ from typing import Annotated
 
 import typer
 
-from ._utils import JsonOpt, console, print_json, typer_factory
+from edge.cli._utils import JsonOpt, console, print_json, typer_factory
 
 app = typer_factory("Connection multiplexer (like ControlPersist): warm SSH across commands.")
 
 
 @app.command()
-def start(idle: Annotated[float, typer.Option(help="Exit after this many idle seconds.")
-                          ] = 600.0) -> None:
+def start(
+    idle: Annotated[float, typer.Option(help="Exit after this many idle seconds.")] = 600.0,
+) -> None:
     """Start the multiplexer; later `edge` commands reuse its connections."""
-    from ..transport import mux
+    from edge.transport import mux
 
     pid = mux.start(idle)
-    console.print(f"multiplexer {'started (pid ' + str(pid) + ')' if pid else 'already running'}"
-                  f" on {mux.socket_path()}", highlight=False)
+    console.print(
+        f"multiplexer {'started (pid ' + str(pid) + ')' if pid else 'already running'}"
+        f" on {mux.socket_path()}",
+        highlight=False,
+    )
 
 
 @app.command()
 def stop() -> None:
     """Stop the multiplexer and close its connections."""
-    from ..transport import mux
+    from edge.transport import mux
 
     console.print("stopped" if mux.stop() else "not running")
 
@@ -33,12 +37,15 @@ def stop() -> None:
 @app.command()
 def status(json_out: JsonOpt = False) -> None:
     """Whether the multiplexer runs, and where its socket is."""
-    from ..transport import mux
+    from edge.transport import mux
 
     info = mux.state()  # refuses (an error with a hint) a socket that is not the user's own
     if json_out:
         print_json(info)
     else:
-        what = f"running (pid {info['pid']}, {info['active']} requests in flight)" \
-            if info["running"] else "not running"
+        what = (
+            f"running (pid {info['pid']}, {info['active']} requests in flight)"
+            if info["running"]
+            else "not running"
+        )
         console.print(f"{what} ({info['socket']})", highlight=False)

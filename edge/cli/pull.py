@@ -8,31 +8,36 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..connect import open_client
-from ..devices import resolve_targets
-from ..errors import EdgeError
-from ..pull import pull_job_model
-from ..untrusted import safe_text
-from ._utils import JsonOpt, console, print_json
+from edge.agent.sessions import open_client
+from edge.cli._utils import JsonOpt, console, print_json
+from edge.core.errors import EdgeError
+from edge.core.untrusted import safe_text
+from edge.fleet.devices import resolve_targets
+from edge.ops.pull import pull_job_model
 
 
 def pull(
-    job: Annotated[str, typer.Argument(help="A convert run (r12, see edge runs ls) or job id "
-                                       "(see edge jobs ls).")],
+    job: Annotated[
+        str,
+        typer.Argument(help="A convert run (r12, see edge runs ls) or job id (see edge jobs ls)."),
+    ],
     out: Annotated[Path, typer.Option(help="New local directory for the model.")],
-    source: Annotated[Optional[str], typer.Option(
-        "--from", help="The device that ran the job (a run knows it).")] = None,
+    source: Annotated[
+        Optional[str], typer.Option("--from", help="The device that ran the job (a run knows it).")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Download a converted model from a device, verifying every file's sha256."""
     if re.fullmatch(r"r?\d+", job):  # a run id from the run history
-        from ..runs import RunStore
+        from edge.history.store import RunStore
 
         with RunStore() as store:
             run = store.get(job)
         if run.kind != "convert" or not run.job_id:
-            raise EdgeError(f"Run {job} is a {run.kind} run with no converted model.",
-                            "Pass a convert run: edge runs ls --kind convert")
+            raise EdgeError(
+                f"Run {job} is a {run.kind} run with no converted model.",
+                "Pass a convert run: edge runs ls --kind convert",
+            )
         job, source = run.job_id, source or run.device
     if source is None:
         raise EdgeError("Which device ran the job?", "Pass --from DEVICE (or a run id).")
@@ -42,9 +47,20 @@ def pull(
     with open_client(devices[0]) as client:
         manifest, path = pull_job_model(client, job, out.expanduser().resolve())
     if json_out:
-        print_json({"device": devices[0].name, "job_id": job, "out": str(path),
-                    "files": len(manifest.entries), "bytes": manifest.total_bytes()})
+        print_json(
+            {
+                "device": devices[0].name,
+                "job_id": job,
+                "out": str(path),
+                "files": len(manifest.entries),
+                "bytes": manifest.total_bytes(),
+            }
+        )
     else:
-        console.print(safe_text(f"pulled {len(manifest.entries)} files "
-                                f"({manifest.total_bytes() / 1e6:.1f} MB) of job {job} to {path}"),
-                      highlight=False)
+        console.print(
+            safe_text(
+                f"pulled {len(manifest.entries)} files "
+                f"({manifest.total_bytes() / 1e6:.1f} MB) of job {job} to {path}"
+            ),
+            highlight=False,
+        )

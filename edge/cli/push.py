@@ -7,19 +7,21 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import push as push_lib
-from ..devices import resolve_targets
-from ..jobs import check_saved_model
-from ..render import print_failures, push_table
-from ._utils import JsonOpt, TargetsOpt, console, err_console, print_json
-from .progress import PushBars
+from edge.cli._utils import JsonOpt, TargetsOpt, console, err_console, print_json
+from edge.fleet.devices import resolve_targets
+from edge.ops import push as push_lib
+from edge.ops.push import check_saved_model
+from edge.views.progress import PushBars
+from edge.views.tables import print_failures, push_table
 
 
 def push(
     model: Annotated[Path, typer.Argument(help="SavedModel directory to push.")],
     to: TargetsOpt = "local",
-    calib: Annotated[Optional[Path], typer.Option(help="Calibration data (.npz, or a "
-                                                  "directory of .npy) to push too.")] = None,
+    calib: Annotated[
+        Optional[Path],
+        typer.Option(help="Calibration data (.npz, or a directory of .npy) to push too."),
+    ] = None,
     parallel: Annotated[int, typer.Option(help="Devices pushed at once.")] = 8,
     json_out: JsonOpt = False,
 ) -> None:

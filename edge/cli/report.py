@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from ..report import build_report
-from ..untrusted import safe_text
-from ._utils import JsonOpt, console, print_json
+from edge.cli._utils import JsonOpt, console, print_json
+from edge.core.untrusted import safe_text
+from edge.views.report import build_report
 
 
 def report(
@@ -22,12 +22,12 @@ def report(
     """Write report.html (self-contained: plots embedded) and the PNG plots for runs."""
     rep = build_report(runs, out)
     if json_out:
-        print_json({"html": str(rep.html), "plots": [str(p) for p in rep.plots],
-                    "skipped": rep.skipped})
+        print_json(
+            {"html": str(rep.html), "plots": [str(p) for p in rep.plots], "skipped": rep.skipped}
+        )
         return
     console.print(f"wrote [bold]{safe_text(rep.html)}[/]", highlight=False)
     for png in rep.plots:
         console.print(f"  {safe_text(png)}", highlight=False)
     for title, why in rep.skipped.items():
-        console.print(f"  [dim]{safe_text(title)}: skipped, {safe_text(why)}[/]",
-                      highlight=False)
+        console.print(f"  [dim]{safe_text(title)}: skipped, {safe_text(why)}[/]", highlight=False)

@@ -5,15 +5,17 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
-from ..report import result_tables
-from ..runs import Comparison, Run, RunStore, compare, comparison_rows, export
-from ..untrusted import safe_text
-from ._utils import JsonOpt, console, err_console, print_json, typer_factory
+from edge.cli._utils import JsonOpt, console, err_console, print_json, typer_factory
+from edge.core.untrusted import safe_text
+from edge.history.compare import compare
+from edge.history.export import export
+from edge.history.store import Run, RunStore
+from edge.views.history import comparison_table, run_table, runs_table
+from edge.views.report import result_tables
 
 app = typer_factory("Stored results of convert, bench and validate: list, show, compare, export.")
 
@@ -38,51 +40,29 @@ LimitOpt = Annotated[Optional[int], typer.Option("--limit", "-n", min=1, help="N
 RunArg = Annotated[str, typer.Argument(help="Run id (r12 or 12); see `edge runs ls`.")]
 
 
-def _select(device: str | None, model: str | None, kind: Kind | None,
-            limit: int | None) -> list[Run]:
+def _select(
+    device: str | None, model: str | None, kind: Kind | None, limit: int | None
+) -> list[Run]:
     with RunStore() as store:
-        return store.list(device=device, model=model, kind=kind.value if kind else None,
-                          limit=limit)
-
-
-def headline(run: Run) -> str:
-    """One line that says what the run found."""
-    m: dict[str, Any] = run.metrics
-    if run.kind == "bench" and m.get("runs"):
-        first = m["runs"][0]
-        text = (f"bs{first['batch_size']} p50 {first['latency_ms']['p50']:.3f} ms, "
-                f"{first['throughput_per_s']:,.0f}/s")
-        return text + (f" (+{len(m['runs']) - 1} batch sizes)" if len(m["runs"]) > 1 else "")
-    if run.kind == "convert" and m.get("summary"):
-        s = m["summary"]
-        return (f"{m.get('backend') or '?'} {m.get('precision') or ''} "
-                f"{len(s.get('engines') or [])} engines, {s.get('percent_converted', 0):.1f}%")
-    if run.kind == "validate" and m.get("validation"):
-        return "outputs match" if m["validation"].get("passed") else "outputs differ"
-    return m.get("error") or "-"
+        return store.list(
+            device=device, model=model, kind=kind.value if kind else None, limit=limit
+        )
 
 
 @app.command("ls")
-def ls(device: DeviceOpt = None, model: ModelOpt = None, kind: KindOpt = None,
-       limit: LimitOpt = None, json_out: JsonOpt = False) -> None:
+def ls(
+    device: DeviceOpt = None,
+    model: ModelOpt = None,
+    kind: KindOpt = None,
+    limit: LimitOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
     """List stored runs, newest last."""
     runs = _select(device, model, kind, limit)
     if json_out:
         print_json([r.summary() for r in runs])
         return
-    recipes = any(r.recipe for r in runs)
-    t = Table(title="Runs")
-    for col in ("id", "kind", "device", "model", "digest", "recipe", "created", "status"):
-        if col != "recipe" or recipes:
-            t.add_column(col, no_wrap=col in ("id", "created"))
-    t.add_column("result", min_width=24)
-    for r in runs:
-        name = r.model.rstrip("/").split("/")[-1] or r.model
-        cells = [r.run_id, r.kind, r.device, name, (r.model_digest or "-")[:10]]
-        cells += [r.recipe or "-"] if recipes else []
-        cells += [r.created_at[:16].replace("T", " "), r.status, headline(r)]
-        t.add_row(*(safe_text(c) for c in cells))
-    console.print(t)
+    console.print(runs_table(runs))
     if not runs:
         err_console.print("No runs stored yet: `edge convert` and `edge bench` record them.")
 
@@ -95,36 +75,12 @@ def show(run_id: RunArg, json_out: JsonOpt = False) -> None:
     if json_out:
         print_json(run.to_dict())
         return
-    meta = Table(title=safe_text(f"Run {run.run_id}"), show_header=False)
-    meta.add_column("field", style="bold")
-    meta.add_column("value")
-    fp = run.fingerprint or {}
-    for key, value in (
-        ("kind", run.kind), ("device", run.device), ("model", run.model),
-        ("model digest", run.model_digest or "-"), ("recipe", run.recipe or "-"),
-        ("created", run.created_at), ("status", run.status), ("job", run.job_id or "-"),
-        ("artifacts", ", ".join(f"{k}={v}" for k, v in run.artifacts.items() if v) or "-"),
-        ("fingerprint", ", ".join(f"{k}={v}" for k, v in fp.items()) or "-"),
-        ("labels", ", ".join(f"{k}={v}" for k, v in run.labels.items()) or "-"),
-    ):
-        meta.add_row(key, safe_text(value))
-    console.print(meta)
+    console.print(run_table(run))
     for table in result_tables([run]):
         console.print(table)
     error = run.metrics.get("error")
     if error:
         console.print(f"[bold red]error:[/] {safe_text(error)}", highlight=False)
-
-
-def comparison_table(cmp: Comparison) -> Table:
-    """`comparison_rows` as a rich Table; regressions in red."""
-    t = Table(title=safe_text(f"{cmp.a} -> {cmp.b} ({cmp.kind})"))
-    for col in ("batch", "metric", cmp.a, cmp.b, "delta", ""):
-        t.add_column(safe_text(col), justify="left" if col in ("metric", "") else "right")
-    for row in comparison_rows(cmp):
-        t.add_row(*(safe_text(c) for c in row), style="bold red" if row[-1] else None)
-    t.caption = (f"delta = (B - A) / A; regression: worse by more than {cmp.threshold_pct:g}%")
-    return t
 
 
 @app.command("compare")
@@ -151,8 +107,9 @@ def compare_cmd(
             if sizes:
                 err_console.print(f"batch sizes only in {label}: {sizes}")
         n = len(cmp.regressions)
-        err_console.print(f"[bold red]{n} regression(s)[/]" if n else "[green]no regressions[/]",
-                          highlight=False)
+        err_console.print(
+            f"[bold red]{n} regression(s)[/]" if n else "[green]no regressions[/]", highlight=False
+        )
     if cmp.regressions and fail_on_regression:
         raise typer.Exit(1)
 
@@ -160,8 +117,9 @@ def compare_cmd(
 @app.command("export")
 def export_cmd(
     format: Annotated[Format, typer.Option("--format", "-f", help="csv or json.")] = Format.csv,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="File (default stdout).")]
-    = None,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="File (default stdout).")
+    ] = None,
     device: DeviceOpt = None,
     model: ModelOpt = None,
     kind: KindOpt = None,

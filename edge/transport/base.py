@@ -11,7 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ..errors import DeviceError
+from edge.core.errors import DeviceError
 
 
 class TransportError(DeviceError):
@@ -66,8 +66,7 @@ def copy_range(task: RangeTask, dst: Any, progress: Callable[[int], None] | None
 DOWNLOAD_READ = 1 << 20
 
 
-def receive(read: Callable[[int], bytes], local: Path, max_bytes: int | None,
-            what: str) -> int:
+def receive(read: Callable[[int], bytes], local: Path, max_bytes: int | None, what: str) -> int:
     """Write what `read(n)` returns, until it returns b"", into `local`: created here with
     O_EXCL (never replacing a file, never through a symlink), mode 0600. With `max_bytes`,
     at most max_bytes + 1 bytes are read and a longer source is refused. On any failure
@@ -76,21 +75,26 @@ def receive(read: Callable[[int], bytes], local: Path, max_bytes: int | None,
     try:
         fd = os.open(local, flags, 0o600)
     except OSError as exc:
-        raise TransportError(f"cannot create {local} for {what}: {exc.strerror}",
-                             "Pass a new, empty destination.") from exc
+        raise TransportError(
+            f"cannot create {local} for {what}: {exc.strerror}", "Pass a new, empty destination."
+        ) from exc
     written = 0
     try:
         with os.fdopen(fd, "wb") as f:
             while True:
-                want = DOWNLOAD_READ if max_bytes is None else \
-                    min(DOWNLOAD_READ, max_bytes + 1 - written)
+                want = (
+                    DOWNLOAD_READ
+                    if max_bytes is None
+                    else min(DOWNLOAD_READ, max_bytes + 1 - written)
+                )
                 chunk = read(want)
                 if not chunk:
                     return written
                 if max_bytes is not None and written + len(chunk) > max_bytes:
                     raise TransportError(
                         f"{what} holds more than the {max_bytes} bytes expected; refused.",
-                        "The device's files do not match what it reported: check the device.")
+                        "The device's files do not match what it reported: check the device.",
+                    )
                 f.write(chunk)
                 written += len(chunk)
     except BaseException:
@@ -103,10 +107,17 @@ def receive(read: Callable[[int], bytes], local: Path, max_bytes: int | None,
 
 def not_regular(what: str, mode: int) -> TransportError:
     """The error for a remote path that is a symlink, directory or special file."""
-    kind = "a symlink" if stat.S_ISLNK(mode) else "a directory" if stat.S_ISDIR(mode) \
+    kind = (
+        "a symlink"
+        if stat.S_ISLNK(mode)
+        else "a directory"
+        if stat.S_ISDIR(mode)
         else "a special file"
-    return TransportError(f"{what} is {kind}, not a regular file; refused.",
-                          "The device's files do not match what it reported: check the device.")
+    )
+    return TransportError(
+        f"{what} is {kind}, not a regular file; refused.",
+        "The device's files do not match what it reported: check the device.",
+    )
 
 
 class Transport(abc.ABC):
@@ -122,8 +133,9 @@ class Transport(abc.ABC):
         """Run argv on the device and wait for it."""
 
     @abc.abstractmethod
-    def stream(self, argv: Sequence[str], idle_timeout: float | None = None
-               ) -> Generator[str, None, None]:
+    def stream(
+        self, argv: Sequence[str], idle_timeout: float | None = None
+    ) -> Generator[str, None, None]:
         """Run argv and yield its stdout line by line as it comes."""
 
     @abc.abstractmethod
@@ -138,17 +150,20 @@ class Transport(abc.ABC):
         Returns the bytes written."""
 
     @abc.abstractmethod
-    def write_range(self, task: RangeTask, progress: Callable[[int], None] | None = None
-                    ) -> int:
+    def write_range(self, task: RangeTask, progress: Callable[[int], None] | None = None) -> int:
         """Write one byte range into an existing remote file. Returns the bytes sent."""
 
     @abc.abstractmethod
     def write_bytes(self, remote: str, data: bytes) -> None:
         """Replace a small remote file atomically."""
 
-    def upload_ranges(self, tasks: Sequence[RangeTask], channels: int = 1,
-                      progress: Callable[[int], None] | None = None,
-                      on_done: Callable[[RangeTask], None] | None = None) -> int:
+    def upload_ranges(
+        self,
+        tasks: Sequence[RangeTask],
+        channels: int = 1,
+        progress: Callable[[int], None] | None = None,
+        on_done: Callable[[RangeTask], None] | None = None,
+    ) -> int:
         """Send every task; transports that can run several channels at once override
         this. `on_done` runs after a task's bytes are acknowledged."""
         sent = 0

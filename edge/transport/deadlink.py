@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from ..settings import settings
-from .base import TransportError
+from edge.core.settings import settings
+from edge.transport.base import TransportError
 
 
 def dead_link_seconds() -> float:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import paramiko
 
-from .base import TransportError
-from .known_hosts import KnownHosts
-from .ssh_config import Endpoint
+from edge.transport.base import TransportError
+from edge.transport.known_hosts import KnownHosts
+from edge.transport.ssh_config import Endpoint
 
 
 class HostKeyError(TransportError):
@@ -37,20 +37,27 @@ class RefuseUnknown(paramiko.MissingHostKeyPolicy):
         self.hop = hop  # the jump host's alias when this connection is a ProxyJump hop
         self.seen: paramiko.PKey | None = None
 
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
-                         key: paramiko.PKey) -> None:
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
         self.seen = key
         refuse_revoked(self.device, self.known, hostname, key)
         if self.hop:
-            hint = (f"{hostname} is the jump host {self.hop} on the way to {self.device}. If "
-                    f"that fingerprint is its key, trust it: edge fleet add {self.hop} "
-                    f"--host {self.hop}, then edge fleet trust {self.hop}")
+            hint = (
+                f"{hostname} is the jump host {self.hop} on the way to {self.device}. If "
+                f"that fingerprint is its key, trust it: edge fleet add {self.hop} "
+                f"--host {self.hop}, then edge fleet trust {self.hop}"
+            )
         else:
-            hint = ("If that fingerprint is the device's, trust it with: "
-                    f"edge fleet trust {self.device}")
+            hint = (
+                "If that fingerprint is the device's, trust it with: "
+                f"edge fleet trust {self.device}"
+            )
         raise HostKeyError(
             f"{self.device}: unknown host key for {hostname} "
-            f"({key.get_name()} {fingerprint(key)}); refusing to connect.", hint)
+            f"({key.get_name()} {fingerprint(key)}); refusing to connect.",
+            hint,
+        )
 
 
 def refuse_revoked(device: str, known: KnownHosts, hostname: str, key: paramiko.PKey) -> None:

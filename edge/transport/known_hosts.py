@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import paramiko
 from paramiko.pkey import UnknownKeyType
 
-from .base import TransportError
+from edge.transport.base import TransportError
 
 REVOKED = "@revoked"
 CERT_AUTHORITY = "@cert-authority"
@@ -54,7 +54,7 @@ def _pattern_re(pattern: str) -> re.Pattern[str]:
 
 def _hashed_match(name: str, host: str) -> bool:
     """`|1|base64(salt)|base64(HMAC-SHA1(salt, host))`, as `ssh-keygen -H` writes it."""
-    salt_b64, _, digest_b64 = name[len(_HASH_MAGIC):].partition("|")
+    salt_b64, _, digest_b64 = name[len(_HASH_MAGIC) :].partition("|")
     salt = base64.b64decode(salt_b64)
     digest = base64.b64decode(digest_b64)
     expected = hmac.new(salt, host.encode(), hashlib.sha1).digest()
@@ -62,7 +62,7 @@ def _hashed_match(name: str, host: str) -> bool:
 
 
 def _valid_hashed(name: str) -> bool:
-    salt_b64, sep, digest_b64 = name[len(_HASH_MAGIC):].partition("|")
+    salt_b64, sep, digest_b64 = name[len(_HASH_MAGIC) :].partition("|")
     try:
         salt = base64.b64decode(salt_b64, validate=True)
         digest = base64.b64decode(digest_b64, validate=True)
@@ -128,8 +128,10 @@ def _parse_line(path: str, lineno: int, line: str) -> Entry | None:
     if fields[0].startswith("@"):
         marker = fields.pop(0)
         if marker == CERT_AUTHORITY:
-            raise ValueError("@cert-authority lines are not supported (paramiko cannot verify "
-                             "host certificates); skipped, so its hosts need their own keys")
+            raise ValueError(
+                "@cert-authority lines are not supported (paramiko cannot verify "
+                "host certificates); skipped, so its hosts need their own keys"
+            )
         if marker != REVOKED:
             raise ValueError(f"unknown marker {marker!r}")
     if len(fields) < 3:
@@ -152,8 +154,10 @@ def _parse_file(path: str) -> tuple[list[Entry], list[str]]:
                 return cached[1], cached[2]
             raw = f.read()
     except OSError as exc:
-        raise TransportError(f"cannot read the known_hosts file {path}: {exc.strerror or exc}",
-                             "Fix its permissions or remove it.") from exc
+        raise TransportError(
+            f"cannot read the known_hosts file {path}: {exc.strerror or exc}",
+            "Fix its permissions or remove it.",
+        ) from exc
     entries: list[Entry] = []
     warnings: list[str] = []
     for lineno, text in enumerate(raw.decode("utf-8", errors="replace").splitlines(), 1):
@@ -201,8 +205,7 @@ class KnownHosts:
 
     def trusted(self, host: str) -> list[Entry]:
         """The entries whose names match `host`, minus revoked keys."""
-        return [e for e in self.entries
-                if e.matches(host) and self.revoked_entry(e.key) is None]
+        return [e for e in self.entries if e.matches(host) and self.revoked_entry(e.key) is None]
 
     def install(self, client: paramiko.SSHClient, host: str) -> None:
         """Give paramiko the trusted keys of `host` under that exact name: one per key type

@@ -21,7 +21,7 @@ from typing import Any
 import paramiko
 from paramiko.common import cMSG_GLOBAL_REQUEST
 
-from .deadlink import dead_link_seconds
+from edge.transport.deadlink import dead_link_seconds
 
 
 class WatchedTransport(paramiko.Transport):

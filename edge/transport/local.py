@@ -10,7 +10,7 @@ import subprocess
 from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 
-from .base import (
+from edge.transport.base import (
     CommandResult,
     RangeTask,
     Transport,
@@ -42,8 +42,9 @@ class LocalTransport(Transport):
             proc.stderr.decode(errors="replace"),
         )
 
-    def stream(self, argv: Sequence[str], idle_timeout: float | None = None
-               ) -> Generator[str, None, None]:
+    def stream(
+        self, argv: Sequence[str], idle_timeout: float | None = None
+    ) -> Generator[str, None, None]:
         proc = subprocess.Popen(
             list(argv),
             stdout=subprocess.PIPE,
@@ -59,8 +60,7 @@ class LocalTransport(Transport):
                 proc.kill()
             proc.wait()
 
-    def write_range(self, task: RangeTask, progress: Callable[[int], None] | None = None
-                    ) -> int:
+    def write_range(self, task: RangeTask, progress: Callable[[int], None] | None = None) -> int:
         with open(Path(task.remote).expanduser(), "r+b") as dst:
             return copy_range(task, dst, progress)
 
@@ -75,8 +75,10 @@ class LocalTransport(Transport):
     def download(self, remote: str, local: Path, max_bytes: int | None = None) -> int:
         what = f"{self.device_name}: {remote}"
         try:  # O_NOFOLLOW: a symlink fails to open (ELOOP); O_NONBLOCK: a FIFO opens
-            fd = os.open(Path(remote).expanduser(),
-                         os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = os.open(
+                Path(remote).expanduser(),
+                os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+            )
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise not_regular(what, stat.S_IFLNK) from exc

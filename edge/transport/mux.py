@@ -31,17 +31,27 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..errors import EdgeError
-from . import muxdir
-from .base import CommandResult, TransportError
-from .hostkey_policy import HostKeyError
-from .muxdir import SOCKET, UnsafeMuxPath
-from .muxserver import CLIENT_TIMEOUT, HEARTBEAT_SECONDS, IDLE_SECONDS, send, serve
-from .ssh import SSHTransport
-from .ssh_config import Endpoint
+from edge.core.errors import EdgeError
+from edge.transport import muxdir
+from edge.transport.base import CommandResult, TransportError
+from edge.transport.hostkey_policy import HostKeyError
+from edge.transport.muxdir import SOCKET, UnsafeMuxPath
+from edge.transport.muxserver import CLIENT_TIMEOUT, HEARTBEAT_SECONDS, IDLE_SECONDS, send, serve
+from edge.transport.ssh import SSHTransport
+from edge.transport.ssh_config import Endpoint
 
-__all__ = ["HEARTBEAT_SECONDS", "IDLE_SECONDS", "MuxTransport", "UnsafeMuxPath", "running",
-           "serve", "socket_path", "start", "state", "stop"]
+__all__ = [
+    "HEARTBEAT_SECONDS",
+    "IDLE_SECONDS",
+    "MuxTransport",
+    "UnsafeMuxPath",
+    "running",
+    "serve",
+    "socket_path",
+    "start",
+    "state",
+    "stop",
+]
 
 CONNECT_TIMEOUT = 5.0  # connecting to the socket
 READ_TIMEOUT = 30.0  # the heartbeat rule: a client gives up on a silent multiplexer
@@ -127,9 +137,12 @@ def running() -> bool:
 def state() -> dict[str, Any]:
     """{"running", "socket", "pid", "active"}; raises UnsafeMuxPath when refused."""
     reply = _ping()
-    return {"running": reply is not None, "socket": str(socket_path()),
-            "pid": reply.get("pong") if reply else None,
-            "active": reply.get("active") if reply else None}
+    return {
+        "running": reply is not None,
+        "socket": str(socket_path()),
+        "pid": reply.get("pong") if reply else None,
+        "active": reply.get("active") if reply else None,
+    }
 
 
 def start(idle: float = IDLE_SECONDS, client_timeout: float = CLIENT_TIMEOUT) -> int:
@@ -140,10 +153,13 @@ def start(idle: float = IDLE_SECONDS, client_timeout: float = CLIENT_TIMEOUT) ->
     d = muxdir.private_dir(create=True)
     assert d is not None
     muxdir.require_private(d / SOCKET, "socket")
-    proc = subprocess.Popen([sys.executable, "-m", "edge.transport.muxserver", str(idle),
-                             str(client_timeout)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge.transport.muxserver", str(idle), str(client_timeout)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 10
     while True:
         exited = proc.poll() is not None
@@ -153,8 +169,10 @@ def start(idle: float = IDLE_SECONDS, client_timeout: float = CLIENT_TIMEOUT) ->
         if exited or time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    raise TransportError("the connection multiplexer did not start",
-                         "Run `python -m edge.transport.muxserver` to see why.")
+    raise TransportError(
+        "the connection multiplexer did not start",
+        "Run `python -m edge.transport.muxserver` to see why.",
+    )
 
 
 def stop() -> bool:
@@ -178,8 +196,9 @@ class MuxTransport(SSHTransport):
     file transfers use a direct connection of its own, and so does everything once the
     multiplexer is found gone, stuck or refused."""
 
-    def __init__(self, device_name: str, endpoint: Endpoint,
-                 fleet_known_hosts: Path | None = None) -> None:
+    def __init__(
+        self, device_name: str, endpoint: Endpoint, fleet_known_hosts: Path | None = None
+    ) -> None:
         super().__init__(device_name, endpoint, fleet_known_hosts)
         self.direct = False
 
@@ -192,8 +211,11 @@ class MuxTransport(SSHTransport):
         now on) when there is no usable multiplexer, so nothing was sent."""
         if self.direct:
             return None
-        req.update(device=self.device_name, endpoint=asdict(self.endpoint),
-                   known_hosts=str(self.fleet_known_hosts) if self.fleet_known_hosts else None)
+        req.update(
+            device=self.device_name,
+            endpoint=asdict(self.endpoint),
+            known_hosts=str(self.fleet_known_hosts) if self.fleet_known_hosts else None,
+        )
         try:
             sock = _connect()
         except (_NotRunning, EdgeError):
@@ -218,18 +240,20 @@ class MuxTransport(SSHTransport):
                         f"{self.device_name}: the connection multiplexer sent nothing for "
                         f"{READ_TIMEOUT:.0f}s; it looks stuck",
                         "Later commands connect directly. Restart it: edge mux stop; "
-                        "edge mux start (or kill its process).") from exc
+                        "edge mux start (or kill its process).",
+                    ) from exc
                 except OSError as exc:
                     self._go_direct()
-                    raise TransportError(f"{self.device_name}: lost the connection "
-                                         f"multiplexer: {exc}") from exc
+                    raise TransportError(
+                        f"{self.device_name}: lost the connection multiplexer: {exc}"
+                    ) from exc
                 if not raw:
                     self._go_direct()
                     raise TransportError(
-                        f"{self.device_name}: the connection multiplexer went away "
-                        "mid-command",
+                        f"{self.device_name}: the connection multiplexer went away mid-command",
                         "Run it again: commands connect directly while it is gone "
-                        "(edge mux start brings it back).")
+                        "(edge mux start brings it back).",
+                    )
                 reply = json.loads(raw)
                 if "beat" in reply:
                     continue
@@ -244,28 +268,38 @@ class MuxTransport(SSHTransport):
         with closing(self._replies(sock)) as replies:
             return next(replies)
 
-    def run(self, argv: Sequence[str], input: bytes | None = None,
-            timeout: float | None = None) -> CommandResult:
-        sock = self._open({"op": "run", "argv": list(argv), "timeout": timeout,
-                           "stdin": base64.b64encode(input).decode() if input else None})
+    def run(
+        self, argv: Sequence[str], input: bytes | None = None, timeout: float | None = None
+    ) -> CommandResult:
+        sock = self._open(
+            {
+                "op": "run",
+                "argv": list(argv),
+                "timeout": timeout,
+                "stdin": base64.b64encode(input).decode() if input else None,
+            }
+        )
         if sock is None:
             return super().run(argv, input=input, timeout=timeout)
         reply = self._one(sock)
         return CommandResult(list(argv), reply["exit"], reply["stdout"], reply["stderr"])
 
-    def serve_request(self, server_argv: Sequence[str], line: str,
-                      timeout: float | None = None) -> str:
+    def serve_request(
+        self, server_argv: Sequence[str], line: str, timeout: float | None = None
+    ) -> str:
         """One request line to a server process the multiplexer keeps on the device
         (started with `server_argv` on first use); returns its reply line. Without a
         multiplexer, a TransportError: the caller runs the command the usual way."""
-        sock = self._open({"op": "serve", "argv": list(server_argv), "line": line,
-                           "timeout": timeout})
+        sock = self._open(
+            {"op": "serve", "argv": list(server_argv), "line": line, "timeout": timeout}
+        )
         if sock is None:
             raise TransportError(f"{self.device_name}: no connection multiplexer")
         return str(self._one(sock)["reply"])
 
-    def stream(self, argv: Sequence[str], idle_timeout: float | None = None
-               ) -> Generator[str, None, None]:
+    def stream(
+        self, argv: Sequence[str], idle_timeout: float | None = None
+    ) -> Generator[str, None, None]:
         sock = self._open({"op": "stream", "argv": list(argv), "idle_timeout": idle_timeout})
         if sock is None:
             yield from super().stream(argv, idle_timeout=idle_timeout)

@@ -17,8 +17,8 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from ..errors import EdgeError
-from ..paths import cache_dir, edge_home
+from edge.core.errors import EdgeError
+from edge.core.paths import cache_dir, edge_home
 
 SOCKET = "mux.sock"
 RECORD = "mux.json"
@@ -37,8 +37,7 @@ def runtime_dir() -> Path:
     if home:
         return home / "mux"
     xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg and os.path.isabs(xdg) and _problem(Path(xdg), _lstat(Path(xdg)), "directory") \
-            is None:
+    if xdg and os.path.isabs(xdg) and _problem(Path(xdg), _lstat(Path(xdg)), "directory") is None:
         return Path(xdg) / "edge"
     return cache_dir() / "mux"
 
@@ -81,9 +80,11 @@ def require_private(path: Path, what: str) -> bool:
     if problem.startswith("has mode"):
         hint = f"Make it private: chmod {'700' if what == 'directory' else '600'} {path}"
     else:
-        hint = (f"Another local user may be trying to intercept your SSH sessions. Remove it "
-                f"(as its owner or root: rm -rf {path}), or point EDGE_HOME or "
-                "XDG_RUNTIME_DIR at a directory only you can use; then run edge mux start.")
+        hint = (
+            f"Another local user may be trying to intercept your SSH sessions. Remove it "
+            f"(as its owner or root: rm -rf {path}), or point EDGE_HOME or "
+            "XDG_RUNTIME_DIR at a directory only you can use; then run edge mux start."
+        )
     raise UnsafeMuxPath(f"refusing the multiplexer {what} {path}: it {problem}", hint)
 
 
@@ -100,8 +101,10 @@ def private_dir(create: bool = False) -> Path | None:
     if not require_private(d, "directory"):
         return None
     if len(os.fsencode(d / SOCKET)) > MAX_SOCKET_PATH:
-        raise UnsafeMuxPath(f"the multiplexer socket path {d / SOCKET} is too long for a "
-                            "Unix socket", "Set EDGE_HOME to a shorter directory.")
+        raise UnsafeMuxPath(
+            f"the multiplexer socket path {d / SOCKET} is too long for a Unix socket",
+            "Set EDGE_HOME to a shorter directory.",
+        )
     return d
 
 
@@ -125,8 +128,12 @@ def read_record(d: Path) -> dict[str, Any] | None:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(data, dict) or data.get("uid") != os.getuid() \
-            or not isinstance(data.get("pid"), int) or data["pid"] <= 0:
+    if (
+        not isinstance(data, dict)
+        or data.get("uid") != os.getuid()
+        or not isinstance(data.get("pid"), int)
+        or data["pid"] <= 0
+    ):
         return None
     return data
 
@@ -144,10 +151,13 @@ def peer_credentials(sock: socket.socket) -> tuple[int, int]:
     """(pid, uid) of the process at the other end of a connected Unix socket."""
     opt = getattr(socket, "SO_PEERCRED", None)
     if opt is None:
-        raise UnsafeMuxPath("cannot check who is at the other end of the multiplexer socket "
-                            "on this system", "Run without the multiplexer: edge mux stop")
-    pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, opt,
-                                                         struct.calcsize("3i")))
+        raise UnsafeMuxPath(
+            "cannot check who is at the other end of the multiplexer socket on this system",
+            "Run without the multiplexer: edge mux stop",
+        )
+    pid, uid, _gid = struct.unpack(
+        "3i", sock.getsockopt(socket.SOL_SOCKET, opt, struct.calcsize("3i"))
+    )
     return pid, uid
 
 
@@ -155,11 +165,15 @@ def require_peer(sock: socket.socket, path: Path, pid: int | None) -> None:
     """Refuse a server at `path` that is not of this uid (or not the recorded `pid`)."""
     peer_pid, peer_uid = peer_credentials(sock)
     if peer_uid != os.getuid():
-        raise UnsafeMuxPath(f"refusing the multiplexer at {path}: the server there runs as "
-                            f"uid {peer_uid}, not as you (uid {os.getuid()})",
-                            "Another local user may be trying to intercept your SSH sessions."
-                            " Stop it and run edge mux start again.")
+        raise UnsafeMuxPath(
+            f"refusing the multiplexer at {path}: the server there runs as "
+            f"uid {peer_uid}, not as you (uid {os.getuid()})",
+            "Another local user may be trying to intercept your SSH sessions."
+            " Stop it and run edge mux start again.",
+        )
     if pid is not None and peer_pid != pid:
-        raise UnsafeMuxPath(f"refusing the multiplexer at {path}: the server there is pid "
-                            f"{peer_pid}, not the one `edge mux start` recorded ({pid})",
-                            "Run edge mux stop; edge mux start.")
+        raise UnsafeMuxPath(
+            f"refusing the multiplexer at {path}: the server there is pid "
+            f"{peer_pid}, not the one `edge mux start` recorded ({pid})",
+            "Run edge mux stop; edge mux start.",
+        )

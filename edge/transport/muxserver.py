@@ -19,14 +19,14 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import EdgeError
-from ..trace import span
-from . import muxdir
-from .base import TransportError
-from .hostkey_policy import HostKeyError
-from .muxdir import SOCKET
-from .ssh import SSHTransport
-from .ssh_config import Endpoint
+from edge.core.errors import EdgeError
+from edge.core.trace import span
+from edge.transport import muxdir
+from edge.transport.base import TransportError
+from edge.transport.hostkey_policy import HostKeyError
+from edge.transport.muxdir import SOCKET
+from edge.transport.ssh import SSHTransport
+from edge.transport.ssh_config import Endpoint
 
 IDLE_SECONDS = 600.0
 HEARTBEAT_SECONDS = 5.0  # how often the server shows it is alive while a request runs
@@ -111,15 +111,13 @@ class _Handler(socketserver.StreamRequestHandler):
                     transport.connect()
                 resident = self.server.resident(transport, argv) if op == "serve" else None
             if resident is not None:
-                final: dict[str, Any] = {"reply": resident.request(req["line"],
-                                                                   req.get("timeout"))}
+                final: dict[str, Any] = {"reply": resident.request(req["line"], req.get("timeout"))}
             elif op == "run":
                 data = base64.b64decode(req["stdin"]) if req.get("stdin") else None
                 r = transport.run(argv, input=data, timeout=req.get("timeout"))
                 final = {"exit": r.exit_code, "stdout": r.stdout, "stderr": r.stderr}
             else:  # closing: a client that stops reading ends the remote command too
-                with closing(transport.stream(argv, idle_timeout=req.get("idle_timeout"))
-                             ) as lines:
+                with closing(transport.stream(argv, idle_timeout=req.get("idle_timeout"))) as lines:
                     for line in lines:
                         self.reply({"line": line})
                 final = {"end": True}
@@ -169,9 +167,12 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         with self.lock:
             if key not in self.pool:
                 known = req.get("known_hosts")
-                self.pool[key] = (SSHTransport(req["device"], Endpoint(**req["endpoint"]),
-                                               Path(known) if known else None),
-                                  threading.Lock())
+                self.pool[key] = (
+                    SSHTransport(
+                        req["device"], Endpoint(**req["endpoint"]), Path(known) if known else None
+                    ),
+                    threading.Lock(),
+                )
             return self.pool[key]
 
     def resident(self, transport: SSHTransport, argv: list[str]) -> _Resident:
@@ -216,8 +217,9 @@ class _Resident:
                 reply = self.reader.readline()
             except (OSError, EOFError) as exc:  # socket.timeout is an OSError
                 self.chan.close()
-                raise TransportError(f"{self.device}: server {self.argv[-1]} failed: {exc}"
-                                     ) from exc
+                raise TransportError(
+                    f"{self.device}: server {self.argv[-1]} failed: {exc}"
+                ) from exc
         if not reply.endswith(b"\n"):
             self.chan.close()
             raise TransportError(f"{self.device}: server {self.argv[-1]} ended")
@@ -241,8 +243,10 @@ def serve(idle: float = IDLE_SECONDS, client_timeout: float = CLIENT_TIMEOUT) ->
     path = d / SOCKET
     if muxdir.require_private(path, "socket"):
         if _answers(path):
-            raise EdgeError(f"a connection multiplexer already listens on {path}",
-                            "Stop it first: edge mux stop")
+            raise EdgeError(
+                f"a connection multiplexer already listens on {path}",
+                "Stop it first: edge mux stop",
+            )
         path.unlink()  # a stale one of ours
     old = os.umask(0o077)
     try:
@@ -250,11 +254,18 @@ def serve(idle: float = IDLE_SECONDS, client_timeout: float = CLIENT_TIMEOUT) ->
     finally:
         os.umask(old)
     bound = os.lstat(path).st_ino
-    muxdir.write_record(d, {"pid": os.getpid(), "uid": os.getuid(), "socket": str(path),
-                            "idle": idle, "started": time.time()})
+    muxdir.write_record(
+        d,
+        {
+            "pid": os.getpid(),
+            "uid": os.getuid(),
+            "socket": str(path),
+            "idle": idle,
+            "started": time.time(),
+        },
+    )
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM,
-                      lambda *_: threading.Thread(target=server.shutdown).start())
+        signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     threading.Thread(target=server.watch_idle, daemon=True).start()
     try:
         server.serve_forever(poll_interval=0.2)

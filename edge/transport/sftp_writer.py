@@ -19,7 +19,7 @@ from typing import Any, Protocol, cast
 import paramiko
 from paramiko.sftp import CMD_STATUS, CMD_WRITE, int64
 
-from .base import RangeTask
+from edge.transport.base import RangeTask
 
 # OpenSSH channels take 32 KiB packets; paramiko keeps 64 bytes of that for the channel
 # header; an SFTP write adds 29 bytes plus the handle (OpenSSH: 4) around the data.
@@ -67,10 +67,13 @@ class _Sink:
 class RangeWriter:
     """Writes RangeTasks through one SFTP channel; `close()` waits for every ack."""
 
-    def __init__(self, sftp: paramiko.SFTPClient,
-                 progress: Callable[[int], None] | None = None,
-                 on_done: Callable[[RangeTask], None] | None = None,
-                 owns_channel: bool = False) -> None:
+    def __init__(
+        self,
+        sftp: paramiko.SFTPClient,
+        progress: Callable[[int], None] | None = None,
+        on_done: Callable[[RangeTask], None] | None = None,
+        owns_channel: bool = False,
+    ) -> None:
         self.sftp = sftp
         self.owns_channel = owns_channel  # closed after us: it closes the files itself
         self.progress = progress
@@ -117,10 +120,11 @@ class RangeWriter:
                     raise OSError(f"{task.local} is shorter than expected ({pos} bytes)")
                 view = memoryview(block)
                 for i in range(0, len(block), WRITE_BYTES):
-                    piece = view[i:i + WRITE_BYTES]
+                    piece = view[i : i + WRITE_BYTES]
                     last = pos + len(piece) >= task.end
-                    num = _pipelining(self.sftp)._async_request(self.sink, CMD_WRITE, handle,
-                                                                int64(pos), piece)
+                    num = _pipelining(self.sftp)._async_request(
+                        self.sink, CMD_WRITE, handle, int64(pos), piece
+                    )
                     self.inflight.append((num, len(piece), task if last else None))
                     pos += len(piece)
                     self._drain_ready()
@@ -144,8 +148,7 @@ class RangeWriter:
         self.inflight.clear()
         # on our own channel, closing it closes the files (before they go: each would
         # send its own close on it)
-        closers = [self.sftp.close] if self.owns_channel else \
-            [f.close for f in self.files.values()]
+        closers = [self.sftp.close] if self.owns_channel else [f.close for f in self.files.values()]
         for close in closers:
             try:
                 close()
@@ -167,10 +170,13 @@ class ParallelUpload:
     """RangeTasks over several SFTP channels of one connection, each channel taking the
     next task; the calling thread drives one of them."""
 
-    def __init__(self, open_sftp: Callable[[], paramiko.SFTPClient],
-                 shared: paramiko.SFTPClient | None = None,
-                 progress: Callable[[int], None] | None = None,
-                 on_done: Callable[[RangeTask], None] | None = None) -> None:
+    def __init__(
+        self,
+        open_sftp: Callable[[], paramiko.SFTPClient],
+        shared: paramiko.SFTPClient | None = None,
+        progress: Callable[[int], None] | None = None,
+        on_done: Callable[[RangeTask], None] | None = None,
+    ) -> None:
         self.open_sftp = open_sftp
         self.shared = shared  # an open channel the calling thread uses (and leaves open)
         self.lock = threading.Lock()
@@ -187,6 +193,7 @@ class ParallelUpload:
         def call(arg: Any) -> None:
             with self.lock:
                 fn(arg)
+
         return call
 
     def run(self, tasks: Sequence[RangeTask], channels: int) -> BaseException | None:

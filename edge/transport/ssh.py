@@ -18,11 +18,11 @@ from typing import Any
 
 import paramiko
 
-from ..settings import settings
-from ..trace import span
-from .base import CommandResult, RangeTask, Transport, TransportError
-from .deadlink import DeadLinkError
-from .hostkey_policy import (
+from edge.core.settings import settings
+from edge.core.trace import span
+from edge.transport.base import CommandResult, RangeTask, Transport, TransportError
+from edge.transport.deadlink import DeadLinkError
+from edge.transport.hostkey_policy import (
     HostKeyError,
     RefuseUnknown,
     fingerprint,
@@ -30,9 +30,9 @@ from .hostkey_policy import (
     load_known_hosts,
     refuse_revoked,
 )
-from .liveness import WatchedTransport
-from .sftp_writer import ACK_TIMEOUT, ParallelUpload
-from .ssh_config import Endpoint, load_ssh_config, parse_hop
+from edge.transport.liveness import WatchedTransport
+from edge.transport.sftp_writer import ACK_TIMEOUT, ParallelUpload
+from edge.transport.ssh_config import Endpoint, load_ssh_config, parse_hop
 
 DOWNLOAD_TIMEOUT = 30.0  # per SFTP read of a download: a dead link fails within it
 # AES-GCM needs no separate MAC: measured here it costs ~35% less client CPU per byte
@@ -59,8 +59,9 @@ def _transport(sock: Any, **kwargs: Any) -> paramiko.Transport:
 class SSHTransport(Transport):
     """One paramiko connection to one device, reused for every channel of a command."""
 
-    def __init__(self, device_name: str, endpoint: Endpoint,
-                 fleet_known_hosts: Path | None = None) -> None:
+    def __init__(
+        self, device_name: str, endpoint: Endpoint, fleet_known_hosts: Path | None = None
+    ) -> None:
         super().__init__(device_name)
         self.endpoint = endpoint
         self.fleet_known_hosts = fleet_known_hosts
@@ -80,11 +81,17 @@ class SSHTransport(Transport):
         keys = [k for k in ep.key_files if os.path.isfile(k)]
         try:
             client.connect(
-                ep.hostname, port=ep.port, username=ep.user,
+                ep.hostname,
+                port=ep.port,
+                username=ep.user,
                 key_filename=keys or None,  # type: ignore[arg-type]  # a list works (stub: str)
-                timeout=ep.connect_timeout, banner_timeout=ep.connect_timeout,
-                auth_timeout=ep.connect_timeout, sock=sock, allow_agent=True,
-                look_for_keys=not keys, transport_factory=_transport,
+                timeout=ep.connect_timeout,
+                banner_timeout=ep.connect_timeout,
+                auth_timeout=ep.connect_timeout,
+                sock=sock,
+                allow_agent=True,
+                look_for_keys=not keys,
+                transport_factory=_transport,
             )
         except HostKeyError:
             client.close()
@@ -140,8 +147,9 @@ class SSHTransport(Transport):
             transport = client.get_transport()
             assert transport is not None
             try:
-                sock = transport.open_channel("direct-tcpip", target, ("127.0.0.1", 0),
-                                              timeout=ep.connect_timeout)
+                sock = transport.open_channel(
+                    "direct-tcpip", target, ("127.0.0.1", 0), timeout=ep.connect_timeout
+                )
             except (paramiko.SSHException, OSError) as exc:
                 self.close()
                 raise TransportError(
@@ -175,16 +183,21 @@ class SSHTransport(Transport):
     def _lost(self, what: str, exc: BaseException | None = None) -> TransportError:
         """The error for a connection that failed while in use (closed here). When the
         watchdog declared the link dead, that is what the error says."""
-        dead = [t.dead_reason for c in (self._client, *self._jumps)
-                if c is not None and isinstance(t := c.get_transport(), WatchedTransport)
-                and t.dead_reason]
+        dead = [
+            t.dead_reason
+            for c in (self._client, *self._jumps)
+            if c is not None
+            and isinstance(t := c.get_transport(), WatchedTransport)
+            and t.dead_reason
+        ]
         self._dead = self._dead or (dead[0] if dead else None)  # for the other threads
         self.close()
         if self._dead:
             return DeadLinkError(
                 f"{self.device_name}: {what}: {self._dead}",
                 "Check the device's network and power, then run the command again (a push "
-                "resumes where it stopped). EDGE_DEAD_LINK_SECONDS sets the silence allowed.")
+                "resumes where it stopped). EDGE_DEAD_LINK_SECONDS sets the silence allowed.",
+            )
         detail = (str(exc) or type(exc).__name__) if exc is not None else ""
         return TransportError(f"{self.device_name}: {what}{': ' + detail if detail else ''}")
 
@@ -205,8 +218,9 @@ class SSHTransport(Transport):
             raise self._lost("lost the connection", exc) from exc
         return chan
 
-    def run(self, argv: Sequence[str], input: bytes | None = None,
-            timeout: float | None = None) -> CommandResult:
+    def run(
+        self, argv: Sequence[str], input: bytes | None = None, timeout: float | None = None
+    ) -> CommandResult:
         chan = self._open_exec(argv)
         try:  # a dead link wakes a sendall waiting for window: the watchdog closes it
             if input:
@@ -220,24 +234,26 @@ class SSHTransport(Transport):
             if deadline is not None and time.monotonic() > deadline:
                 chan.close()
                 raise TransportError(
-                    f"{self.device_name}: {' '.join(argv[:4])} ... timed out after {timeout}s")
+                    f"{self.device_name}: {' '.join(argv[:4])} ... timed out after {timeout}s"
+                )
             select.select([chan], [], [], 0.5)
             while chan.recv_ready():
                 out += chan.recv(65536)
             while chan.recv_stderr_ready():
                 err += chan.recv_stderr(65536)
-            if chan.exit_status_ready() and not chan.recv_ready() \
-                    and not chan.recv_stderr_ready():
+            if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
                 if _dropped(chan):
                     raise self._lost(f"the connection dropped while running {argv[0]}")
                 break
         code = chan.recv_exit_status()
         chan.close()
-        return CommandResult(list(argv), code, out.decode(errors="replace"),
-                             err.decode(errors="replace"))
+        return CommandResult(
+            list(argv), code, out.decode(errors="replace"), err.decode(errors="replace")
+        )
 
-    def stream(self, argv: Sequence[str], idle_timeout: float | None = None
-               ) -> Generator[str, None, None]:
+    def stream(
+        self, argv: Sequence[str], idle_timeout: float | None = None
+    ) -> Generator[str, None, None]:
         chan = self._open_exec(argv)
         chan.shutdown_write()
         buf = b""
@@ -264,7 +280,8 @@ class SSHTransport(Transport):
                 if idle_timeout is not None and time.monotonic() - last > idle_timeout:
                     self.close()
                     raise TransportError(
-                        f"{self.device_name}: no data for {idle_timeout:.0f}s; link presumed dead")
+                        f"{self.device_name}: no data for {idle_timeout:.0f}s; link presumed dead"
+                    )
         finally:
             chan.close()
 
@@ -293,13 +310,16 @@ class SSHTransport(Transport):
             except OSError:
                 sftp.stat(d)  # raced with another writer: fine if it now exists
 
-    def write_range(self, task: RangeTask, progress: Callable[[int], None] | None = None
-                    ) -> int:
+    def write_range(self, task: RangeTask, progress: Callable[[int], None] | None = None) -> int:
         return self.upload_ranges([task], 1, progress)
 
-    def upload_ranges(self, tasks: Sequence[RangeTask], channels: int = 1,
-                      progress: Callable[[int], None] | None = None,
-                      on_done: Callable[[RangeTask], None] | None = None) -> int:
+    def upload_ranges(
+        self,
+        tasks: Sequence[RangeTask],
+        channels: int = 1,
+        progress: Callable[[int], None] | None = None,
+        on_done: Callable[[RangeTask], None] | None = None,
+    ) -> int:
         """Several SFTP channels on this one connection, each taking the next task: a large
         file's byte ranges go out in parallel, which lifts the per-channel window limit
         (sshd's 2 MiB window caps one channel at about 2 MiB / RTT)."""
@@ -342,7 +362,7 @@ class SSHTransport(Transport):
         the open handle fstat'ed; every SFTP read waits at most DOWNLOAD_TIMEOUT s."""
         import stat  # imported here, not at the top: keeps this edit inside download
 
-        from .base import not_regular, receive
+        from edge.transport.base import not_regular, receive
 
         what = f"{self.device_name}: {remote}"
         try:
@@ -366,9 +386,10 @@ class SSHTransport(Transport):
                 chan.settimeout(before)
         except (TimeoutError, paramiko.SSHException, EOFError) as exc:
             self.close()  # the SFTP session is in an unknown state
-            raise TransportError(f"{what}: download failed: {exc or type(exc).__name__}",
-                                 "Check the link to the device and run the command again."
-                                 ) from exc
+            raise TransportError(
+                f"{what}: download failed: {exc or type(exc).__name__}",
+                "Check the link to the device and run the command again.",
+            ) from exc
         except OSError as exc:
             raise TransportError(f"{what}: download failed: {exc}") from exc
 
@@ -380,9 +401,12 @@ def _dropped(chan: paramiko.Channel) -> bool:
     return chan.exit_status == -1 and (transport is None or not transport.is_active())
 
 
-def scan_host_key(endpoint: Endpoint, device_name: str,
-                  fleet_known_hosts: Path | None = None,
-                  prefer: Sequence[str] = ()) -> paramiko.PKey:
+def scan_host_key(
+    endpoint: Endpoint,
+    device_name: str,
+    fleet_known_hosts: Path | None = None,
+    prefer: Sequence[str] = (),
+) -> paramiko.PKey:
     """Fetch the key a device offers, without trusting it. Its ProxyJump hops are checked
     like any connection's (the user's known_hosts and `fleet_known_hosts`); key types in
     `prefer` (those already known for it) are asked for first, as a connection does."""
@@ -390,13 +414,17 @@ def scan_host_key(endpoint: Endpoint, device_name: str,
     try:
         sock = probe._jump_socket()
         if sock is None:
-            sock = socket.create_connection((endpoint.hostname, endpoint.port),
-                                            timeout=endpoint.connect_timeout)
+            sock = socket.create_connection(
+                (endpoint.hostname, endpoint.port), timeout=endpoint.connect_timeout
+            )
         transport = paramiko.Transport(sock)
         try:
             options = transport.get_security_options()
-            wanted = [n for t in prefer for n in
-                      (("rsa-sha2-512", "rsa-sha2-256") if t == "ssh-rsa" else (t,))]
+            wanted = [
+                n
+                for t in prefer
+                for n in (("rsa-sha2-512", "rsa-sha2-256") if t == "ssh-rsa" else (t,))
+            ]
             plain = [t for t in options.key_types if "-cert-v01@" not in t]  # paramiko adds them
             wanted = [t for t in dict.fromkeys(wanted) if t in plain]
             if wanted:
@@ -406,7 +434,8 @@ def scan_host_key(endpoint: Endpoint, device_name: str,
         finally:
             transport.close()
     except (OSError, EOFError, paramiko.SSHException) as exc:
-        raise TransportError(f"{device_name}: cannot reach {endpoint.label} to read its host "
-                             f"key: {exc}") from exc
+        raise TransportError(
+            f"{device_name}: cannot reach {endpoint.label} to read its host key: {exc}"
+        ) from exc
     finally:
         probe.close()

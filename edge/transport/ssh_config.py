@@ -9,7 +9,7 @@ from pathlib import Path
 
 import paramiko
 
-from ..settings import settings
+from edge.core.settings import settings
 
 CONNECT_TIMEOUT = 15.0
 
@@ -44,9 +44,13 @@ def load_ssh_config() -> paramiko.SSHConfig:
     return paramiko.SSHConfig()
 
 
-def resolve_endpoint(alias: str, port: int | None = None, user: str | None = None,
-                     key: str | None = None, config: paramiko.SSHConfig | None = None
-                     ) -> Endpoint:
+def resolve_endpoint(
+    alias: str,
+    port: int | None = None,
+    user: str | None = None,
+    key: str | None = None,
+    config: paramiko.SSHConfig | None = None,
+) -> Endpoint:
     """Apply `Host` blocks of the client config to an alias; explicit values win."""
     cfg = (config or load_ssh_config()).lookup(alias)
     jump = cfg.get("proxyjump")
@@ -56,8 +60,9 @@ def resolve_endpoint(alias: str, port: int | None = None, user: str | None = Non
         hostname=cfg.get("hostname", alias),
         port=int(port or cfg.get("port") or 22),
         user=user or cfg.get("user") or getpass.getuser(),
-        key_files=[os.path.expanduser(key)] if key else
-        [os.path.expanduser(k) for k in cfg.get("identityfile", [])],
+        key_files=[os.path.expanduser(key)]
+        if key
+        else [os.path.expanduser(k) for k in cfg.get("identityfile", [])],
         proxy_jump=[] if not jump or jump == "none" else [j.strip() for j in jump.split(",")],
         proxy_command=cfg.get("proxycommand") if cfg.get("proxycommand") != "none" else None,
         known_hosts_files=[os.path.expanduser(p) for p in (known.split() if known else [])],

@@ -12,11 +12,17 @@ from pathlib import Path
 from helpers import agent, agent_json
 
 from device_agent.convert import ModelCache
-from device_agent.protocol import ConversionSummary, ConvertOptions, ConvertResult, Event, JobSpec
+from device_agent.protocol import (
+    ConversionSummary,
+    ConvertOptions,
+    ConvertResult,
+    ConvertSpec,
+    Event,
+)
 
 
 def convert(root: Path, model: Path) -> ConvertResult:
-    spec = JobSpec(kind="convert", model=str(model), convert=ConvertOptions(backend="native"))
+    spec = ConvertSpec(model=str(model), convert=ConvertOptions(backend="native"))
     proc = agent(root, "submit", "-", input=spec.to_json(), timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     events = [Event.from_json(line) for line in proc.stdout.splitlines() if line.strip()]
@@ -25,16 +31,18 @@ def convert(root: Path, model: Path) -> ConvertResult:
 
 
 def tree_hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def largest_file(tree: Path) -> Path:
     return max((p for p in tree.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
 
 
-def test_a_truncated_cache_entry_is_rebuilt_not_reused(tmp_path: Path, tiny_model: Path
-                                                       ) -> None:
+def test_a_truncated_cache_entry_is_rebuilt_not_reused(tmp_path: Path, tiny_model: Path) -> None:
     root = tmp_path / "root"
     first = convert(root, tiny_model)
     assert first.cache == "built" and first.plan and first.plan.cache_key

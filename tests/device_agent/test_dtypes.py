@@ -42,8 +42,11 @@ def test_numpy_names_are_what_tensorflow_converts_to() -> None:
         except (KeyError, TypeError):  # resource, variant, int4...: no numpy type at all
             np_type = None
         # numpy's own scalar types only: ml_dtypes' bfloat16 and float8 need that package
-        native = np_type is not None and np_type.type.__module__ == "numpy" and (
-            np_type.kind in "biufc" and np_type.name == name)
+        native = (
+            np_type is not None
+            and np_type.type.__module__ == "numpy"
+            and (np_type.kind in "biufc" and np_type.name == name)
+        )
         assert dtypes.numpy_name(name) == (name if native else None), name
 
 
@@ -70,4 +73,5 @@ def test_string_inputs_take_bytes_or_str_arrays() -> None:
         check_against_signature(CalibrationData("mem.npz", {"x": arr}), [_info("string")])
     with pytest.raises(AgentError, match="expected string"):
         check_against_signature(
-            CalibrationData("mem.npz", {"x": np.zeros((1, 2), np.uint8)}), [_info("string")])
+            CalibrationData("mem.npz", {"x": np.zeros((1, 2), np.uint8)}), [_info("string")]
+        )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from helpers import agent, agent_env
 
-from device_agent.protocol import SUCCEEDED, Event, JobSpec, JobState
+from device_agent.protocol import SUCCEEDED, BenchSpec, Event, JobState
 
 JOB_ID = "20240101-000000-bench-abcdef"
 
@@ -34,9 +34,14 @@ except OSError as exc:
 
 
 def append(root: Path, message: str, limit: int = 0) -> str:
-    proc = subprocess.run([sys.executable, "-c", APPEND, str(root), str(limit), message],
-                          capture_output=True, text=True, env=agent_env(), timeout=60,
-                          cwd=str(root.parent))
+    proc = subprocess.run(
+        [sys.executable, "-c", APPEND, str(root), str(limit), message],
+        capture_output=True,
+        text=True,
+        env=agent_env(),
+        timeout=60,
+        cwd=str(root.parent),
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip()
 
@@ -45,10 +50,13 @@ def test_a_short_write_is_not_a_written_event(tmp_path: Path) -> None:
     root = tmp_path / "root"
     job = root / "jobs" / JOB_ID
     job.mkdir(parents=True)
-    (job / "job.json").write_text(JobSpec(kind="bench", model=str(root / "m")).to_json())
+    (job / "job.json").write_text(BenchSpec(model=str(root / "m")).to_json())
     now = time.time()
-    (job / "status.json").write_text(JobState(job_id=JOB_ID, kind="bench", status=SUCCEEDED,
-                                              created_at=now, updated_at=now).to_json())
+    (job / "status.json").write_text(
+        JobState(
+            job_id=JOB_ID, kind="bench", status=SUCCEEDED, created_at=now, updated_at=now
+        ).to_json()
+    )
     log = job / "events.jsonl"
     log.write_text(Event(seq=0, ts=now, kind="status", status="queued").to_json() + "\n")
     size = log.stat().st_size
@@ -77,16 +85,25 @@ def test_a_final_event_that_status_json_missed_is_adopted(tmp_path: Path) -> Non
     root = tmp_path / "root"
     job = root / "jobs" / JOB_ID
     job.mkdir(parents=True)
-    (job / "job.json").write_text(JobSpec(kind="bench", model=str(root / "m")).to_json())
+    (job / "job.json").write_text(BenchSpec(model=str(root / "m")).to_json())
     gone = subprocess.Popen(["true"])
     gone.wait()  # a pid that no longer runs
     now = time.time()
-    (job / "status.json").write_text(JobState(job_id=JOB_ID, kind="bench", status="running",
-                                              created_at=now, updated_at=now,
-                                              pid=gone.pid).to_json())
-    lines = [Event(seq=0, ts=now, kind="status", status="queued"),
-             Event(seq=1, ts=now, kind="status", status="running"),
-             Event(seq=2, ts=now, kind="status", status=SUCCEEDED)]
+    (job / "status.json").write_text(
+        JobState(
+            job_id=JOB_ID,
+            kind="bench",
+            status="running",
+            created_at=now,
+            updated_at=now,
+            pid=gone.pid,
+        ).to_json()
+    )
+    lines = [
+        Event(seq=0, ts=now, kind="status", status="queued"),
+        Event(seq=1, ts=now, kind="status", status="running"),
+        Event(seq=2, ts=now, kind="status", status=SUCCEEDED),
+    ]
     (job / "events.jsonl").write_text("".join(e.to_json() + "\n" for e in lines))
     state = JobState.from_dict(json.loads(agent(root, "status", JOB_ID).stdout))
     assert state.status == SUCCEEDED, state

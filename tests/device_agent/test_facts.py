@@ -171,8 +171,9 @@ def _first_installed(names: Any) -> Optional[str]:
 
 def test_library_versions_come_from_package_metadata() -> None:
     got = facts.collect(str(SYSROOTS / "x86-host"), root_dir=str(SYSROOTS))
-    assert got.tensorflow == _first_installed(["tensorflow", "tensorflow-cpu",
-                                               "tensorflow-aarch64"])
+    assert got.tensorflow == _first_installed(
+        ["tensorflow", "tensorflow-cpu", "tensorflow-aarch64"]
+    )
     assert got.numpy == _first_installed(["numpy"])
     assert facts.dist_version(["no-such-dist-jetson-edge-test"]) is None
 
@@ -286,7 +287,11 @@ def test_unidentified_tegra_board_keeps_its_model(tmp_path: Path) -> None:
 def _run(code: str, *args: str, python: str = sys.executable) -> str:
     """Run `code` in a fresh interpreter (cwd = repo root) with `args` as sys.argv[1:]."""
     proc = subprocess.run(
-        [python, "-c", code, *args], cwd=str(REPO), capture_output=True, text=True, timeout=300,
+        [python, "-c", code, *args],
+        cwd=str(REPO),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
@@ -334,8 +339,10 @@ def test_version_string() -> None:
     assert facts._version_string(None) is None
 
 
-@pytest.mark.skipif(_first_installed(["tensorflow", "tensorflow-cpu", "tensorflow-aarch64"])
-                    is None, reason="TensorFlow is not installed")
+@pytest.mark.skipif(
+    _first_installed(["tensorflow", "tensorflow-cpu", "tensorflow-aarch64"]) is None,
+    reason="TensorFlow is not installed",
+)
 def test_deep_matches_tf_trt_bindings() -> None:
     # Ask TensorFlow's bindings directly in the same process, then compare with collect().
     out = _run(
@@ -372,7 +379,9 @@ def test_collect_on_python38(name: str) -> None:
         "import sys; sys.path.insert(0, sys.argv[1])\n"
         "from device_agent import facts\n"
         "print(facts.collect(sys.argv[2], root_dir=sys.argv[3]).to_json())\n",
-        str(REPO), str(SYSROOTS / name), str(SYSROOTS),
+        str(REPO),
+        str(SYSROOTS / name),
+        str(SYSROOTS),
         python=PY38,
     )
     got = DeviceFacts.from_json(out)

@@ -136,10 +136,24 @@ def test_device_classes_cover_the_recipe_slugs() -> None:
     classes = jetson.device_classes()
     assert len(classes) == len(set(classes))
     for slug in [
-        "nano-2gb", "nano-4gb", "tx1-4gb", "tx2-4gb", "tx2-8gb", "xavier-nx-8gb",
-        "xavier-nx-16gb", "agx-xavier-8gb", "agx-xavier-16gb", "agx-xavier-32gb",
-        "agx-xavier-64gb", "orin-nano-4gb", "orin-nano-8gb", "orin-nx-8gb", "orin-nx-16gb",
-        "agx-orin-32gb", "agx-orin-64gb", "thor-128gb",
+        "nano-2gb",
+        "nano-4gb",
+        "tx1-4gb",
+        "tx2-4gb",
+        "tx2-8gb",
+        "xavier-nx-8gb",
+        "xavier-nx-16gb",
+        "agx-xavier-8gb",
+        "agx-xavier-16gb",
+        "agx-xavier-32gb",
+        "agx-xavier-64gb",
+        "orin-nano-4gb",
+        "orin-nano-8gb",
+        "orin-nx-8gb",
+        "orin-nx-16gb",
+        "agx-orin-32gb",
+        "agx-orin-64gb",
+        "thor-128gb",
     ]:
         assert slug in classes
 
@@ -156,8 +170,15 @@ def test_module_table_is_consistent() -> None:
 
 @pytest.mark.parametrize(
     "soc, cc",
-    [("tegra210", "5.3"), ("tegra186", "6.2"), ("tegra194", "7.2"), ("tegra234", "8.7"),
-     ("tegra264", "11.0"), ("tegra999", None), (None, None)],
+    [
+        ("tegra210", "5.3"),
+        ("tegra186", "6.2"),
+        ("tegra194", "7.2"),
+        ("tegra234", "8.7"),
+        ("tegra264", "11.0"),
+        ("tegra999", None),
+        (None, None),
+    ],
 )
 def test_compute_capability_by_soc(soc: object, cc: object) -> None:
     assert jetson.compute_capability_for(soc) == cc  # type: ignore[arg-type]
@@ -188,10 +209,17 @@ def test_device_tree_strings_are_nul_terminated() -> None:
 
 NANO = ["nvidia,p3449-0000-b00+p3448-0000-b00", "nvidia,jetson-nano", "nvidia,tegra210"]
 TX2 = ["nvidia,quill", "nvidia,tegra186"]
-AGX_XAVIER = ["nvidia,galen", "nvidia,jetson-xavier", "nvidia,p2822-0000+p2888-0001",
-              "nvidia,tegra194"]
-XAVIER_NX = ["nvidia,p3509-0000-a00+p3668-0000-a01", "nvidia,p3509-0000-a00+p3668-0001-a01",
-             "nvidia,tegra194"]
+AGX_XAVIER = [
+    "nvidia,galen",
+    "nvidia,jetson-xavier",
+    "nvidia,p2822-0000+p2888-0001",
+    "nvidia,tegra194",
+]
+XAVIER_NX = [
+    "nvidia,p3509-0000-a00+p3668-0000-a01",
+    "nvidia,p3509-0000-a00+p3668-0001-a01",
+    "nvidia,tegra194",
+]
 AGX_ORIN_MAINLINE = ["nvidia,p3737-0000+p3701-0000", "nvidia,p3701-0000", "nvidia,tegra234"]
 ORIN_NANO = ["nvidia,p3768-0000+p3767-0005", "nvidia,p3767-0005", "nvidia,tegra234"]
 THOR = ["nvidia,p4071-0000+p3834-0008", "nvidia,p3834-0008", "nvidia,tegra264"]
@@ -206,9 +234,16 @@ def test_part_numbers_put_the_module_before_the_carrier() -> None:
 
 @pytest.mark.parametrize(
     "compatible, soc",
-    [(NANO, "tegra210"), (TX2, "tegra186"), (AGX_XAVIER, "tegra194"), (ORIN_NANO, "tegra234"),
-     (THOR, "tegra264"), (["nvidia,tegra210b01"], "tegra210"),
-     (["raspberrypi,5-model-b", "brcm,bcm2712"], None), ([], None)],
+    [
+        (NANO, "tegra210"),
+        (TX2, "tegra186"),
+        (AGX_XAVIER, "tegra194"),
+        (ORIN_NANO, "tegra234"),
+        (THOR, "tegra264"),
+        (["nvidia,tegra210b01"], "tegra210"),
+        (["raspberrypi,5-model-b", "brcm,bcm2712"], None),
+        ([], None),
+    ],
 )
 def test_soc_from_compatible(compatible: list, soc: object) -> None:
     assert jetson.soc_from_compatible(compatible) == soc
@@ -219,8 +254,13 @@ def test_soc_from_compatible(compatible: list, soc: object) -> None:
 # Xavier 16GB, 62780 AGX Orin 64GB, 15655 Orin NX 16GB).
 IDENTIFY_CASES = [
     # exact part number in compatible wins, whatever the memory says
-    ("NVIDIA Jetson Orin Nano Engineering Reference Developer Kit Super", ORIN_NANO, None,
-     7620, "orin-nano-8gb"),
+    (
+        "NVIDIA Jetson Orin Nano Engineering Reference Developer Kit Super",
+        ORIN_NANO,
+        None,
+        7620,
+        "orin-nano-8gb",
+    ),
     (None, ORIN_NANO, None, None, "orin-nano-8gb"),
     ("NVIDIA Jetson Nano Developer Kit", NANO, None, 3964, "nano-4gb"),
     ("NVIDIA Jetson Xavier NX Developer Kit", XAVIER_NX, None, 7771, "xavier-nx-8gb"),
@@ -235,10 +275,8 @@ IDENTIFY_CASES = [
     # model string + memory
     ("NVIDIA Jetson TX2 Developer Kit", TX2, None, 3830, "tx2-4gb"),
     ("NVIDIA Jetson TX2 Developer Kit", TX2, None, 7850, "tx2-8gb"),
-    ("NVIDIA Jetson Orin NX Engineering Reference Developer Kit", [], None, 15655,
-     "orin-nx-16gb"),
-    ("NVIDIA Jetson Orin NX Engineering Reference Developer Kit", [], None, 7620,
-     "orin-nx-8gb"),
+    ("NVIDIA Jetson Orin NX Engineering Reference Developer Kit", [], None, 15655, "orin-nx-16gb"),
+    ("NVIDIA Jetson Orin NX Engineering Reference Developer Kit", [], None, 7620, "orin-nx-8gb"),
     ("NVIDIA Jetson Orin Nano Developer Kit", [], None, 3400, "orin-nano-4gb"),
     # SoC + memory only (custom carrier with an unknown model string)
     ("ACME Robot Brain", ["acme,brain", "nvidia,tegra234"], None, 62780, "agx-orin-64gb"),
@@ -248,8 +286,9 @@ IDENTIFY_CASES = [
 
 
 @pytest.mark.parametrize("model, compatible, boardids, mem, device_class", IDENTIFY_CASES)
-def test_identify_module(model: object, compatible: list, boardids: object, mem: object,
-                         device_class: str) -> None:
+def test_identify_module(
+    model: object, compatible: list, boardids: object, mem: object, device_class: str
+) -> None:
     mod = jetson.identify_module(model, compatible, boardids, mem)  # type: ignore[arg-type]
     assert mod is not None
     assert mod.device_class == device_class
@@ -259,9 +298,12 @@ def test_identify_module_refuses_to_guess() -> None:
     # two Orin Nano variants and no memory to tell them apart
     assert jetson.identify_module("NVIDIA Jetson Orin Nano Developer Kit", [], None, None) is None
     # not a Jetson at all
-    assert jetson.identify_module(
-        "Raspberry Pi 5 Model B Rev 1.0", ["raspberrypi,5-model-b", "brcm,bcm2712"], None, 8000
-    ) is None
+    assert (
+        jetson.identify_module(
+            "Raspberry Pi 5 Model B Rev 1.0", ["raspberrypi,5-model-b", "brcm,bcm2712"], None, 8000
+        )
+        is None
+    )
     assert jetson.identify_module(None, [], None, None) is None
 
 
@@ -294,11 +336,15 @@ ORIN_NANO_SUPER_CONF = """< POWER_MODEL ID=0 NAME=15W >
 def test_parse_nvpmodel_conf() -> None:
     assert jetson.parse_nvpmodel_conf(NANO_CONF) == {0: "MAXN", 1: "5W"}
     assert jetson.parse_nvpmodel_conf(ORIN_NANO_SUPER_CONF) == {
-        0: "15W", 1: "25W", 2: "MAXN_SUPER", 3: "7W"
+        0: "15W",
+        1: "25W",
+        2: "MAXN_SUPER",
+        3: "7W",
     }
     # attribute order is not fixed; commented-out definitions do not count
-    assert jetson.parse_nvpmodel_conf("< POWER_MODEL NAME=MAXN ID=3 >\n"
-                                      "# < POWER_MODEL ID=4 NAME=OLD >\n") == {3: "MAXN"}
+    assert jetson.parse_nvpmodel_conf(
+        "< POWER_MODEL NAME=MAXN ID=3 >\n# < POWER_MODEL ID=4 NAME=OLD >\n"
+    ) == {3: "MAXN"}
     assert jetson.parse_nvpmodel_conf(None) == {}
 
 

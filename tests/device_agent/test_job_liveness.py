@@ -17,20 +17,23 @@ from pathlib import Path
 import pytest
 from helpers import agent_json
 
-from device_agent.protocol import RUNNING, BenchOptions, Event, JobSpec, JobState
+from device_agent.protocol import RUNNING, BenchOptions, BenchSpec, Event, JobState
 
 
 def make_job(root: Path, job_id: str, pid: int) -> Path:
     """A job directory as a worker leaves it while it runs: status `running`, its pid."""
     path = root / "jobs" / job_id
     (path / "artifacts").mkdir(parents=True)
-    (path / "job.json").write_text(JobSpec(kind="bench", model=str(root / "m")).to_json())
+    (path / "job.json").write_text(BenchSpec(model=str(root / "m")).to_json())
     now = time.time()
-    state = JobState(job_id=job_id, kind="bench", status=RUNNING, created_at=now,
-                     updated_at=now, pid=pid)
+    state = JobState(
+        job_id=job_id, kind="bench", status=RUNNING, created_at=now, updated_at=now, pid=pid
+    )
     (path / "status.json").write_text(state.to_json())
-    lines = [Event(seq=0, ts=now, kind="status", message="job created", status="queued"),
-             Event(seq=1, ts=now, kind="status", message="running", status=RUNNING)]
+    lines = [
+        Event(seq=0, ts=now, kind="status", message="job created", status="queued"),
+        Event(seq=1, ts=now, kind="status", message="running", status=RUNNING),
+    ]
     (path / "events.jsonl").write_text("".join(e.to_json() + "\n" for e in lines))
     (path / "worker.log").write_text("worker started\n")
     return path
@@ -71,8 +74,9 @@ def alive(proc: subprocess.Popen[bytes]) -> bool:
 
 
 @pytest.mark.parametrize("lock", ["none", "free", "held-foreign-boot", "held-other-start"])
-def test_a_reused_pid_is_not_the_worker(tmp_path: Path, bystander: subprocess.Popen[bytes],
-                                        lock: str) -> None:
+def test_a_reused_pid_is_not_the_worker(
+    tmp_path: Path, bystander: subprocess.Popen[bytes], lock: str
+) -> None:
     """none: a job dir without worker.lock (an older agent's); free: the lock names the
     pid exactly, but nobody holds it (the worker died, or the board rebooted); held-*:
     a process holds the lock, but the pid it names is from another boot, or another
@@ -108,9 +112,12 @@ def test_a_real_worker_holds_its_lock_until_canceled(tmp_path: Path, tiny_model:
     """The worker named in worker.lock is the pid in status.json; it is `running` while it
     lives, and cancel stops it (and only it) and frees the lock."""
     root = tmp_path / "root"
-    spec = JobSpec(kind="bench", model=str(tiny_model),
-                   bench=BenchOptions(batch_sizes=[1], duration_seconds=120.0,
-                                      warmup_seconds=0.0, warmup_iterations=1))
+    spec = BenchSpec(
+        model=str(tiny_model),
+        bench=BenchOptions(
+            batch_sizes=[1], duration_seconds=120.0, warmup_seconds=0.0, warmup_iterations=1
+        ),
+    )
     job_id = agent_json(root, "submit", "-", "--detach", input=spec.to_json())["job_id"]
     lock = root / "jobs" / job_id / "worker.lock"
     deadline = time.time() + 60
@@ -133,8 +140,11 @@ def test_a_real_worker_holds_its_lock_until_canceled(tmp_path: Path, tiny_model:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free now
     finally:
         os.close(fd)
-    statuses = [e.status for e in map(Event.from_json, (lock.parent / "events.jsonl")
-                                      .read_text().splitlines()) if e.kind == "status"]
+    statuses = [
+        e.status
+        for e in map(Event.from_json, (lock.parent / "events.jsonl").read_text().splitlines())
+        if e.kind == "status"
+    ]
     assert statuses[-1] == "canceled" and "failed" not in statuses
 
 

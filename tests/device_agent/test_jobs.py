@@ -16,17 +16,19 @@ from device_agent.protocol import (
     TERMINAL,
     BenchOptions,
     BenchResult,
+    BenchSpec,
     ConvertResult,
+    ConvertSpec,
     Event,
     JobSpec,
     JobState,
     result_from_dict,
+    spec_from_json,
 )
 
 
 def bench_spec(model: Path, seconds: float) -> JobSpec:
-    return JobSpec(
-        kind="bench",
+    return BenchSpec(
         model=str(model),
         bench=BenchOptions(
             batch_sizes=[1], duration_seconds=seconds, warmup_seconds=0.0, warmup_iterations=1
@@ -59,7 +61,7 @@ def events(root: Path, job_id: str, offset: int = 0) -> list[Event]:
 def test_protocol_round_trip_through_files(tmp_path: Path, tiny_model: Path) -> None:
     """Host encoder -> job.json file -> agent -> events/result files -> host decoder."""
     root = tmp_path / "root"
-    spec = JobSpec(kind="convert", model=str(tiny_model), output=str(tmp_path / "out"))
+    spec = ConvertSpec(model=str(tiny_model), output=str(tmp_path / "out"))
     spec_file = tmp_path / "job.json"
     spec_file.write_text(spec.to_json())
     proc = agent(root, "submit", str(spec_file))
@@ -69,7 +71,7 @@ def test_protocol_round_trip_through_files(tmp_path: Path, tiny_model: Path) -> 
     assert [e.seq for e in stream] == list(range(len(stream)))
     assert stream[-1].kind == "status" and stream[-1].status == "succeeded"
     job_dir = next((root / "jobs").iterdir())
-    assert JobSpec.from_json((job_dir / "job.json").read_text()) == spec
+    assert spec_from_json((job_dir / "job.json").read_text()) == spec
     on_disk = [
         Event.from_json(line) for line in (job_dir / "events.jsonl").read_text().splitlines()
     ]
@@ -173,7 +175,7 @@ def test_not_a_savedmodel_fails_the_job_with_a_hint(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "weights.h5").write_bytes(b"\0" * 10)
-    spec = JobSpec(kind="convert", model=str(tmp_path / "junk"))
+    spec = ConvertSpec(model=str(tmp_path / "junk"))
     proc = subprocess.run(
         agent_cmd(root) + ["submit", "-"],
         input=spec.to_json(),

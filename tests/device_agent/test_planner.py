@@ -1,6 +1,6 @@
-"""Planner: memory numbers for every Jetson module, the OOM ladder, the segment-size sweep
-(synthetic and on a real frozen MobileNetV2), cache keys, and plans that bind to the real
-`TrtGraphConverterV2`."""
+"""Planner: memory numbers for every Jetson module, the segment-size sweep (synthetic and on
+a real frozen MobileNetV2), cache keys, and plans that bind to the real
+`TrtGraphConverterV2`. The OOM ladder's tests are backends/test_ladder.py."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ import pytest
 
 from device_agent import jetson, planner
 from device_agent.backends import tftrt
-from device_agent.errors import AgentError, BackendUnavailable
+from device_agent.errors import AgentError
 from device_agent.protocol import (
     ConversionPlan,
+    ConverterKnobs,
     ConvertOptions,
     DeviceFacts,
     JetsonInfo,
@@ -207,131 +208,6 @@ def test_refuses_a_model_too_big_for_the_board_with_numbers_and_remedies() -> No
         planner.plan_memory(jetson_facts(module("nano-2gb")), 100 * MB, "FP16")
 
 
-# --------------------------------------------------------------------------- OOM ladder
-
-# Real texts (sources in planner.py's OOM_PATTERNS comment).
-TF_OOM = (
-    "Graph execution error:\n\nOOM when allocating tensor with shape[1,112,112,96] and type "
-    "float on /job:localhost/replica:0/task:0/device:GPU:0 by allocator GPU_0_bfc\n"
-    "\t [[{{node TRTEngineOp_000_000}}]]"
-)
-TRT_OOM = (
-    "[TRT] Requested amount of GPU memory (15485030400 bytes) could not be allocated. "
-    "There may not be enough free memory for allocation to succeed."
-)
-OOM_TEXTS = [
-    TF_OOM,
-    TRT_OOM,
-    "Allocator (GPU_0_bfc) ran out of memory trying to allocate 2.59GiB. The caller indicates "
-    "that this is not a failure",
-    "failed to allocate 4.51G (4839756032 bytes) from device: CUDA_ERROR_OUT_OF_MEMORY: out of "
-    "memory",
-    "[virtualMemoryBuffer.cpp::resizePhysical::154] Error Code 2: OutOfMemory (Requested size "
-    "was 16581132288 bytes.)",
-    "[defaultAllocator.cpp::allocate::31] Error Code 1: Cuda Runtime (out of memory)",
-    "[ERROR] Tactic Device request: 2168MB Available: 1536MB. Device memory is insufficient to "
-    "use tactic.",
-    "[WARNING] Skipping tactic 1 due to oom error on requested size of 2168 detected for tactic 1.",
-    "[W] [TRT] GPU memory allocation error during getBestTactic: conv0_fwd",
-    "[TensorRT] ERROR: FAILED_ALLOCATION: std::bad_alloc",
-]
-NOT_OOM_TEXTS = [
-    "Tensorflow has not been built with TensorRT support.",
-    "Incompatible TensorRT major version",
-    "Specified device is not a GPU: /device:CPU:0",
-    "Could not find any implementation for node conv0_fwd",
-    "Op type not registered 'CreateTRTResourceHandle'",
-]
-
-
-@pytest.mark.parametrize("text", OOM_TEXTS)
-def test_real_out_of_memory_texts_are_recognized(text: str) -> None:
-    assert planner.is_out_of_memory(text)
-    assert planner.is_out_of_memory(RuntimeError(text))
-
-
-@pytest.mark.parametrize("text", NOT_OOM_TEXTS)
-def test_other_errors_are_not_out_of_memory(text: str) -> None:
-    assert not planner.is_out_of_memory(text)
-    assert not planner.is_out_of_memory(RuntimeError(text))
-
-
-def test_real_tensorflow_oom_exception_types() -> None:
-    import tensorflow as tf
-
-    assert planner.is_out_of_memory(tf.errors.ResourceExhaustedError(None, None, TF_OOM))
-    assert planner.is_out_of_memory(tf.errors.ResourceExhaustedError(None, None, "exhausted"))
-    assert planner.is_out_of_memory(MemoryError())
-    assert not planner.is_out_of_memory(tf.errors.InvalidArgumentError(None, None, "bad shape"))
-
-
-class ConverterDouble:
-    """The one double here: a backend that OOMs above `fits_at` with the real texts."""
-
-    def __init__(self, fits_at: int, error: Exception) -> None:
-        self.fits_at, self.error, self.calls = fits_at, error, []  # type: ignore[var-annotated]
-
-    def __call__(self, workspace: int) -> str:
-        self.calls.append(workspace)
-        if workspace > self.fits_at:
-            raise self.error
-        return f"converted with {workspace}"
-
-
-def test_oom_ladder_halves_until_it_fits() -> None:
-    import tensorflow as tf
-
-    double = ConverterDouble(64 * MB, tf.errors.ResourceExhaustedError(None, None, TF_OOM))
-    logs: List[str] = []
-    result, attempts = planner.run_with_retries(double, 256 * MB, log=logs.append)
-    assert result == f"converted with {64 * MB}"
-    assert double.calls == [256 * MB, 128 * MB, 64 * MB]
-    assert [(a.workspace_bytes, a.outcome) for a in attempts] == [
-        (256 * MB, "oom"), (128 * MB, "oom"), (64 * MB, "ok")]  # fmt: skip
-    assert attempts[0].error is not None and attempts[0].error.startswith(
-        "ResourceExhaustedError: OOM when allocating tensor with shape[1,112,112,96]")
-    assert attempts[-1].error is None and all(a.seconds >= 0 for a in attempts)
-    assert "retrying with 128 MB" in logs[0]
-
-
-def test_oom_ladder_stops_at_the_floor_with_the_attempts_and_remedies() -> None:
-    double = ConverterDouble(0, RuntimeError(TRT_OOM))
-    with pytest.raises(AgentError) as info:
-        planner.run_with_retries(double, 200 * MB)
-    assert double.calls == [200 * MB, 100 * MB, 50 * MB, planner.WORKSPACE_FLOOR]
-    attempts = info.value.attempts  # type: ignore[attr-defined]
-    assert [a.outcome for a in attempts] == ["oom"] * 4
-    assert attempts[-1].workspace_bytes == planner.WORKSPACE_FLOOR
-    message = str(info.value)
-    assert "200 MB, 100 MB, 50 MB, 32 MB" in message and "Requested amount of GPU memory" in message
-    assert "swap" in message and "swapfile" in (info.value.hint or "")
-    assert isinstance(info.value.__cause__, RuntimeError)
-
-
-def test_non_oom_error_is_reraised_at_once() -> None:
-    double = ConverterDouble(0, ValueError("Specified device is not a GPU: /device:CPU:0"))
-    with pytest.raises(ValueError) as info:
-        planner.run_with_retries(double, 256 * MB)
-    assert double.calls == [256 * MB]
-    attempts = info.value.attempts  # type: ignore[attr-defined]
-    assert [(a.outcome, a.error) for a in attempts] == [
-        ("error", "ValueError: Specified device is not a GPU: /device:CPU:0")]  # fmt: skip
-
-
-def test_ladder_around_the_real_tftrt_backend(tmp_path: Path) -> None:
-    # This TensorFlow has no TensorRT: the real backend's error is not an OOM -> no retry.
-    options = ConvertOptions(backend="tftrt", precision="FP16")
-
-    def convert(workspace: int) -> Any:
-        opts = dataclasses.replace(options, max_workspace_size_bytes=workspace)
-        return tftrt.convert(opts, str(tmp_path), str(tmp_path / "out"), str(tmp_path),
-                             None, None, lambda _: None)  # fmt: skip
-
-    with pytest.raises(BackendUnavailable) as info:
-        planner.run_with_retries(convert, 256 * MB)
-    assert [a.outcome for a in info.value.attempts] == ["error"]  # type: ignore[attr-defined]
-
-
 # --------------------------------------------------------------------------- segment sweep
 
 
@@ -489,8 +365,11 @@ NON_ARTIFACT_CHANGES: Dict[str, Any] = {
 
 def test_every_option_field_is_classified() -> None:
     names = {f.name for f in dataclasses.fields(ConvertOptions)}
+    knobs = {f.name for f in dataclasses.fields(ConverterKnobs)}
     assert set(ARTIFACT_CHANGES) | set(NON_ARTIFACT_CHANGES) == names
-    assert set(NON_ARTIFACT_CHANGES) == set(planner.NON_ARTIFACT_FIELDS)
+    assert set(ARTIFACT_CHANGES) == knobs  # the key is made of the knobs' type
+    options = dataclasses.replace(ConvertOptions(), **ARTIFACT_CHANGES, **NON_ARTIFACT_CHANGES)
+    assert options.knobs().to_dict() == ConverterKnobs(**ARTIFACT_CHANGES).to_dict()
 
 
 def test_fingerprint() -> None:
@@ -502,6 +381,9 @@ def test_fingerprint() -> None:
     assert planner.fingerprint(host_facts()) == {
         "module": "x86_64 host", "compute_capability": None, "l4t": None, "tensorrt": None,
         "tensorflow": "2.15.1"}  # fmt: skip
+    assert planner.fingerprint(facts, engines=False) == dict(
+        planner.fingerprint(facts), tensorrt=None
+    )  # a native build depends on no TensorRT
 
 
 def test_cache_key_is_stable() -> None:
@@ -529,12 +411,15 @@ def test_cache_key_ignores_what_does_not_change_the_artifact(name: str) -> None:
 
 def test_cache_key_calibration_only_counts_for_int8() -> None:
     fp16 = ConvertOptions(precision="FP16")
-    for name in planner.CALIBRATION_FIELDS:
+    int8_only = [f.name for f in dataclasses.fields(ConverterKnobs) if f.metadata.get("int8_only")]
+    assert sorted(int8_only) == ["calibration_batch_size", "calibration_batches", "use_calibration"]
+    for name in int8_only:
         changed = dataclasses.replace(fp16, **{name: ARTIFACT_CHANGES[name]})
         assert planner.cache_key("d", changed, JETSON_FP) == planner.cache_key("d", fp16, JETSON_FP)
     int8 = ConvertOptions(precision="INT8")
     assert planner.cache_key("d", int8, JETSON_FP, "c1") != planner.cache_key(
-        "d", int8, JETSON_FP, "c2")
+        "d", int8, JETSON_FP, "c2"
+    )
     assert planner.cache_key("d", fp16, JETSON_FP, "c1") == planner.cache_key("d", fp16, JETSON_FP)
 
 
@@ -544,6 +429,33 @@ def test_cache_key_changes_with_every_fingerprint_field(key: str) -> None:
     options = ConvertOptions()
     assert planner.cache_key("d", options, other) != planner.cache_key("d", options, JETSON_FP)
     assert planner.cache_key("e", options, JETSON_FP) != planner.cache_key("d", options, JETSON_FP)
+
+
+def test_tensorrt_version_counts_for_engine_building_backends_only() -> None:
+    # Two boards alike but for TensorRT: an engine built with one does not run on the other.
+    other = dict(JETSON_FP, tensorrt="8.6.2")
+    for backend, differs in (("tftrt", True), ("auto", True), ("native", False)):
+        options = ConvertOptions(backend=backend)
+        mine, theirs = (planner.cache_key("d", options, fp) for fp in (JETSON_FP, other))
+        assert (mine != theirs) is differs, backend
+    assert planner.counts_tensorrt("tftrt") and planner.counts_tensorrt("auto")
+    assert not planner.counts_tensorrt("native")
+    # ... and so through the plan, from the board's facts
+    old, new = jetson_facts(module("orin-nano-8gb")), jetson_facts(module("orin-nano-8gb"))
+    new.tensorrt_loaded = "8.6.2"
+    for backend, differs in (("tftrt", True), ("native", False)):
+        plans = [
+            planner.make_plan(f, ConvertOptions(), backend, "/m", MB, "d", None) for f in (old, new)
+        ]
+        assert (plans[0].cache_key != plans[1].cache_key) is differs, backend
+        assert plans[0].fingerprint["tensorrt"] == ("8.5.2" if differs else None)
+
+
+def test_cache_key_names_its_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Keys made before the TensorRT version counted are not the keys of now.
+    key = planner.cache_key("d", ConvertOptions(), JETSON_FP)
+    monkeypatch.setattr(planner, "CACHE_KEY_VERSION", planner.CACHE_KEY_VERSION - 1)
+    assert planner.cache_key("d", ConvertOptions(), JETSON_FP) != key
 
 
 def test_same_build_group() -> None:

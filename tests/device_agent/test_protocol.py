@@ -11,9 +11,11 @@ from device_agent.protocol import (
     BenchOptions,
     BenchResult,
     BenchRun,
+    BenchSpec,
     ConversionSummary,
     ConvertOptions,
     ConvertResult,
+    ConvertSpec,
     DeviceFacts,
     Engine,
     Event,
@@ -24,7 +26,9 @@ from device_agent.protocol import (
     NonConverted,
     ProtocolError,
     TensorInfo,
+    ValidateSpec,
     result_from_dict,
+    spec_from_json,
 )
 
 
@@ -91,7 +95,7 @@ def sample_convert_result() -> ConvertResult:
             "2.11.0",
             jetson=JetsonInfo(module="Jetson Xavier NX", l4t="35.3.1", jetpack="5.1.1"),
         ),
-        JobSpec(kind="bench", model="/m", bench=BenchOptions(batch_sizes=[1, 4])),
+        BenchSpec(model="/m", bench=BenchOptions(batch_sizes=[1, 4])),
         Event(seq=3, ts=1.5, kind="status", status="running", data={"a": [1, 2]}),
         JobState(
             job_id="j",
@@ -120,9 +124,30 @@ def test_unknown_fields_from_a_newer_writer_are_ignored() -> None:
 
 def test_version_and_kind_checks() -> None:
     with pytest.raises(ProtocolError, match="protocol"):
-        JobSpec(kind="bench", model="/m", protocol=PROTOCOL_VERSION + 1).validate()
+        BenchSpec(model="/m", protocol=PROTOCOL_VERSION + 1).validate()
     with pytest.raises(ProtocolError, match="kind"):
         JobSpec(kind="train", model="/m").validate()
+    with pytest.raises(ProtocolError, match="kind"):
+        BenchSpec(kind="convert", model="/m").validate()  # a kind's fields, another's name
+    with pytest.raises(ProtocolError, match="'train'"):
+        spec_from_json('{"kind": "train", "model": "/m"}')
+    with pytest.raises(ProtocolError, match="None"):
+        spec_from_json('{"model": "/m"}')
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ConvertSpec(model="/m", convert=ConvertOptions(precision="INT8"), calib="/c", output="/o"),
+        BenchSpec(model="/m", bench=BenchOptions(batch_sizes=[2]), native="/n"),
+        ValidateSpec(model="/m", converted="/c"),
+    ],
+    ids=lambda s: s.kind,
+)
+def test_one_spec_per_kind_decodes_as_its_own_type(spec: JobSpec) -> None:
+    back = spec_from_json(spec.to_json())
+    assert type(back) is type(spec) and back == spec
+    assert json.loads(spec.to_json())["kind"] == spec.kind
     with pytest.raises(ProtocolError):
         result_from_dict("train", {})
 

@@ -15,7 +15,7 @@ from device_agent.serve import answer, serve
 
 
 def test_answer_runs_a_command_with_its_stdin(tmp_path: Path) -> None:
-    from device_agent.store import build_manifest
+    from device_agent.manifest import build_manifest
 
     small_model = tmp_path / "model"
     (small_model / "variables").mkdir(parents=True)
@@ -23,8 +23,9 @@ def test_answer_runs_a_command_with_its_stdin(tmp_path: Path) -> None:
     (small_model / "variables" / "v.data").write_bytes(bytes(range(256)) * 40)
     manifest = build_manifest(str(small_model), name="m").to_json().encode()
     root = str(tmp_path / "root")
-    reply = answer(main, root, {"id": 7, "argv": ["push-plan"],
-                                "stdin": base64.b64encode(manifest).decode()})
+    reply = answer(
+        main, root, {"id": 7, "argv": ["push-plan"], "stdin": base64.b64encode(manifest).decode()}
+    )
     assert reply["id"] == 7 and reply["exit"] == 0, reply
     plan = json.loads(reply["stdout"])
     assert plan["bytes_missing"] == sum(e.size for e in build_manifest(str(small_model)).entries)
@@ -39,8 +40,17 @@ def test_refusals_and_failures_are_replies_not_crashes(tmp_path: Path) -> None:
 
 
 def test_serve_loop_answers_in_order_and_survives_garbage(tmp_path: Path) -> None:
-    lines = "\n".join([json.dumps({"id": 1, "argv": ["jobs"]}), "not json", "[1, 2]",
-                       json.dumps({"id": 4, "argv": ["jobs"]})]) + "\n"
+    lines = (
+        "\n".join(
+            [
+                json.dumps({"id": 1, "argv": ["jobs"]}),
+                "not json",
+                "[1, 2]",
+                json.dumps({"id": 4, "argv": ["jobs"]}),
+            ]
+        )
+        + "\n"
+    )
     out = io.StringIO()
     assert serve(main, str(tmp_path / "root"), io.StringIO(lines), out) == 0
     replies = [json.loads(x) for x in out.getvalue().splitlines()]
@@ -51,8 +61,13 @@ def test_serve_loop_answers_in_order_and_survives_garbage(tmp_path: Path) -> Non
 
 def test_serve_process_keeps_answering(tmp_path: Path) -> None:
     root = tmp_path / "root"
-    proc = subprocess.Popen([*agent_cmd(root), "serve"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env=agent_env())
+    proc = subprocess.Popen(
+        [*agent_cmd(root), "serve"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=agent_env(),
+    )
     assert proc.stdin and proc.stdout
     try:
         for i in range(3):

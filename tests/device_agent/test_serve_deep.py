@@ -12,7 +12,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from edge.agentpkg import build_zipapp
+from edge.agent.package import build_zipapp
 
 
 def _rss_kb(pid: int) -> int:
@@ -32,9 +32,14 @@ def test_deep_info_leaves_no_tensorflow_in_serve(tmp_path: Path, device_python: 
     root = tmp_path / "root"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    proc = subprocess.Popen([str(device_python), "-I", str(pyz), "--root", str(root), "serve"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            cwd=str(tmp_path), env=env)
+    proc = subprocess.Popen(
+        [str(device_python), "-I", str(pyz), "--root", str(root), "serve"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=str(tmp_path),
+        env=env,
+    )
     assert proc.stdin and proc.stdout
 
     def ask(i: int, *argv: str) -> dict:

@@ -16,10 +16,11 @@ import pytest
 from helpers import agent_cmd, agent_env
 from sshfleet import SshFleet
 
+from device_agent.manifest import build_manifest
 from device_agent.protocol import SUCCEEDED, PushPlan
-from device_agent.store import BlobStore, build_manifest
-from edge.devices import Device
-from edge.push import push
+from device_agent.store import BlobStore
+from edge.fleet.devices import Device
+from edge.ops.push import push
 
 BLOB = 6 << 20
 
@@ -47,8 +48,9 @@ def check_store(root: Path, payload: Path) -> None:
     assert [p.name for p in models.iterdir() if p.name.startswith(".")] == []
 
 
-def test_two_concurrent_pushes_of_one_payload(tmp_path: Path, payload: Path,
-                                              device_python: Path) -> None:
+def test_two_concurrent_pushes_of_one_payload(
+    tmp_path: Path, payload: Path, device_python: Path
+) -> None:
     """Two names for one board, pushed at once (threads, each with its own agent
     processes), several rounds: every push succeeds and the store stays clean."""
     for round_ in range(4):
@@ -61,8 +63,9 @@ def test_two_concurrent_pushes_of_one_payload(tmp_path: Path, payload: Path,
         check_store(root, payload)
 
 
-def test_two_concurrent_ranged_pushes_over_ssh(ssh_env: SshFleet, tmp_path: Path,
-                                               device_python: Path) -> None:
+def test_two_concurrent_ranged_pushes_over_ssh(
+    ssh_env: SshFleet, tmp_path: Path, device_python: Path
+) -> None:
     """The same over real sshd, with blobs big enough to go out as parallel byte ranges
     on several SFTP channels, each push recording its finished ranges beside the partial."""
     src = tmp_path / "big"
@@ -71,23 +74,32 @@ def test_two_concurrent_ranged_pushes_over_ssh(ssh_env: SshFleet, tmp_path: Path
         (src / f"blob{i}.bin").write_bytes(os.urandom(20 << 20))
     for round_ in range(2):
         root = tmp_path / f"sshroot{round_}"
-        devices = [Device(name=n, host="d1", python=str(device_python), root=str(root))
-                   for n in "ab"]
+        devices = [
+            Device(name=n, host="d1", python=str(device_python), root=str(root)) for n in "ab"
+        ]
         run = push(src, devices)
         failed = [(r.device, r.error) for r in run.results if r.status != SUCCEEDED]
         assert failed == [], f"round {round_}: {failed}"
         check_store(root, src)
 
 
-def _at_once(root: Path, n: int, *args: str, stdin: str
-             ) -> list[subprocess.CompletedProcess[str]]:
+def _at_once(root: Path, n: int, *args: str, stdin: str) -> list[subprocess.CompletedProcess[str]]:
     """Start `n` agent processes with the same command and input together; wait for all."""
-    procs = [subprocess.Popen(agent_cmd(root) + list(args), stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=agent_env()) for _ in range(n)]
+    procs = [
+        subprocess.Popen(
+            agent_cmd(root) + list(args),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=agent_env(),
+        )
+        for _ in range(n)
+    ]
     outs = [p.communicate(stdin, timeout=120) for p in procs]
-    return [subprocess.CompletedProcess(p.args, p.returncode, o, e)
-            for p, (o, e) in zip(procs, outs)]
+    return [
+        subprocess.CompletedProcess(p.args, p.returncode, o, e) for p, (o, e) in zip(procs, outs)
+    ]
 
 
 def test_concurrent_ranged_plans_and_commits(tmp_path: Path, payload: Path) -> None:

@@ -24,7 +24,7 @@ def test_plan_resumes_by_range_and_commit_verifies(tmp_path: Path) -> None:
     with open(partial, "wb") as f:
         for start in (quarter, 3 * quarter):
             f.seek(start)
-            f.write(data[start:start + quarter])
+            f.write(data[start : start + quarter])
     done = [[3 * quarter, 4 * quarter], [quarter, 2 * quarter]]
     Path(str(partial) + ".ranges").write_text(json.dumps({"done": done}))
     plan = store.plan(manifest)
@@ -43,8 +43,10 @@ def test_plan_resumes_by_range_and_commit_verifies(tmp_path: Path) -> None:
 
 def test_plan_prepares_uploads_only_when_they_fit(tmp_path: Path) -> None:
     big, small = b"\x01" * (3 << 20), b"\x02" * 100
-    entries = [ManifestEntry("big.bin", len(big), hashlib.sha256(big).hexdigest()),
-               ManifestEntry("small.bin", len(small), hashlib.sha256(small).hexdigest())]
+    entries = [
+        ManifestEntry("big.bin", len(big), hashlib.sha256(big).hexdigest()),
+        ManifestEntry("small.bin", len(small), hashlib.sha256(small).hexdigest()),
+    ]
     manifest = Manifest(entries)
     store = BlobStore(str(tmp_path / "root"))
     plan = store.plan(manifest, ranged_min=1 << 20)
@@ -73,8 +75,7 @@ def test_plan_prepares_nothing_when_the_disk_is_short(tmp_path: Path, monkeypatc
     manifest = Manifest([ManifestEntry("w.bin", len(data), hashlib.sha256(data).hexdigest())])
     store = BlobStore(str(tmp_path / "root"))
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(shutil, "disk_usage",
-                        lambda p: usage._replace(free=1 << 20, total=1 << 30))
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=1 << 20, total=1 << 30))
     try:
         store.plan(manifest, ranged_min=0)
     except AgentError as exc:

@@ -641,7 +641,8 @@ def test_proc_arithmetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 @pytest.mark.parametrize(
-    "sysroot", sorted(p.name for p in (REPO / "tests/data/sysroots").iterdir() if p.is_dir()))
+    "sysroot", sorted(p.name for p in (REPO / "tests/data/sysroots").iterdir() if p.is_dir())
+)
 def test_sampler_reads_meminfo_as_info_does(sysroot: str, tmp_path: Path) -> None:
     """One /proc/meminfo parser: the /proc sampler sees every field `info` sees, from the
     boards' real files and from one with the fields an old regex skipped."""
@@ -653,9 +654,13 @@ def test_sampler_reads_meminfo_as_info_does(sysroot: str, tmp_path: Path) -> Non
     assert read_meminfo(str(root / "proc")) == expected
     (tmp_path / "proc").mkdir()
     (tmp_path / "proc/meminfo").write_text(
-        (root / "proc/meminfo").read_text() + "Active(anon):      12 kB\nHugePages_Total:    3\n")
-    assert read_meminfo(str(tmp_path / "proc")) == facts.read_meminfo(str(tmp_path)) == {
-        **expected, "Active(anon)": 12, "HugePages_Total": 3}
+        (root / "proc/meminfo").read_text() + "Active(anon):      12 kB\nHugePages_Total:    3\n"
+    )
+    assert (
+        read_meminfo(str(tmp_path / "proc"))
+        == facts.read_meminfo(str(tmp_path))
+        == {**expected, "Active(anon)": 12, "HugePages_Total": 3}
+    )
     with pytest.raises(OSError):  # the sampler stops with a warning, info says nothing
         read_meminfo(str(tmp_path))
 

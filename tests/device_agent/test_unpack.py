@@ -11,15 +11,21 @@ from pathlib import Path
 
 import pytest
 
-from edge.agentpkg import build_zipapp
+from edge.agent.package import build_zipapp
 
 
-def agent(python: Path | str, pyz: Path, root: Path, *args: str,
-          umask: int | None = None) -> subprocess.CompletedProcess[str]:
+def agent(
+    python: Path | str, pyz: Path, root: Path, *args: str, umask: int | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    return subprocess.run([str(python), "-I", str(pyz), "--root", str(root), *args],
-                          capture_output=True, text=True, env=env, timeout=120,
-                          preexec_fn=None if umask is None else lambda: os.umask(umask))
+    return subprocess.run(
+        [str(python), "-I", str(pyz), "--root", str(root), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        preexec_fn=None if umask is None else lambda: os.umask(umask),
+    )
 
 
 @pytest.fixture
@@ -39,11 +45,11 @@ def zipped(pyz: Path, name: str) -> bytes:
 
 
 def test_a_tampered_file_is_repaired_and_the_verified_code_runs(
-        unpacked: tuple[Path, Path], device_python: Path) -> None:
+    unpacked: tuple[Path, Path], device_python: Path
+) -> None:
     pyz, root = unpacked
     main = Path(str(pyz) + ".d") / "device_agent" / "__main__.py"
-    main.write_text("import sys\ndef main(argv=None):\n    print('[\"tampered\"]')\n"
-                    "    return 0\n")
+    main.write_text("import sys\ndef main(argv=None):\n    print('[\"tampered\"]')\n    return 0\n")
     proc = agent(device_python, pyz, root, "jobs")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == [], "the tampered code ran"
@@ -52,15 +58,17 @@ def test_a_tampered_file_is_repaired_and_the_verified_code_runs(
 
 
 @pytest.mark.parametrize("damage", ["deleted", "truncated", "emptied"])
-def test_a_torn_unpack_is_repaired(unpacked: tuple[Path, Path], device_python: Path,
-                                   damage: str) -> None:
+def test_a_torn_unpack_is_repaired(
+    unpacked: tuple[Path, Path], device_python: Path, damage: str
+) -> None:
     pyz, root = unpacked
     victim = Path(str(pyz) + ".d") / "device_agent" / "jobs.py"
     if damage == "deleted":
         victim.unlink()
     else:  # what a power cut leaves of a file whose data never reached the disk
-        victim.write_bytes(victim.read_bytes()[: len(victim.read_bytes()) // 2]
-                           if damage == "truncated" else b"")
+        victim.write_bytes(
+            victim.read_bytes()[: len(victim.read_bytes()) // 2] if damage == "truncated" else b""
+        )
     proc = agent(device_python, pyz, root, "jobs")
     assert proc.returncode == 0 and json.loads(proc.stdout) == [], proc.stdout + proc.stderr
     assert victim.read_bytes() == zipped(pyz, "device_agent/jobs.py")
@@ -69,8 +77,9 @@ def test_a_torn_unpack_is_repaired(unpacked: tuple[Path, Path], device_python: P
 
 
 @pytest.mark.parametrize("where", ["root", "agent dir"])
-def test_a_root_others_can_write_is_refused(tmp_path: Path, device_python: Path,
-                                            where: str) -> None:
+def test_a_root_others_can_write_is_refused(
+    tmp_path: Path, device_python: Path, where: str
+) -> None:
     root = tmp_path / "root"
     pyz = build_zipapp(root / "agent")
     writable = root if where == "root" else pyz.parent
@@ -83,8 +92,7 @@ def test_a_root_others_can_write_is_refused(tmp_path: Path, device_python: Path,
     assert not Path(str(pyz) + ".d").exists()  # nothing from there was trusted or unpacked
 
 
-def test_a_root_made_under_a_group_umask_is_accepted(tmp_path: Path,
-                                                     device_python: Path) -> None:
+def test_a_root_made_under_a_group_umask_is_accepted(tmp_path: Path, device_python: Path) -> None:
     """Ubuntu's login umask is 002: the user's private group may write, as sshd allows."""
     root = tmp_path / "root"
     pyz = build_zipapp(tmp_path / "dist")
@@ -97,16 +105,23 @@ def test_a_root_made_under_a_group_umask_is_accepted(tmp_path: Path,
     assert len(seen) == 1  # unpacked once: its own files pass the check under that umask
 
 
-def test_starts_racing_to_repair_all_run_the_verified_copy(unpacked: tuple[Path, Path],
-                                                           device_python: Path) -> None:
+def test_starts_racing_to_repair_all_run_the_verified_copy(
+    unpacked: tuple[Path, Path], device_python: Path
+) -> None:
     pyz, root = unpacked
     (Path(str(pyz) + ".d") / "device_agent" / "protocol.py").write_bytes(b"")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
-    procs = [subprocess.Popen([str(device_python), "-I", str(pyz), "--root", str(root), "jobs"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for _ in range(6)]
+    procs = [
+        subprocess.Popen(
+            [str(device_python), "-I", str(pyz), "--root", str(root), "jobs"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(6)
+    ]
     for proc in procs:
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0 and json.loads(out) == [], out + err
     assert sorted(p.name for p in pyz.parent.iterdir()) == [pyz.name, pyz.name + ".d"]
-

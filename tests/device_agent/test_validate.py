@@ -11,10 +11,10 @@ import pytest
 
 from device_agent.errors import AgentError
 from device_agent.protocol import (
-    JobSpec,
     TensorInfo,
     ValidateOptions,
     ValidateResult,
+    ValidateSpec,
     result_from_dict,
 )
 from device_agent.validate import (
@@ -200,7 +200,7 @@ def test_mismatched_signatures_are_an_error_naming_both(
 
 
 def test_real_samples_are_reported_as_calibration(mnist_model: Path, resaved_mnist: Path) -> None:
-    from edge.demo import synthetic_digits
+    from edge.ops.demo_model import synthetic_digits
 
     images, _ = synthetic_digits(12, seed=5)
     images = images.astype(np.float64)  # cast to the signature's float32 on the way in
@@ -218,8 +218,7 @@ def test_real_samples_are_reported_as_calibration(mnist_model: Path, resaved_mni
 def test_run_validate_succeeds_even_when_validation_fails(
     mnist_model: Path, perturbed_mnist: Path
 ) -> None:
-    spec = JobSpec(
-        kind="validate",
+    spec = ValidateSpec(
         model=str(mnist_model),
         converted=str(perturbed_mnist),
         validation=ValidateOptions(samples=2),
@@ -237,12 +236,12 @@ def test_run_validate_succeeds_even_when_validation_fails(
 
 
 def test_run_validate_defaults_and_missing_converted(mnist_model: Path, tmp_path: Path) -> None:
-    spec = JobSpec(kind="validate", model=str(mnist_model), converted=str(mnist_model))
+    spec = ValidateSpec(model=str(mnist_model), converted=str(mnist_model))
     result = run_validate(spec, Events())
     assert result.validation is not None and result.validation.passed
     assert result.validation.samples == ValidateOptions().samples
     with pytest.raises(AgentError, match="converted"):
-        run_validate(JobSpec(kind="validate", model=str(mnist_model)), Events())
-    missing = JobSpec(kind="validate", model=str(mnist_model), converted=str(tmp_path / "no"))
+        run_validate(ValidateSpec(model=str(mnist_model)), Events())
+    missing = ValidateSpec(model=str(mnist_model), converted=str(tmp_path / "no"))
     with pytest.raises(AgentError, match="does not exist"):
         run_validate(missing, Events())

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from device_agent.protocol import BenchOptions, ConvertOptions
-from edge import conversion, jobs
-from edge.conversion import ConvertRequest
-from edge.devices import Device
-from edge.facts import device_facts
+from edge.fleet.devices import Device
+from edge.ops import convert as conversion
+from edge.ops import measure
+from edge.ops.convert import ConvertRequest
+from edge.ops.info import device_facts
 
 TARGET = os.environ.get("EDGE_TEST_DEVICE")
 
@@ -32,9 +33,14 @@ def board() -> Device:
     assert TARGET
     user, _, rest = TARGET.rpartition("@")
     host, _, port = rest.partition(":")
-    return Device(name="board", host=host, user=user or None, port=int(port) if port else None,
-                  python=os.environ.get("EDGE_TEST_PYTHON", "python3"),
-                  root=os.environ.get("EDGE_TEST_ROOT", "~/.edge-test"))
+    return Device(
+        name="board",
+        host=host,
+        user=user or None,
+        port=int(port) if port else None,
+        python=os.environ.get("EDGE_TEST_PYTHON", "python3"),
+        root=os.environ.get("EDGE_TEST_ROOT", "~/.edge-test"),
+    )
 
 
 def test_facts_identify_a_jetson_with_tensorrt(board: Device) -> None:
@@ -45,14 +51,18 @@ def test_facts_identify_a_jetson_with_tensorrt(board: Device) -> None:
 
 
 def test_fp16_conversion_builds_engines_and_runs(board: Device, mnist_model: Path) -> None:
-    run = conversion.convert(ConvertRequest(
-        mnist_model, lambda facts: ConvertOptions(backend="tftrt", precision="FP16",
-                                                  run_validation=True)), [board])
+    run = conversion.convert(
+        ConvertRequest(
+            mnist_model,
+            lambda facts: ConvertOptions(backend="tftrt", precision="FP16", run_validation=True),
+        ),
+        [board],
+    )
     (result,) = run.results
     assert result.status == "succeeded", result.error
     assert result.backend == "tftrt" and result.engines_built
     assert result.summary.engines and result.summary.ops_converted > 0
     if result.validation is not None:
         assert result.validation.passed, result.validation
-    bench = jobs.bench(Path(mnist_model), [board], BenchOptions(batch_sizes=[1, 32]))
+    bench = measure.bench(Path(mnist_model), [board], BenchOptions(batch_sizes=[1, 32]))
     assert bench.results[0].status == "succeeded"

@@ -78,8 +78,9 @@ class CopyBackend(Backend):
 
         return SegmentCounter(count, note="copy backend sweep")
 
-    def build(self, request: BuildRequest, workspace_bytes: Optional[int],
-              output_dir: str) -> BuildOutcome:
+    def build(
+        self, request: BuildRequest, workspace_bytes: Optional[int], output_dir: str
+    ) -> BuildOutcome:
         assert not os.path.exists(output_dir), "the ladder clears the output before each try"
         os.makedirs(output_dir)
         self.attempts += 1
@@ -87,16 +88,22 @@ class CopyBackend(Backend):
             raise RuntimeError(f"Error Code 2: OutOfMemory (workspace {workspace_bytes})")
         shutil.copytree(request.model_dir, os.path.join(output_dir, "model"))
         with open(os.path.join(output_dir, MARKER), "w") as f:
-            json.dump({"minimum_segment_size": request.options.minimum_segment_size,
-                       "workspace_bytes": workspace_bytes}, f)
+            json.dump(
+                {
+                    "minimum_segment_size": request.options.minimum_segment_size,
+                    "workspace_bytes": workspace_bytes,
+                },
+                f,
+            )
         summary = ConversionSummary(ops_total=1, inputs=list(request.inputs))
         return BuildOutcome(summary, engines_built=False)
 
     def claims(self, artifact_dir: str) -> bool:
         return os.path.isfile(os.path.join(artifact_dir, MARKER))
 
-    def load(self, artifact_dir: str, signature_key: str,
-             tags: Optional[Sequence[str]] = None) -> ModelRunner:
+    def load(
+        self, artifact_dir: str, signature_key: str, tags: Optional[Sequence[str]] = None
+    ) -> ModelRunner:
         return CopyRunner(artifact_dir, signature_key, tags)
 
     def render_summary(self, summary: ConversionSummary) -> str:

@@ -1,0 +1,2 @@
+"""The run history: every convert, bench and validate result in a versioned
+SQLite file, and their comparison and export."""
