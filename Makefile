@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck setup system-deps clean bench-harness bench-push
+.PHONY: demo test lint typecheck setup system-deps clean bench-harness bench-push trt-bindings
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,7 @@ system-deps:
 	bash tests/system_deps.sh
 
 test: lint system-deps
+	$(MAKE) --no-print-directory trt-bindings
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench-harness: $(STAMP)
@@ -41,6 +42,11 @@ bench-harness: $(STAMP)
 
 bench-push: $(STAMP)
 	$(PY) benchmarks/push_bench.py $(BENCH_ARGS)
+
+# The real TensorRT Python bindings of 8.6/10.3/10.13/11.4 over stub libraries, under
+# $(VENV)/trt/<line>/, for tests/device_agent/backends/test_trt_bindings.py (idempotent).
+trt-bindings: $(STAMP)
+	VENV=$(VENV) bash tests/trt_bindings/setup.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info

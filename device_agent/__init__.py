@@ -12,7 +12,9 @@ standard library and each other (import-linter checks both, `make lint`):
   pushed trees (`store`, its layout and `BlobStore`) is the agent's own;
 - `durable`: atomic writes and directory fsyncs;
 - `savedmodel_meta` and `dtypes`: a SavedModel's signatures, read without TensorFlow;
-- `jetson`: the table of Jetson modules (recipes name device classes from it).
+- `jetson`: the table of Jetson modules (recipes name device classes from it), and
+  `jetpack`: what each JetPack ships (TensorRT, CUDA, Python, TF-TRT);
+- `trt_types`: the wire types of the tensorrt backend (capabilities, plan, build).
 
 Everything else is device-only (jobs, planning, backends, calibration, serving): the host
 asks the agent for it with an agent command instead of importing it.

@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from .backends import get as get_backend
 from .backends import select_backend
-from .backends.base import Backend, BuildRequest
+from .backends.base import Backend, BuildOutcome, BuildRequest
 from .backends.ladder import build_with_ladder
 from .backends.sweep import resolve_segment_size
 from .calib import CalibrationData, batches, check_against_signature, open_calibration
@@ -290,12 +290,12 @@ def build_request(
 
 def _build(
     backend: Backend, request: BuildRequest, output: str
-) -> Tuple[ConversionSummary, bool, List[Attempt], List[SweepPoint], ConvertOptions]:
+) -> Tuple[BuildOutcome, List[Attempt], List[SweepPoint], ConvertOptions]:
     """prepare -> segment sweep -> build through the OOM ladder, for any backend."""
     backend.prepare(request)
     request, sweep = resolve_segment_size(backend, request)
     outcome, attempts = build_with_ladder(backend, request, output)
-    return outcome.summary, outcome.engines_built, attempts, sweep, request.options
+    return outcome, attempts, sweep, request.options
 
 
 # ---------------------------------------------------------------------- the job
@@ -304,6 +304,11 @@ def _build(
 def run_convert(spec: ConvertSpec, job_dir: str, emit: Emit) -> ConvertResult:
     """Convert spec.model on this device; see the module docstring for the steps."""
     options = spec.convert
+    if spec.simulate_board or spec.simulate_jetpack:
+        raise AgentError(
+            "A convert job cannot run as a simulated board.",
+            "Use --board/--jetpack with --dry-run only.",
+        )
     check_model_dir(spec.model)
     root = os.path.dirname(os.path.dirname(os.path.abspath(job_dir)))
     started = time.time()
@@ -372,15 +377,18 @@ def run_convert(spec: ConvertSpec, job_dir: str, emit: Emit) -> ConvertResult:
             calib_batches,
             emit,
         )
-        summary, result.engines_built, result.attempts, result.segment_sweep, used = _build(
+        request.onnx, request.trt_plan = spec.onnx, plan.tensorrt
+        request.fingerprint, request.root, request.calib_key = plan.fingerprint, root, key
+        outcome, result.attempts, result.segment_sweep, result.options = _build(
             backend, request, os.path.join(staging, "model")
         )
-        result.options = used
+        summary, result.engines_built = outcome.summary, outcome.engines_built
         model_path = (
             cache.commit(key, staging, summary)
             if options.use_cache
             else os.path.join(staging, "model")
         )
+    result.artifact, result.tensorrt = backend.artifact_info(model_path)
     summary.inputs = summary.inputs or signature.inputs
     summary.outputs = summary.outputs or signature.outputs
     result.summary = summary

@@ -210,5 +210,8 @@ def collect(sysroot: str = "/", deep: bool = False, root_dir: Optional[str] = No
         jetson=read_jetson(sysroot, mem_total_mb or None),
     )
     if deep:
+        from device_agent.capabilities import collect as collect_capabilities
+
         facts.tensorrt_enabled, facts.tensorrt_linked, facts.tensorrt_loaded = probe_tensorrt()
+        facts.capabilities = collect_capabilities(deep=True)
     return facts

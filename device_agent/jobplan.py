@@ -28,12 +28,15 @@ def key_fingerprint(facts: DeviceFacts, backend: str) -> Dict[str, Optional[str]
     For a backend that builds engines it holds the TensorRT version (loaded, else linked):
     the one in `facts` when a deep collect found it, else probed (imports TensorFlow, which
     such a build imports anyway). A native build's key holds no TensorRT version."""
-    engines = get_backend(backend).builds_engines
-    if engines and not (facts.tensorrt_loaded or facts.tensorrt_linked):
-        from .facts import probe_tensorrt
-
-        _, linked, loaded = probe_tensorrt()
-        facts = dataclasses.replace(facts, tensorrt_linked=linked, tensorrt_loaded=loaded)
+    chosen = get_backend(backend)
+    engines = chosen.builds_engines
+    known = facts.tensorrt_loaded or facts.tensorrt_linked  # a deep collect found it
+    if not engines or (known and not chosen.own_tensorrt):
+        return fingerprint(facts, engines)
+    # the TensorRT the backend's engines are built with: TF-TRT's, or the tensorrt module's
+    # full major.minor.patch.build (plans do not travel between TensorRT builds)
+    version = chosen.engine_version()
+    facts = dataclasses.replace(facts, tensorrt_linked=version, tensorrt_loaded=version)
     return fingerprint(facts, engines)
 
 
@@ -60,14 +63,21 @@ def plan_convert(spec: JobSpec, root: str) -> DevicePlan:
     """What a convert job of `spec` would do on this device (see the module docstring).
     Raises AgentError when the job could not start (no model, no memory to build in);
     calibration data that does not fit is reported in the plan, not raised."""
-    from .convert import ModelCache, model_identity, prepare_calibration
-    from .savedmodel_meta import check_model_dir, read_signature
-
     if not isinstance(spec, ConvertSpec):
         raise AgentError(
             f"plan answers for convert jobs, not {spec.kind!r} ones.",
             "Send the spec of a convert job.",
         )
+    if spec.simulate_board or spec.simulate_jetpack:
+        return _simulated(spec, root)
+    return _plan_with(spec, root, None)
+
+
+def _plan_with(spec: ConvertSpec, root: str, simulated: Optional[DeviceFacts]) -> DevicePlan:
+    from .capabilities import collect as collect_capabilities
+    from .convert import ModelCache, model_identity, prepare_calibration
+    from .savedmodel_meta import check_model_dir, read_signature
+
     options = spec.convert
     check_model_dir(spec.model)
     signature = read_signature(spec.model, options.signature_key, options.tags)
@@ -84,7 +94,7 @@ def plan_convert(spec: JobSpec, root: str) -> DevicePlan:
         except AgentError as exc:
             check = CalibCheck(error=exc.message, hint=exc.hint)
     backend, fallback, why = _backend(options.backend)
-    facts = collect(sysroot=load_config(root).sysroot, root_dir=root)  # as the job does
+    facts = simulated or collect(sysroot=load_config(root).sysroot, root_dir=root)  # as the job
     digest, nbytes = model_identity(spec.model)
     fp = key_fingerprint(facts, backend)
     plan = make_plan(
@@ -99,8 +109,9 @@ def plan_convert(spec: JobSpec, root: str) -> DevicePlan:
         calib_digest=calib_digest,
         fp=fp,
     )
+    plan.capabilities = collect_capabilities()
     key = plan.cache_key or digest
-    hit = options.use_cache and ModelCache(root).lookup(key) is not None
+    hit = simulated is None and options.use_cache and ModelCache(root).lookup(key) is not None
     return DevicePlan(
         backend=backend,
         backend_reason=why,
@@ -111,3 +122,24 @@ def plan_convert(spec: JobSpec, root: str) -> DevicePlan:
         shareable=same_build_group(fp, fp, get_backend(backend).builds_engines),
         calibration=check,
     )
+
+
+def _simulated(spec: ConvertSpec, root: str) -> DevicePlan:
+    """The plan as `spec.simulate_board` on `spec.simulate_jetpack` would make it: the
+    facts and probes from the module and JetPack tables (`simulate.py`); nothing here is
+    probed, and nothing of the simulation outlives the answer."""
+    from . import simulate
+    from .facts import disk_free_mb
+
+    if not (spec.simulate_board and spec.simulate_jetpack):
+        raise AgentError(
+            "A simulated plan needs both the board and the JetPack.",
+            "Give --board CLASS and --jetpack X.Y together.",
+        )
+    sim = simulate.activate(spec.simulate_board, spec.simulate_jetpack)
+    try:
+        plain = dataclasses.replace(spec, simulate_board=None, simulate_jetpack=None)
+        facts = simulate.facts(sim, disk_free_mb(root))
+        return _plan_with(plain, root, facts)
+    finally:
+        simulate.deactivate()

@@ -364,9 +364,12 @@ def make_plan(
         fallback_reason=fallback_reason,
     )
     if engines.builds_engines:
-        extra = engines.plan(options, memory.workspace_bytes, model_dir)
+        extra = engines.plan(options, memory.workspace_bytes, model_dir, calib_samples)
         plan.converter_kwargs, plan.env = extra.converter_kwargs, extra.env
         plan.workspace_bytes = extra.workspace_bytes
+        plan.tensorrt = extra.tensorrt
+        if extra.tensorrt is not None:
+            plan.workspace_arithmetic.extend("tensorrt: " + n for n in extra.tensorrt.notes)
         plan.calibration = calibration_plan(options, calib_samples)
     else:
         plan.workspace_arithmetic.append(f"{backend} backend: no TensorRT workspace is used")

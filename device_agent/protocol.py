@@ -13,6 +13,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Dict, List, Optional, Tuple, Type, TypeVar
 
+from .trt_types import (
+    INT8_MODES,
+    Capabilities,
+    ParserRejection,
+    TrtBuild,
+    TrtPlan,
+)
 from .wire import RANGE_CHECKS, JsonMixin, ProtocolError, from_dict
 from .wire import dumps as dumps  # re-exported: the protocol's users encode with it
 from .wire import to_dict as to_dict
@@ -47,7 +54,7 @@ TERMINAL = (SUCCEEDED, FAILED, CANCELED)
 
 JOB_KINDS = ("convert", "bench", "validate")
 PRECISIONS = ("FP32", "FP16", "INT8")
-BACKENDS = ("auto", "tftrt", "native")
+BACKENDS = ("auto", "tftrt", "tensorrt", "native")
 PROFILE_STRATEGIES = ("Range", "Optimal", "Range+Optimal", "ImplicitBatchModeCompatible")
 
 R = TypeVar("R", bound="DeviceResult")
@@ -108,6 +115,9 @@ class DeviceFacts(JsonMixin):
     tensorrt_enabled: Optional[bool] = None
     tensorrt_linked: Optional[str] = None
     tensorrt_loaded: Optional[str] = None
+    # The TensorRT stack (the tensorrt module, pycuda, DLA, trtexec, CUDA) and which
+    # backends can run: `info --deep` and every plan.
+    capabilities: Optional[Capabilities] = None
 
 
 # --------------------------------------------------------------------------- job specs
@@ -147,6 +157,15 @@ class ConverterKnobs(JsonMixin):
     calibration_batch_size: int = field(default=1, metadata=INT8_ONLY)
     # Engine-count control: sweep minimum_segment_size (guide 6.1) for <= max_engines.
     minimum_segment_size_auto: bool = False
+    # The tensorrt backend (ONNX -> TensorRT): the INT8 mode (None: the device's default),
+    # a DLA core, layers pinned to FP32, the builder optimization level (8.6+), the ONNX
+    # opset (None: the highest the device's TensorRT takes) and inputs exported as NCHW.
+    int8_mode: Optional[str] = field(default=None, metadata=INT8_ONLY)
+    dla_core: Optional[int] = None
+    fp32_layers: List[str] = field(default_factory=list)
+    optimization_level: Optional[int] = None
+    onnx_opset: Optional[int] = None
+    nchw_inputs: List[str] = field(default_factory=list)
 
     def knobs(self) -> ConverterKnobs:
         """Only the knobs (of a ConvertOptions: without how the job runs around them)."""
@@ -189,6 +208,14 @@ class ConvertOptions(ConverterKnobs):
             raise ProtocolError("maximum_cached_engines must be >= 1")
         if self.max_workspace_size_bytes is not None and self.max_workspace_size_bytes <= 0:
             raise ProtocolError("max_workspace_size_bytes must be positive")
+        if self.int8_mode is not None and self.int8_mode not in INT8_MODES:
+            raise ProtocolError(f"int8_mode must be one of {INT8_MODES}, not {self.int8_mode!r}")
+        if self.dla_core is not None and self.dla_core < 0:
+            raise ProtocolError("dla_core must be >= 0")
+        if self.optimization_level is not None and not 0 <= self.optimization_level <= 5:
+            raise ProtocolError("optimization_level must be 0..5")
+        if self.onnx_opset is not None and not 7 <= self.onnx_opset <= 21:
+            raise ProtocolError("onnx_opset must be 7..21")
 
 
 @dataclass
@@ -272,8 +299,13 @@ class ConvertSpec(JobSpec):
     prebuilt: Optional[str] = None
     prebuilt_from: Optional[str] = None
     prebuilt_summary: Optional[ConversionSummary] = None
+    # The tensorrt backend: the ONNX the host exported for this device's plan, pushed.
+    onnx: Optional[str] = None
+    # Plan as this board and JetPack would (`--board/--jetpack`); a plan only, never a job.
+    simulate_board: Optional[str] = None
+    simulate_jetpack: Optional[str] = None
 
-    PATHS: ClassVar[Tuple[str, ...]] = JobSpec.PATHS + ("output", "prebuilt")
+    PATHS: ClassVar[Tuple[str, ...]] = JobSpec.PATHS + ("output", "prebuilt", "onnx")
 
     def validate(self) -> None:
         super().validate()
@@ -466,6 +498,11 @@ class ConversionSummary(JsonMixin):
     inputs: List[TensorInfo] = field(default_factory=list)
     outputs: List[TensorInfo] = field(default_factory=list)
     non_converted: List[NonConverted] = field(default_factory=list)
+    # Engines built from ONNX (the tensorrt backend), from the engine inspector.
+    layers_total: Optional[int] = None
+    layers_at_precision: Optional[int] = None
+    layers_on_dla: Optional[int] = None
+    parser_rejected: List[ParserRejection] = field(default_factory=list)
 
 
 @dataclass
@@ -529,6 +566,8 @@ class ConversionPlan(JsonMixin):
     cache_key: Optional[str] = None
     fingerprint: Dict[str, Optional[str]] = field(default_factory=dict)
     fallback_reason: Optional[str] = None
+    tensorrt: Optional[TrtPlan] = None  # the tensorrt backend's engine build
+    capabilities: Optional[Capabilities] = None  # what the device's probe found
 
 
 @dataclass
@@ -575,6 +614,8 @@ class ConvertResult(DeviceResult):
     attempts: List[Attempt] = field(default_factory=list)
     segment_sweep: List[SweepPoint] = field(default_factory=list)
     plan: Optional[ConversionPlan] = None
+    artifact: Optional[str] = None  # "engine" | "savedmodel"
+    tensorrt: Optional[TrtBuild] = None  # the tensorrt backend's build
     schema: int = RESULT_SCHEMA_VERSION
 
 

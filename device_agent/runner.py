@@ -9,7 +9,13 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Type
 
 from . import bench as bench_mod
-from .backends import ModelRunner, check_artifact, open_artifact, select_backend
+from .backends import (
+    ModelRunner,
+    artifact_backend,
+    check_artifact,
+    open_artifact,
+    select_backend,
+)
 from .errors import AgentError
 from .protocol import (
     SUCCEEDED,
@@ -120,7 +126,8 @@ def run_bench(spec: BenchSpec, emit: Emit, job_dir: str = "") -> BenchResult:
     native model in the same job when asked; speedup = native latency / this latency."""
     options = spec.bench
     check_artifact(spec.model)
-    backend, fallback = select_backend(options.backend)
+    owner = artifact_backend(spec.model)  # an engine runs on the backend that built it
+    backend, fallback = (owner, None) if owner else select_backend(options.backend)
     model = open_artifact(spec.model, options.signature_key)
     inputs = model.inputs
     native = None

@@ -1,6 +1,7 @@
 """Conversion backends by name, and the `auto` choice built on their probes.
 
-`tftrt` (TF-TRT) and `native` (TensorFlow without TensorRT) are registered here; a new
+`tftrt` (TF-TRT), `tensorrt` (an engine from the host's ONNX export, with TensorRT's
+Python API) and `native` (TensorFlow without TensorRT) are registered here; a new
 backend is a `Backend` subclass registered the same way (`register`), and the convert,
 bench and validate jobs reach it through this registry only. Stdlib only at import time.
 """
@@ -13,11 +14,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ..errors import AgentError
 from .base import Backend, Capability, ModelRunner
 from .native import NativeBackend
+from .tensorrt import TensorrtBackend
 from .tftrt import TftrtBackend, require_tensorrt, tensorrt_status
 
 __all__ = [
     "AUTO",
     "FALLBACK",
+    "artifact_backend",
     "Backend",
     "Capability",
     "ModelRunner",
@@ -82,7 +85,8 @@ def probe_all() -> Dict[str, Capability]:
 
 def select_backend(requested: str) -> Tuple[str, Optional[str]]:
     """Resolve `auto` to the first backend of its preference list that can run here (tftrt
-    where TensorRT is linked), else `native`; a named backend must be able to run.
+    where TF-TRT really loads, else tensorrt where the `tensorrt` module imports), else
+    `native`; a named backend must be able to run.
 
     Returns (backend, fallback_reason); the reason is None unless `auto` fell back.
     Raises BackendUnavailable, naming the fix, for a named backend that cannot run."""
@@ -102,6 +106,12 @@ def select_backend(requested: str) -> Tuple[str, Optional[str]]:
 def _owner(path: str) -> Optional[Backend]:
     """The backend whose own artifact format `path` is (None: a SavedModel, or nothing)."""
     return next((b for b in _BACKENDS.values() if b.claims(path)), None)
+
+
+def artifact_backend(path: str) -> Optional[str]:
+    """The backend whose own artifact `path` is (None: a SavedModel)."""
+    owner = _owner(os.path.abspath(path)) if os.path.isdir(path) else None
+    return owner.name if owner is not None else None
 
 
 def check_artifact(path: Optional[str], what: str = "model") -> str:
@@ -124,4 +134,5 @@ def open_artifact(
 
 
 register(TftrtBackend(), auto_rank=0)
+register(TensorrtBackend(), auto_rank=1)
 register(NativeBackend())

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional,
 
 from ..errors import BackendUnavailable
 from ..protocol import ConversionSummary, ConvertOptions, SweepPoint, TensorInfo
+from ..trt_types import TrtBuild, TrtPlan
 
 if TYPE_CHECKING:  # numpy is only needed by runners, at run time
     import numpy as np
@@ -41,6 +42,7 @@ class PlanContribution:
     converter_kwargs: Dict[str, Any] = field(default_factory=dict)
     env: Dict[str, str] = field(default_factory=dict)
     workspace_bytes: Optional[int] = None
+    tensorrt: Optional[TrtPlan] = None  # the tensorrt backend's engine build
 
 
 @dataclass
@@ -61,6 +63,13 @@ class BuildRequest:
     workspace_bytes: Optional[int]
     tf_gpu_memory_limit_mb: Optional[int]
     log: Log
+    # The tensorrt backend: the pushed ONNX, its planned build, the device fingerprint its
+    # timing cache is filed under, and the agent root that holds that cache.
+    onnx: Optional[str] = None
+    trt_plan: Optional[TrtPlan] = None
+    fingerprint: Dict[str, Optional[str]] = field(default_factory=dict)
+    root: Optional[str] = None
+    calib_key: Optional[str] = None  # the build's cache key: its calibration cache's name
 
 
 @dataclass
@@ -69,6 +78,8 @@ class BuildOutcome:
 
     summary: ConversionSummary
     engines_built: bool = False
+    artifact: str = "savedmodel"  # "engine": a TensorRT plan (the tensorrt backend)
+    tensorrt: Optional[TrtBuild] = None
 
 
 @dataclass
@@ -107,6 +118,8 @@ class Backend(abc.ABC):
     #: Builds TensorRT engines: the memory plan sizes (and may refuse) a builder workspace,
     #: the OOM ladder halves it, and the result's precision is the requested one.
     builds_engines: bool = False
+    #: Its engines are built with the `tensorrt` module, not TF-TRT's TensorRT.
+    own_tensorrt: bool = False
     #: The fix named when `probe` says the backend cannot run here.
     unavailable_hint: Optional[str] = None
 
@@ -133,10 +146,25 @@ class Backend(abc.ABC):
         return self.precision(options) == "INT8" and options.use_calibration
 
     def plan(
-        self, options: ConvertOptions, workspace_bytes: Optional[int], model_dir: str
+        self,
+        options: ConvertOptions,
+        workspace_bytes: Optional[int],
+        model_dir: str,
+        calib_samples: Optional[int] = None,
     ) -> PlanContribution:
         """What the backend adds to the conversion plan; nothing by default."""
         return PlanContribution()
+
+    def engine_version(self) -> Optional[str]:
+        """The TensorRT version its engines depend on (the cache key holds it): TF-TRT's
+        (loaded, else linked; probing imports TensorFlow) unless the backend has its own
+        (`own_tensorrt`); None for a backend that builds none."""
+        if not self.builds_engines:
+            return None
+        from ..facts import probe_tensorrt
+
+        _, linked, loaded = probe_tensorrt()
+        return loaded or linked
 
     def prepare(self, request: BuildRequest) -> None:
         """Called once before the sweep and the build (e.g. to cap framework memory)."""
@@ -160,6 +188,11 @@ class Backend(abc.ABC):
         from .savedmodel import SavedModelRunner
 
         return SavedModelRunner(artifact_dir, signature_key, tags)
+
+    def artifact_info(self, artifact_dir: str) -> Tuple[str, Optional[TrtBuild]]:
+        """What a converted artifact of this backend is ("savedmodel" | "engine"), and its
+        engine build's record, read back from the artifact (for cache hits and shares)."""
+        return "savedmodel", None
 
     def claims(self, artifact_dir: str) -> bool:
         """Whether `artifact_dir` is this backend's own artifact format (a SavedModel is

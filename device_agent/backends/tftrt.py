@@ -121,8 +121,35 @@ def probe() -> Capability:
         reason = f"TensorFlow {version} is not built with TensorRT (linked TensorRT {linked})"
         return Capability("tftrt", False, reason, versions)
     loaded = ".".join(str(v) for v in loaded_raw or ())
+    # is_tensorrt_enabled says only that TF was built with TF-TRT: it really loads when the
+    # TensorRT it was linked against is the one it loaded (JetPack 6.1's TF 2.16 wheel
+    # links 8.6 on a board that has 10.3).
+    if versions["tensorrt_linked"] is None or versions["tensorrt_loaded"] is None:
+        reason = (
+            f"TensorFlow {version} is built with TensorRT {linked} but loads none "
+            f"(loaded {loaded or 'nothing'}): TF-TRT does not load"
+        )
+        return Capability("tftrt", False, reason, versions)
+    if versions["tensorrt_linked"] != versions["tensorrt_loaded"]:
+        reason = (
+            f"TensorFlow {version} is linked against TensorRT {versions['tensorrt_linked']} "
+            f"but loads {versions['tensorrt_loaded']}: TF-TRT does not load"
+        )
+        return Capability("tftrt", False, reason, versions)
     reason = f"TensorFlow {version} with TensorRT {linked} (loaded {loaded})"
     return Capability("tftrt", True, reason, versions)
+
+
+def simulated_probe(stack: Any) -> Capability:
+    """The probe's answer on a simulated JetPack (`simulate.py`)."""
+    versions: Dict[str, Optional[str]] = {
+        "tensorflow": "2.16.1" if stack.tftrt else None,
+        "tensorrt_linked": stack.tensorrt if stack.tftrt else None,
+        "tensorrt_loaded": stack.tensorrt if stack.tftrt else None,
+    }
+    if stack.tftrt:
+        return Capability("tftrt", True, stack.tftrt + " (simulated)", versions)
+    return Capability("tftrt", False, stack.no_tftrt + " (simulated)", versions)
 
 
 def tensorrt_status() -> Tuple[bool, str]:
@@ -203,10 +230,25 @@ class TftrtBackend(Backend):
     unavailable_hint = NO_TRT_HINT
 
     def probe(self) -> Capability:
-        return probe()
+        from ..simulate import active
+
+        sim = active()
+        return simulated_probe(sim.stack) if sim is not None else probe()
+
+    def engine_version(self) -> Optional[str]:
+        from ..simulate import active
+
+        if active() is not None:
+            versions = self.probe().versions
+            return versions.get("tensorrt_loaded") or versions.get("tensorrt_linked")
+        return super().engine_version()
 
     def plan(
-        self, options: ConvertOptions, workspace_bytes: Optional[int], model_dir: str
+        self,
+        options: ConvertOptions,
+        workspace_bytes: Optional[int],
+        model_dir: str,
+        calib_samples: Optional[int] = None,
     ) -> PlanContribution:
         """The converter's kwargs (with the planned workspace) and its TF_TRT_* env."""
         planned = (

@@ -26,7 +26,13 @@ from edge.views.tables import plan_tables, print_failures
 class Backend(str, Enum):
     auto = "auto"
     tftrt = "tftrt"
+    tensorrt = "tensorrt"
     native = "native"
+
+
+class Int8Mode(str, Enum):
+    calibrator = "calibrator"
+    qdq = "qdq"
 
 
 class Precision(str, Enum):
@@ -48,7 +54,10 @@ def convert(
     recipe: Annotated[Optional[str], typer.Option(help="Recipe name or YAML path.")] = None,
     backend: Annotated[
         Optional[Backend],
-        typer.Option(help="auto picks tftrt where TensorRT is linked, else native."),
+        typer.Option(
+            help="auto: tftrt where TF-TRT loads, else tensorrt (ONNX -> engine) where "
+            "TensorRT's Python module imports, else native; decided on each device."
+        ),
     ] = None,
     precision: Annotated[Optional[Precision], typer.Option(case_sensitive=False)] = None,
     output: Annotated[
@@ -132,6 +141,39 @@ def convert(
         bool,
         typer.Option("--dry-run", help="Resolve and print each device's plan; convert nothing."),
     ] = False,
+    int8_mode: Annotated[
+        Optional[Int8Mode],
+        typer.Option(
+            help="tensorrt INT8: calibrator (implicit, TensorRT 8.5-10) or qdq (the host "
+            "inserts Q/DQ; TensorRT 11's only mode). Default: the device's."
+        ),
+    ] = None,
+    dla_core: Annotated[
+        Optional[int], typer.Option(help="tensorrt: build for this DLA core, GPU fallback.")
+    ] = None,
+    fp32_layers: Annotated[
+        Optional[str], typer.Option(help="tensorrt: layer names pinned to FP32, comma-separated.")
+    ] = None,
+    opt_level: Annotated[
+        Optional[int], typer.Option(help="tensorrt: builder optimization level 0-5 (8.6+).")
+    ] = None,
+    opset: Annotated[
+        Optional[int], typer.Option(help="tensorrt: ONNX opset (default: the device's best).")
+    ] = None,
+    nchw: Annotated[
+        Optional[list[str]], typer.Option(help="tensorrt: export this input NCHW (repeatable).")
+    ] = None,
+    max_accuracy_drop: Annotated[
+        Optional[float],
+        typer.Option(help="tensorrt INT8 (qdq): refuse a host Q/DQ model whose top-1 drops more."),
+    ] = None,
+    board: Annotated[
+        Optional[str],
+        typer.Option(help="With --dry-run: plan as this device class (e.g. orin-nano-8gb)."),
+    ] = None,
+    jetpack: Annotated[
+        Optional[str], typer.Option(help="With --dry-run and --board: plan as this JetPack.")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Convert a SavedModel on each device and print the conversion summary."""
@@ -159,7 +201,21 @@ def convert(
         "atol": atol,
         "rtol": rtol,
         "use_cache": None if cache else False,
+        "int8_mode": int8_mode.value if int8_mode else None,
+        "dla_core": dla_core,
+        "fp32_layers": [n.strip() for n in fp32_layers.split(",") if n.strip()]
+        if fp32_layers
+        else None,
+        "optimization_level": opt_level,
+        "onnx_opset": opset,
+        "nchw_inputs": nchw,
     }
+    if (board or jetpack) and not (board and jetpack and dry_run):
+        raise EdgeError(
+            "--board and --jetpack plan as a board you do not have: they go together, "
+            "with --dry-run.",
+            "Add the missing one, e.g. --dry-run --board orin-nano-8gb --jetpack 6.2",
+        )
     if min_segment_size == "auto":
         flags["minimum_segment_size_auto"] = True
     elif min_segment_size is not None:
@@ -201,6 +257,9 @@ def convert(
         share_engines=share_engines,
         on_event=None if json_out else event_printer(err_console),
         defaults=defaults,
+        max_accuracy_drop=max_accuracy_drop,
+        simulate_board=board,
+        simulate_jetpack=jetpack,
     )
     if dry_run:
         plans = conversion.dry_run(request, devices)

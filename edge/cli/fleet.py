@@ -132,15 +132,20 @@ def import_(
 @app.command("probe")
 def probe(
     targets: Annotated[str, typer.Argument(help="Devices (names, tag:NAME, all, local).")] = "all",
+    quick: Annotated[
+        bool,
+        typer.Option("--quick", help="Skip the TensorRT probe (no backends column; faster)."),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run the agent's `info` on each device (installing it if needed); cache the facts."""
+    """Run the agent's `info` on each device (installing it if needed); cache the facts,
+    with the backends each device can run."""
     from edge.cli._utils import err_console
     from edge.fleet.devices import resolve_targets
     from edge.ops.info import probe as probe_devices
     from edge.views.tables import print_failures
 
-    run = probe_devices(resolve_targets(targets))
+    run = probe_devices(resolve_targets(targets), deep=not quick)
     if json_out:
         print_json([r.to_dict() for r in run.results])
     else:

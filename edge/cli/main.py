@@ -16,6 +16,7 @@ from edge.cli import (
     bench,
     convert,
     demo,
+    export,
     fleet,
     info,
     jobs,
@@ -48,6 +49,7 @@ app.command(name="validate", help="Compare a converted model with its input mode
     validate.validate
 )
 app.command(name="pull", help="Fetch a converted model back from a device.")(pull.pull)
+app.command(name="export", help="Export a SavedModel to ONNX, checked on the host.")(export.export)
 app.add_typer(fleet.app, name="fleet")
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(agent.app, name="agent")

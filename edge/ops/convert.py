@@ -42,6 +42,7 @@ from edge.agent.sessions import Sessions
 from edge.core.errors import DeviceError, EdgeError, UserError
 from edge.fleet.devices import Device
 from edge.fleet.group import GroupResult, each, fan_out
+from edge.ops.engine_export import OnnxExports
 from edge.ops.pull import pull_job_model
 from edge.ops.push import Payload, check_saved_model, make_payload, push_to
 
@@ -60,6 +61,11 @@ class ConvertRequest:
     share_engines: bool = True
     on_event: EventSink | None = None
     defaults: ConvertOptions | None = None
+    # the tensorrt backend: refuse an INT8 (Q/DQ) export that loses more top-1 agreement
+    max_accuracy_drop: float | None = None
+    # --dry-run as a board you do not have (the local agent plans from its tables)
+    simulate_board: str | None = None
+    simulate_jetpack: str | None = None
 
 
 @dataclass
@@ -114,8 +120,16 @@ class _Ready:
 
 
 def _preparer(
-    sessions: Sessions, request: ConvertRequest, payload: Payload, calib_payload: Payload | None
+    sessions: Sessions,
+    request: ConvertRequest,
+    payload: Payload,
+    calib_payload: Payload | None,
+    exports: OnnxExports | None = None,
 ) -> Callable[[Device], _Ready]:
+    """Per device: facts, options, push, the device's plan; then, where that plan builds
+    a TensorRT engine the cache does not hold, the ONNX it asks for (`exports`; None: a
+    dry run, which exports nothing)."""
+
     def prepare(device: Device) -> _Ready:
         client = sessions.client(device)
         options = _resolve(request.options_for, _facts(client))
@@ -123,9 +137,20 @@ def _preparer(
         calib_path = push_to(client, calib_payload).model_path if calib_payload else None
         assert model_path is not None
         spec = ConvertSpec(
-            model=model_path, output=request.output, convert=options, calib=calib_path
+            model=model_path,
+            output=request.output,
+            convert=options,
+            calib=calib_path,
+            simulate_board=request.simulate_board,
+            simulate_jetpack=request.simulate_jetpack,
         )
-        return _Ready(device, client, spec, client.plan(spec))
+        decided = client.plan(spec)
+        wanted = decided.plan.tensorrt.onnx if decided.plan.tensorrt else None
+        if exports is not None and wanted is not None and not decided.cache_hit:
+            note(request.on_event, device.name, f"ONNX export {wanted.key()}")
+            onnx_path = push_to(client, exports.payload(wanted)).model_path
+            spec = dataclasses.replace(spec, onnx=onnx_path)
+        return _Ready(device, client, spec, decided)
 
     return prepare
 
@@ -202,7 +227,16 @@ def convert(request: ConvertRequest, devices: Sequence[Device]) -> GroupResult:
     payload, calib_payload = _payloads(model, request.calib)
 
     with Sessions() as sessions, tempfile.TemporaryDirectory(prefix="edge-share-") as tmp:
-        prepared = each(devices, _preparer(sessions, request, payload, calib_payload))
+        exports = OnnxExports(
+            model,
+            request.calib,
+            request.defaults or ConvertOptions(),
+            Path(tmp) / "onnx",
+            request.max_accuracy_drop,
+        )
+        prepared = each(devices, _preparer(sessions, request, payload, calib_payload, exports))
+        for line in exports.notes:
+            note(request.on_event, "host", line)
         ready = {p.device.name: p for p in prepared if isinstance(p, _Ready)}
         groups = _groups(list(ready.values()), request.share_engines)
         leading = {g.leader.device.name: g for g in groups}

@@ -38,12 +38,13 @@ def cached_facts(name: str) -> DeviceFacts | None:
     return DeviceFacts.from_dict(json.loads(path.read_text()))
 
 
-def probe(devices: Sequence[Device], max_parallel: int = 32) -> GroupResult:
-    """Run the agent's `info` on every device at once and cache the facts on the host."""
+def probe(devices: Sequence[Device], max_parallel: int = 32, deep: bool = True) -> GroupResult:
+    """Run the agent's `info` on every device at once and cache the facts on the host;
+    `deep` also probes the TensorRT stack (which backends each device can run)."""
 
     def work(device: Device) -> ProbeResult:
         with open_client(device) as client:
-            facts = client.info()
+            facts = client.info(deep=deep)
             installed = client.agent_installed
         path = facts_cache_path(device.name)
         path.parent.mkdir(parents=True, exist_ok=True)

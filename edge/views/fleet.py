@@ -18,6 +18,7 @@ from edge.fleet.devices import Device
 from edge.ops.agents import AgentInstall
 from edge.ops.info import ProbeResult
 from edge.ops.joblist import Listing
+from edge.views.engines import backends_cell
 
 
 def inventory_table(devices: Sequence[Device], path: Path) -> Table:
@@ -59,6 +60,7 @@ def probe_table(results: Sequence[ProbeResult]) -> Table:
         "disk free MB",
         "python",
         "tensorflow",
+        "backends",
     ):
         t.add_column(col)
     for r in results:
@@ -73,6 +75,7 @@ def probe_table(results: Sequence[ProbeResult]) -> Table:
             str(f.disk_free_mb) if f else "-",
             f.python if f else "-",
             (f.tensorflow or "none") if f else "-",
+            backends_cell(f.capabilities) if f else "-",
         )
         t.add_row(*(safe_text(c) for c in cells))
     return t

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from device_agent.protocol import BenchResult, ConvertResult, DeviceFacts, ValidateResult
 from edge.core.untrusted import safe_text
+from edge.views.engines import build_table, capability_rows, plan_rows
 
 
 def facts_table(name: str, facts: DeviceFacts) -> Table:
@@ -42,6 +43,8 @@ def facts_table(name: str, facts: DeviceFacts) -> Table:
                 else "not built with TensorRT",
             )
         )
+    if facts.capabilities is not None:
+        rows.extend(capability_rows(facts.capabilities))
     for k, v in rows:
         t.add_row(k, safe_text(v))
     return t
@@ -76,7 +79,9 @@ def convert_tables(results: Sequence[ConvertResult]) -> Group:
             _validation_note(r.validation),
             f"{r.seconds:.1f}s" if r.seconds is not None else "-",
         )
-        if s and s.engines:
+        if r.tensorrt is not None:
+            parts.append(build_table(r.device, r.tensorrt, s))
+        elif s and s.engines:
             et = Table(title=f"{safe_text(r.device)}: TensorRT engines")
             for col in ("engine", "nodes", "top ops", "inputs", "outputs"):
                 et.add_column(col)
@@ -192,16 +197,22 @@ def plan_tables(plans: Sequence[Any]) -> Group:
         )
         t.add_column("what", style="bold")
         t.add_column("value")
+        if plan.tensorrt is not None:
+            for k, v in plan_rows(plan.tensorrt):
+                t.add_row(k, safe_text(v))
         for k, v in plan.converter_kwargs.items():
             t.add_row(safe_text(k), safe_text(repr(v)))
         for k, v in plan.env.items():
             t.add_row(safe_text(k), safe_text(v))
         ws = plan.workspace_bytes
         t.add_row("workspace", f"{ws / 2**20:.0f} MiB" if ws else "converter default")
-        t.add_row(
-            "TF GPU memory",
-            f"{plan.tf_gpu_memory_limit_mb} MB" if plan.tf_gpu_memory_limit_mb else "memory growth",
-        )
+        if plan.tensorrt is None:
+            t.add_row(
+                "TF GPU memory",
+                f"{plan.tf_gpu_memory_limit_mb} MB"
+                if plan.tf_gpu_memory_limit_mb
+                else "memory growth",
+            )
         cal = plan.calibration
         t.add_row("calibration", f"{cal.batches} batches of {cal.batch_size}" if cal else "-")
         t.add_row("build shapes", safe_text(plan.build_shapes or "from the signature (batch 1)"))

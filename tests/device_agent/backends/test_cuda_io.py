@@ -4,6 +4,8 @@ NVIDIA GPU is benchmarks/gpu/pycuda_proof.py (numbers in the issue 12 note)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any, List
 
 import numpy as np
@@ -12,70 +14,8 @@ import pytest
 from device_agent.backends.cuda_io import BatchFeeder, IOBuffers, time_runs
 from device_agent.errors import AgentError
 
-
-class _Alloc:
-    """Device memory: a byte array with an address."""
-
-    next_addr = 0x1000
-
-    def __init__(self, n: int) -> None:
-        self.data = np.zeros(n, np.uint8)
-        self.addr = _Alloc.next_addr
-        _Alloc.next_addr += n + 256
-        self.freed = False
-
-    def __int__(self) -> int:
-        return self.addr
-
-    def free(self) -> None:
-        self.freed = True
-
-
-class _Cuda:
-    """The few pycuda.driver calls cuda_io makes, done with numpy, recording the order."""
-
-    def __init__(self) -> None:
-        self.calls: List[str] = []
-        self.allocs: List[_Alloc] = []
-
-    def Stream(self) -> Any:  # noqa: N802 (pycuda's name)
-        cuda = self
-
-        class S:
-            def synchronize(self) -> None:
-                cuda.calls.append("sync")
-
-        return S()
-
-    def pagelocked_empty(self, shape: Any, dtype: Any) -> np.ndarray:
-        return np.empty(shape, dtype)
-
-    def mem_alloc(self, n: int) -> _Alloc:
-        self.allocs.append(_Alloc(n))
-        return self.allocs[-1]
-
-    def memcpy_htod_async(self, dev: _Alloc, host: np.ndarray, stream: Any) -> None:
-        self.calls.append("htod")
-        dev.data[: host.nbytes] = host.reshape(-1).view(np.uint8)
-
-    def memcpy_dtoh_async(self, host: np.ndarray, dev: _Alloc, stream: Any) -> None:
-        self.calls.append("dtoh")
-        host.reshape(-1).view(np.uint8)[:] = dev.data[: host.nbytes]
-
-    def Event(self) -> Any:  # noqa: N802
-        cuda = self
-
-        class E:
-            def record(self, stream: Any) -> None:
-                cuda.calls.append("event")
-
-            def synchronize(self) -> None:
-                pass
-
-            def time_till(self, other: Any) -> float:
-                return 1.5
-
-        return E()
+sys.path.insert(0, str(Path(__file__).parent))
+from cuda_standin import StandinCuda as _Cuda  # noqa: E402
 
 
 def test_round_trip_keeps_every_byte() -> None:
