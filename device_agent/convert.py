@@ -435,6 +435,13 @@ def _validate(
     if calib is not None:
         order = [i.name for i in inputs]
         samples = (dict(zip(order, batch)) for batch in batches(calib, 1, vopts.samples, order))
+    if spec.reference:
+        from .validate import compare_with_reference
+
+        emit("progress", "validating against the host's TensorFlow outputs", phase="validate")
+        return compare_with_reference(
+            result.output_model or "", spec.reference, vopts, emit, backend
+        )
     emit("progress", "validating the converted model against the input model", phase="validate")
     report = compare_models(
         spec.model, result.output_model or "", vopts, samples, emit, converted_backend=backend

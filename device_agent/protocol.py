@@ -236,6 +236,10 @@ class BenchOptions(JsonMixin):
     telemetry: bool = True
     telemetry_interval_ms: int = 100
     use_calibration_samples: bool = False
+    # Engines (the tensorrt backend): leave the H2D/D2H copies out of the timed span;
+    # replay each inference as a captured CUDA graph.
+    transfers: bool = True
+    cuda_graph: bool = False
 
     def validate(self) -> None:
         if not self.batch_sizes or any(int(b) < 1 for b in self.batch_sizes):
@@ -301,11 +305,14 @@ class ConvertSpec(JobSpec):
     prebuilt_summary: Optional[ConversionSummary] = None
     # The tensorrt backend: the ONNX the host exported for this device's plan, pushed.
     onnx: Optional[str] = None
+    # Reference outputs the host computed with TensorFlow (reference.npz), to validate an
+    # engine on a board without TensorFlow.
+    reference: Optional[str] = None
     # Plan as this board and JetPack would (`--board/--jetpack`); a plan only, never a job.
     simulate_board: Optional[str] = None
     simulate_jetpack: Optional[str] = None
 
-    PATHS: ClassVar[Tuple[str, ...]] = JobSpec.PATHS + ("output", "prebuilt", "onnx")
+    PATHS: ClassVar[Tuple[str, ...]] = JobSpec.PATHS + ("output", "prebuilt", "onnx", "reference")
 
     def validate(self) -> None:
         super().validate()
@@ -335,8 +342,9 @@ class ValidateSpec(JobSpec):
     kind: str = "validate"
     converted: str = ""
     validation: ValidateOptions = field(default_factory=ValidateOptions)
+    reference: Optional[str] = None  # the host's TensorFlow outputs (reference.npz)
 
-    PATHS: ClassVar[Tuple[str, ...]] = JobSpec.PATHS + ("converted",)
+    PATHS: ClassVar[Tuple[str, ...]] = JobSpec.PATHS + ("converted", "reference")
 
     def validate(self) -> None:
         super().validate()
@@ -684,6 +692,8 @@ class BenchResult(DeviceResult):
     options: Optional[BenchOptions] = None
     scenario: Optional[str] = None  # "single-stream" | "offline" | "custom"
     headline: Optional[str] = None
+    transfers: bool = True  # the timed span held the host/device copies
+    cuda_graph: bool = False
     schema: int = RESULT_SCHEMA_VERSION
 
 

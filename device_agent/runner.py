@@ -129,6 +129,8 @@ def run_bench(spec: BenchSpec, emit: Emit, job_dir: str = "") -> BenchResult:
     owner = artifact_backend(spec.model)  # an engine runs on the backend that built it
     backend, fallback = (owner, None) if owner else select_backend(options.backend)
     model = open_artifact(spec.model, options.signature_key)
+    for flag in model.configure(options.transfers, options.cuda_graph):
+        emit("log", f"{flag} applies to TensorRT engines only; ignored for this model")
     inputs = model.inputs
     native = None
     if spec.native:
@@ -148,6 +150,8 @@ def run_bench(spec: BenchSpec, emit: Emit, job_dir: str = "") -> BenchResult:
         model=spec.model,
         options=options,
         scenario=options.scenario or "custom",
+        transfers=options.transfers or owner is None,
+        cuda_graph=options.cuda_graph and owner is not None,
     )
     for batch_size in sizes:
         try:

@@ -26,6 +26,8 @@ INT8_MODES = (CALIBRATOR, QDQ)
 #: What a converted artifact is: TensorRT engines (a plan file) or a SavedModel.
 ENGINE = "engine"
 SAVEDMODEL = "savedmodel"
+#: The files that make a directory a tensorrt artifact (the plan and what it was built for).
+ENGINE_FILES = ("engine.plan", "engine.json")
 
 
 @dataclass

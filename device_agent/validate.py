@@ -252,6 +252,85 @@ def compare_models(
     return report
 
 
+def _reference_arrays(path: str) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
+    """(inputs, outputs) of the host's reference.npz (untrusted: checked, never pickled)."""
+    import os
+    import zipfile
+
+    file = os.path.join(path, "reference.npz") if os.path.isdir(path) else path
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            arrays = {k: np.asarray(data[k]) for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise AgentError(
+            f"Cannot read the reference outputs {file}: {exc}.",
+            "Convert again with --validate (the host computes and pushes them).",
+        ) from exc
+    ins = {k[3:]: v for k, v in arrays.items() if k.startswith("in.")}
+    outs = {k[4:]: v for k, v in arrays.items() if k.startswith("out.")}
+    rows = {v.shape[0] if v.ndim else -1 for v in [*ins.values(), *outs.values()]}
+    if not ins or not outs or len(rows) != 1 or -1 in rows:
+        raise AgentError(
+            f"{file} is not a reference set (inputs and outputs, one row per sample).",
+            "Convert again with --validate (the host computes and pushes them).",
+        )
+    return ins, outs
+
+
+def compare_with_reference(
+    converted_dir: str,
+    reference: str,
+    options: ValidateOptions,
+    emit: Optional[Emit] = None,
+    converted_backend: Optional[Backend] = None,
+) -> ValidationReport:
+    """The converted model against outputs the host computed with TensorFlow on the same
+    inputs (a board without TensorFlow cannot run the source model)."""
+    from .backends import open_artifact
+
+    atol, rtol = tolerances(options.precision, options.atol, options.rtol)
+    ins, want = _reference_arrays(reference)
+    if converted_backend is not None:
+        model = converted_backend.load(converted_dir, options.signature_key)
+    else:
+        model = open_artifact(converted_dir, options.signature_key)
+    missing = sorted(
+        (set(_names(model.inputs)) - set(ins)) | (set(_names(model.outputs)) - set(want))
+    )
+    if missing:
+        model.close()
+        raise AgentError(
+            f"The reference set lacks {missing} of the converted model's tensors.",
+            "Compare a converted model with the model it was converted from.",
+        )
+    samples = next(iter(ins.values())).shape[0]
+    checks: Dict[str, OutputCheck] = {}
+    rows: Dict[str, int] = {}
+    try:
+        for n in range(samples):
+            feed = {i.name: _as_input(ins[i.name][n : n + 1], i) for i in model.inputs}
+            actual = model.run(feed)
+            for info in model.outputs:
+                ref = want[info.name][n : n + 1]
+                check = compare_arrays(ref, actual[info.name], atol, rtol, is_classifier(info))
+                checks[info.name] = _merge(checks.get(info.name), rows.get(info.name, 0), check, 1)
+                rows[info.name] = rows.get(info.name, 0) + 1
+    finally:
+        model.close()
+    if emit is not None:
+        for name, c in checks.items():
+            emit("log", f"{name}: {'ok' if c.passed else 'MISMATCH'} max abs {c.max_abs_err:.3g}")
+    return ValidationReport(
+        passed=all(c.passed for c in checks.values()),
+        precision=options.precision,
+        atol=atol,
+        rtol=rtol,
+        samples=samples,
+        inputs_from="host-reference",
+        outputs=checks,
+    )
+
+
 def run_validate(
     spec: ValidateSpec, emit: Emit, inputs_iter: Optional[Iterator[Dict[str, np.ndarray]]] = None
 ) -> ValidateResult:
@@ -267,8 +346,12 @@ def run_validate(
     converted = check_artifact(spec.converted, "converted model")
     if spec.calib and inputs_iter is None:
         emit("log", f"calibration samples from {spec.calib} not loaded; using generated inputs")
-    emit("progress", f"validating {converted} against {model}", phase="validate")
-    report = compare_models(model, converted, options, inputs_iter, emit)
+    if spec.reference:
+        emit("progress", f"validating {converted} against the host's outputs", phase="validate")
+        report = compare_with_reference(converted, spec.reference, options, emit)
+    else:
+        emit("progress", f"validating {converted} against {model}", phase="validate")
+        report = compare_models(model, converted, options, inputs_iter, emit)
     emit("log", f"validation {'passed' if report.passed else 'FAILED'}")
     return ValidateResult(
         device=socket.gethostname(),

@@ -106,6 +106,17 @@ class ModelRunner(abc.ABC):
         results are complete."""
         return lambda: self.run(feed)
 
+    def configure(self, transfers: bool = True, cuda_graph: bool = False) -> List[str]:
+        """How the benchmark times it: with the host/device copies or not, as a captured
+        CUDA graph or not. Returns what this runner cannot do of that (a SavedModel has no
+        copies to leave out and no graph to capture)."""
+        unused = []
+        if not transfers:
+            unused.append("--no-transfers")
+        if cuda_graph:
+            unused.append("--cuda-graph")
+        return unused
+
     def close(self) -> None:
         """Release the model (Jetson memory is shared by CPU and GPU)."""
 

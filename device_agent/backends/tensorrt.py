@@ -23,11 +23,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ..durable import atomic_write
 from ..errors import AgentError
 from ..protocol import ConversionSummary, ConvertOptions, Engine, TensorInfo
-from ..trt_types import CALIBRATOR, ParserRejection, TrtBuild, TrtPlan
+from ..trt_types import CALIBRATOR, ENGINE_FILES, ParserRejection, TrtBuild, TrtPlan
 from .base import Backend, BuildOutcome, BuildRequest, Capability, ModelRunner, PlanContribution
 
-PLAN_FILE = "engine.plan"
-META_FILE = "engine.json"
+PLAN_FILE, META_FILE = ENGINE_FILES
 CALIB_CACHE = "calibration.cache"
 ONNX_FILE = "model.onnx"
 BUILD_FILE = "build.json"  # the TrtBuild of the build that made the engine
@@ -405,7 +404,9 @@ class TensorrtBackend(Backend):
         from .trt_runner import EngineRunner
 
         meta = read_meta(artifact_dir)
-        return EngineRunner(os.path.join(artifact_dir, PLAN_FILE), meta)
+        runner = EngineRunner(os.path.join(artifact_dir, PLAN_FILE), meta)
+        nchw = [n for n in meta.get("nchw") or [] if isinstance(n, str)]
+        return NhwcRunner(runner, inputs_of(meta), nchw) if nchw else runner
 
     def artifact_info(self, artifact_dir: str) -> Tuple[str, Optional[TrtBuild]]:
         raw = _read(os.path.join(artifact_dir, BUILD_FILE))
@@ -468,3 +469,34 @@ def inputs_of(meta: Dict[str, Any]) -> List[TensorInfo]:
         except Exception:
             return []
     return out
+
+
+class NhwcRunner(ModelRunner):
+    """An engine whose inputs the host exported NCHW, fed as the SavedModel's NHWC inputs
+    (what bench and validate make from its signature)."""
+
+    def __init__(self, inner: Any, inputs: List[TensorInfo], nchw: Sequence[str]) -> None:
+        self.inner = inner
+        self.inputs = inputs or inner.inputs
+        self.outputs = inner.outputs
+        self.nchw = set(nchw)
+
+    def _feed(self, feed: Dict[str, Any]) -> Dict[str, Any]:
+        import numpy as np
+
+        return {
+            k: np.ascontiguousarray(np.moveaxis(v, -1, 1)) if k in self.nchw and v.ndim >= 3 else v
+            for k, v in feed.items()
+        }
+
+    def run(self, feed: Dict[str, Any]) -> Dict[str, Any]:
+        return dict(self.inner.run(self._feed(feed)))
+
+    def timed_call(self, feed: Dict[str, Any]) -> Any:
+        return self.inner.timed_call(self._feed(feed))
+
+    def configure(self, transfers: bool = True, cuda_graph: bool = False) -> List[str]:
+        return list(self.inner.configure(transfers, cuda_graph))
+
+    def close(self) -> None:
+        self.inner.close()

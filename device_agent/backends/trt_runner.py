@@ -257,6 +257,12 @@ class EngineRunner(ModelRunner):
         )
         return self._graph
 
+    def configure(self, transfers: bool = True, cuda_graph: bool = False) -> List[str]:
+        """Time with or without the copies, replayed as a CUDA graph or not."""
+        self.transfers, self.cuda_graph = bool(transfers), bool(cuda_graph)
+        self._graph = None
+        return []
+
     def close(self) -> None:
         """Free the buffers and drop the engine (Jetson memory is shared)."""
         if self.buffers is not None:

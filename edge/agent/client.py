@@ -135,9 +135,12 @@ class AgentClient:
         check = AgentCheck(python=python, numpy=numpy, installed=False)
         if tuple(int(p) for p in check.python.split(".")[:2]) < (3, 8):
             raise DeviceError(
-                f"{self.device.name}: Python {check.python} is too old; the agent needs 3.8+.",
+                f"{self.device.name}: Python {check.python} is too old; the agent needs 3.8+ "
+                "(JetPack 4.6, the last for Jetson Nano, TX1 and TX2, has Python 3.6).",
                 f"Install python3.8 or newer on the board and point the device at it: "
-                f"edge fleet add {self.device.name} --python /usr/bin/python3.8 --replace",
+                f"edge fleet add {self.device.name} --python /usr/bin/python3.8 --replace; "
+                "on JetPack 4.6 that Python has no TensorRT bindings, so only the native "
+                "backend can run there.",
             )
         self._agent_sha = agent_sha
         return check

@@ -63,6 +63,17 @@ def bench(
         ),
     ] = True,
     telemetry_interval: Annotated[int, typer.Option(help="Telemetry interval in ms.")] = 100,
+    transfers: Annotated[
+        bool,
+        typer.Option(
+            "--transfers/--no-transfers",
+            help="TensorRT engines: time the host/device copies too, or the engine alone.",
+        ),
+    ] = True,
+    cuda_graph: Annotated[
+        bool,
+        typer.Option("--cuda-graph", help="TensorRT engines: replay a captured CUDA graph."),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Benchmark a SavedModel on each device: warm-up, timed run, latency percentiles."""
@@ -79,6 +90,8 @@ def bench(
         scenario=scenario.value if scenario else None,
         telemetry=telemetry,
         telemetry_interval_ms=telemetry_interval,
+        transfers=transfers,
+        cuda_graph=cuda_graph,
     )
     try:
         options.validate()

@@ -150,6 +150,9 @@ def _preparer(
             note(request.on_event, device.name, f"ONNX export {wanted.key()}")
             onnx_path = push_to(client, exports.payload(wanted)).model_path
             spec = dataclasses.replace(spec, onnx=onnx_path)
+            if options.run_validation:  # the board may have no TensorFlow to compare with
+                reference = push_to(client, exports.reference_payload()).model_path
+                spec = dataclasses.replace(spec, reference=reference)
         return _Ready(device, client, spec, decided)
 
     return prepare

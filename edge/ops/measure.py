@@ -6,6 +6,7 @@ lacks), submit a detached job, and follow its events to the end (`edge.agent.fol
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,15 +16,23 @@ from device_agent.protocol import (
     BenchOptions,
     BenchResult,
     BenchSpec,
+    ConvertOptions,
     ValidateOptions,
     ValidateResult,
     ValidateSpec,
 )
+from device_agent.trt_types import ENGINE_FILES
 from edge.agent.follow import EventSink, follow_to_end, note
 from edge.agent.sessions import Sessions
 from edge.fleet.devices import Device
 from edge.fleet.group import GroupResult, fan_out
-from edge.ops.push import check_saved_model, make_payload, push_to
+from edge.ops.push import (
+    Payload,
+    check_model_artifact,
+    check_saved_model,
+    make_payload,
+    push_to,
+)
 
 
 def bench(
@@ -36,7 +45,7 @@ def bench(
 ) -> GroupResult:
     """Benchmark `model` on every device (and `native` in the same job, for speedups);
     one BenchResult per device."""
-    payload = make_payload(check_saved_model(model))
+    payload = make_payload(check_model_artifact(model))
     native_payload = make_payload(check_saved_model(native)) if native else None
     calib_payload = make_payload(calib, "calib") if calib else None
     options.validate()
@@ -61,6 +70,18 @@ def bench(
     return run
 
 
+def _reference(
+    model: Path, calib: Path | None, options: ValidateOptions, work_dir: Path
+) -> Payload:
+    """TensorFlow's outputs on the host for the validation inputs, as a payload."""
+    from edge.ops.engine_export import OnnxExports
+
+    exports = OnnxExports(
+        model, calib, ConvertOptions(signature_key=options.signature_key), work_dir
+    )
+    return exports.reference_payload(options.samples)
+
+
 def validate(
     model: Path,
     converted: Path,
@@ -71,8 +92,14 @@ def validate(
 ) -> GroupResult:
     """Run the native and the converted model on the same inputs on every device."""
     payload = make_payload(check_saved_model(model))
-    other = make_payload(check_saved_model(converted))
+    converted = check_model_artifact(converted)
+    other = make_payload(converted)
     calib_payload = make_payload(calib, "calib") if calib else None
+    reference = None
+    tmp = tempfile.TemporaryDirectory(prefix="edge-validate-")
+    if all((converted / name).is_file() for name in ENGINE_FILES):
+        # an engine: its board may have no TensorFlow, so the reference is computed here
+        reference = _reference(model, calib, options, Path(tmp.name))
 
     def work(device: Device) -> Any:
         client = sessions.client(device)
@@ -80,12 +107,19 @@ def validate(
         native = push_to(client, payload).model_path
         conv = push_to(client, other).model_path
         calib_path = push_to(client, calib_payload).model_path if calib_payload else None
+        ref_path = push_to(client, reference).model_path if reference else None
         assert native and conv
-        spec = ValidateSpec(model=native, converted=conv, validation=options, calib=calib_path)
+        spec = ValidateSpec(
+            model=native,
+            converted=conv,
+            validation=options,
+            calib=calib_path,
+            reference=ref_path,
+        )
         job_id = client.submit(spec)
         return follow_to_end(client, "validate", job_id, on_event)
 
-    with Sessions() as sessions:  # one session per device, every phase
+    with tmp, Sessions() as sessions:  # one session per device, every phase
         run = fan_out(devices, work, ValidateResult)
     run.model_digest = tree_digest(payload.manifest)
     return run

@@ -28,6 +28,7 @@ from device_agent.protocol import (
     PushCommit,
     PushPlan,
 )
+from device_agent.trt_types import ENGINE_FILES
 from edge.agent.client import AgentClient
 from edge.agent.replies import check_plan, malformed
 from edge.core.errors import EdgeError, ModelError, UserError
@@ -38,6 +39,15 @@ from edge.fleet.group import GroupResult, fan_out
 from edge.ops.hashcache import HashCache
 from edge.transport import LocalTransport, RangeTask, Transport
 from edge.transport.deadlink import DeadLinkError
+
+
+def check_model_artifact(path: Path) -> Path:
+    """A SavedModel, or a TensorRT engine directory that `edge convert` made (what bench
+    and validate run): checked on the host before anything is sent."""
+    p = path.expanduser()
+    if p.is_dir() and all((p / name).is_file() for name in ENGINE_FILES):
+        return p.resolve()
+    return check_saved_model(path)
 
 
 def check_saved_model(path: Path) -> Path:

@@ -336,6 +336,12 @@ JETSON_FP = planner.fingerprint(jetson_facts(module("orin-nano-8gb")))
 
 # One changed value for every ConvertOptions field that changes the artifact.
 ARTIFACT_CHANGES: Dict[str, Any] = {
+    "int8_mode": "qdq",
+    "dla_core": 1,
+    "fp32_layers": ["softmax"],
+    "optimization_level": 5,
+    "onnx_opset": 13,
+    "nchw_inputs": ["x"],
     "backend": "native",
     "precision": "FP16",
     "signature_key": "predict",
@@ -412,7 +418,12 @@ def test_cache_key_ignores_what_does_not_change_the_artifact(name: str) -> None:
 def test_cache_key_calibration_only_counts_for_int8() -> None:
     fp16 = ConvertOptions(precision="FP16")
     int8_only = [f.name for f in dataclasses.fields(ConverterKnobs) if f.metadata.get("int8_only")]
-    assert sorted(int8_only) == ["calibration_batch_size", "calibration_batches", "use_calibration"]
+    assert sorted(int8_only) == [
+        "calibration_batch_size",
+        "calibration_batches",
+        "int8_mode",
+        "use_calibration",
+    ]
     for name in int8_only:
         changed = dataclasses.replace(fp16, **{name: ARTIFACT_CHANGES[name]})
         assert planner.cache_key("d", changed, JETSON_FP) == planner.cache_key("d", fp16, JETSON_FP)

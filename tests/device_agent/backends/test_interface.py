@@ -155,10 +155,12 @@ def test_probes_on_this_machine_say_why_tftrt_cannot_run() -> None:
     assert trt.versions["tensorflow"] == tf.__version__ and tf.__version__ in trt.reason
     native = caps["native"]
     assert native.available and native.versions["tensorflow"] == tf.__version__
-    # auto falls back with the tftrt probe's own reason, as before the interface
+    # no `tensorrt` module here either: auto falls back with both probes' own reasons
+    engine = caps["tensorrt"]
+    assert not engine.available and "does not import" in engine.reason
     assert backends.select_backend("auto") == (
         "native",
-        f"auto: {trt.reason}; used the native backend (no TensorRT engines)",
+        f"auto: {trt.reason}; {engine.reason}; used the native backend (no TensorRT engines)",
     )
     with pytest.raises(BackendUnavailable) as err:
         backends.select_backend("tftrt")

@@ -63,6 +63,7 @@ def test_fp16_engine_is_built_validated_and_cached(
     assert summary["layers_total"] == summary["layers_at_precision"] > 0
     assert summary["parser_rejected"] == []
     assert row["validation"]["passed"] is True
+    assert row["validation"]["inputs_from"] == "host-reference"  # no TensorFlow needed there
     engine_dir = Path(row["output_model"])
     assert (engine_dir / "engine.plan").is_file() and (engine_dir / "engine.json").is_file()
 
@@ -73,6 +74,20 @@ def test_fp16_engine_is_built_validated_and_cached(
 
     rebuilt = _row(edge(*args, "--no-cache", "--json"))
     assert rebuilt["tensorrt"]["timing_cache"] == "hit"  # the board's timing cache
+
+    # the standalone validate compares the engine with TensorFlow's outputs from the host
+    check = edge("validate", str(mnist_model), str(engine_dir), "--json")
+    assert check.returncode == 0, check.stderr[-3000:]
+    report = _row(check)["validation"]
+    assert report["passed"] is True and report["inputs_from"] == "host-reference"
+
+    # the engine benchmarks on the runner (pycuda buffers, one stream, execute_async_v3)
+    bench = edge("bench", str(engine_dir), "--iterations", "20", "--no-transfers", "--json")
+    assert bench.returncode == 0, bench.stderr[-3000:]
+    timed = _row(bench)
+    assert timed["backend"] == "tensorrt" and timed["transfers"] is False
+    (run,) = timed["runs"]
+    assert run["iterations"] >= 20 and run["latency_ms"]["p50"] > 0
 
 
 @pytest.mark.slow

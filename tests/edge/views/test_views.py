@@ -120,12 +120,33 @@ def test_probe_table_rows() -> None:
         "disk free MB",
         "python",
         "tensorflow",
+        "backends",
     ]
     assert rows(table) == [
-        ["orin", "succeeded", "Jetson Orin Nano 8GB", "3.8.10", "7620", "12000", "3.8.10", "none"],
-        ["pc", "succeeded", "not a Jetson", "-", "7620", "12000", "3.8.10", "none"],
-        ["gone", "failed", "-", "-", "-", "-", "-", "-"],
-    ]
+        ["orin", "succeeded", "Jetson Orin Nano 8GB", "3.8.10", "7620", "12000", "3.8.10", "none",
+         "-"],
+        ["pc", "succeeded", "not a Jetson", "-", "7620", "12000", "3.8.10", "none", "-"],
+        ["gone", "failed", "-", "-", "-", "-", "-", "-", "-"],
+    ]  # fmt: skip
+
+
+def test_probe_table_lists_the_backends_each_device_can_run() -> None:
+    from device_agent.trt_types import BackendCheck, Capabilities
+
+    facts = _facts("Jetson AGX Orin 64GB")
+    facts.capabilities = Capabilities(
+        tensorrt="10.3.0.30",
+        backends=[
+            BackendCheck("tftrt", False, "no TF-TRT"),
+            BackendCheck("tensorrt", True, "TensorRT 10.3.0.30"),
+            BackendCheck("native", True, "TensorFlow"),
+        ],
+    )
+    bare = _facts(None)
+    bare.capabilities = Capabilities(backends=[BackendCheck("native", False, "no TF")])
+    table = probe_table([ProbeResult("orin", "succeeded", facts=facts),
+                         ProbeResult("pc", "succeeded", facts=bare)])  # fmt: skip
+    assert [row[-1] for row in rows(table)] == ["tensorrt native", "none"]
 
 
 def test_probe_table_shows_hostile_facts_as_text() -> None:
