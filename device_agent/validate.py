@@ -233,23 +233,37 @@ def compare_models(
             rows[name] = rows.get(name, 0) + batch_rows
         say("progress", f"converted model: batch {n + 1} of {len(runs)}", phase="validate")
     converted_model.close()
-    report = ValidationReport(
+    return _report(checks, options, atol, rtol, len(runs), inputs_from, emit)
+
+
+def _report(
+    checks: Dict[str, OutputCheck],
+    options: ValidateOptions,
+    atol: float,
+    rtol: float,
+    samples: int,
+    inputs_from: str,
+    emit: Optional[Emit],
+) -> ValidationReport:
+    """The report of per-output checks, each logged."""
+    for name, c in checks.items():
+        top1 = "" if c.top1_agreement is None else f", top-1 agreement {c.top1_agreement:.3f}"
+        if emit is not None:
+            emit(
+                "log",
+                f"{name}: {'ok' if c.passed else 'MISMATCH'} max abs {c.max_abs_err:.3g}, "
+                f"max rel {c.max_rel_err:.3g}, {c.mismatched}/{c.elements} beyond "
+                f"tolerance{top1}",
+            )
+    return ValidationReport(
         passed=all(c.passed for c in checks.values()),
         precision=options.precision,
         atol=atol,
         rtol=rtol,
-        samples=len(runs),
+        samples=samples,
         inputs_from=inputs_from,
         outputs=checks,
     )
-    for name, c in checks.items():
-        top1 = "" if c.top1_agreement is None else f", top-1 agreement {c.top1_agreement:.3f}"
-        say(
-            "log",
-            f"{name}: {'ok' if c.passed else 'MISMATCH'} max abs {c.max_abs_err:.3g}, "
-            f"max rel {c.max_rel_err:.3g}, {c.mismatched}/{c.elements} beyond tolerance{top1}",
-        )
-    return report
 
 
 def _reference_arrays(path: str) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
@@ -317,18 +331,7 @@ def compare_with_reference(
                 rows[info.name] = rows.get(info.name, 0) + 1
     finally:
         model.close()
-    if emit is not None:
-        for name, c in checks.items():
-            emit("log", f"{name}: {'ok' if c.passed else 'MISMATCH'} max abs {c.max_abs_err:.3g}")
-    return ValidationReport(
-        passed=all(c.passed for c in checks.values()),
-        precision=options.precision,
-        atol=atol,
-        rtol=rtol,
-        samples=samples,
-        inputs_from="host-reference",
-        outputs=checks,
-    )
+    return _report(checks, options, atol, rtol, samples, "host-reference", emit)
 
 
 def run_validate(

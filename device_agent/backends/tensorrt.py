@@ -263,9 +263,9 @@ class TensorrtBackend(Backend):
         logger = trt_api.make_logger(trt)
         builder = trt_api.create_builder(trt, logger)
         network = trt_api.create_network(trt, version, builder, plan.strongly_typed)
-        parser, issues = trt_api.parse_onnx(
-            trt, version, network, logger, onnx_path, _nodes(onnx_path)
-        )
+        nodes = _nodes(onnx_path)
+        # the parser owns the network's weights: it stays referenced until the build is done
+        parser, issues = trt_api.parse_onnx(trt, version, network, logger, onnx_path, nodes)
         if issues:
             raise trt_api.parse_error(issues)
         config = trt_api.create_config(builder)
@@ -325,7 +325,7 @@ class TensorrtBackend(Backend):
                 op=i.op_type,
                 reason=i.message,
             )
-            for i in trt_api.parser_issues(version, parser)
+            for i in issues  # what the parse reported (nothing, or it raised above)
         ]
         build = TrtBuild(
             version=str(version),
@@ -365,7 +365,8 @@ class TensorrtBackend(Backend):
             layers_on_dla=layers.get("layers_on_dla"),
             parser_rejected=rejected,
         )
-        _count_nodes(summary, onnx_path)
+        _count_nodes(summary, nodes or [])
+        del parser
         return BuildOutcome(summary, engines_built=True, artifact="engine", tensorrt=build)
 
     @staticmethod
@@ -446,8 +447,7 @@ def read_meta(artifact_dir: str) -> Dict[str, Any]:
     return meta
 
 
-def _count_nodes(summary: ConversionSummary, onnx_path: str) -> None:
-    nodes = _nodes(onnx_path) or []
+def _count_nodes(summary: ConversionSummary, nodes: List[Tuple[str, str]]) -> None:
     histogram: Dict[str, int] = {}
     for _, op in nodes:
         histogram[op] = histogram.get(op, 0) + 1

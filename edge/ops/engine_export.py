@@ -40,43 +40,14 @@ class OnnxExports:
     _reference_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def reference_payload(self, samples: int = 8) -> Payload:
-        """Reference outputs for validating an engine on a board that may have no
-        TensorFlow: the SavedModel run here on the calibration samples (else generated
-        inputs), as `reference.npz` (`in.NAME` and `out.NAME` arrays, one row a sample)."""
+        """`reference_payload` for this command's model, made on first use."""
         with self._reference_lock:
             if self._reference is None:
-                self._reference = self._make_reference(samples)
+                self._reference = reference_payload(
+                    self.model, self.calib, self.options, self.work_dir, samples
+                )
+                self.notes.append(f"reference outputs: TensorFlow on the host, {samples} samples")
             return self._reference
-
-    def _make_reference(self, samples: int) -> Payload:
-        import tempfile
-
-        import numpy as np
-        import tensorflow as tf
-
-        from device_agent.savedmodel_meta import read_signature
-        from edge.ops import onnx_export as ox
-        from edge.ops.export import _samples
-
-        key, tags = self.options.signature_key, list(self.options.tags)
-        inputs = read_signature(str(self.model), key, tags).inputs
-        options = ExportOptions(
-            calib=self.calib, signature_key=key, tags=tags, validate_samples=samples
-        )
-        with tempfile.TemporaryDirectory(prefix="edge-reference-") as tmp:
-            feeds, _ = _samples(self.model, options, inputs, tmp)
-        feeds = {k: v[:samples] for k, v in feeds.items()}
-        fn = tf.saved_model.load(str(self.model), tags=tags).signatures[key]
-        outputs = ox.run_tensorflow(fn, feeds)
-        out_dir = self.work_dir / "reference"
-        out_dir.mkdir(parents=True, exist_ok=True)
-        arrays = {f"in.{k}": np.asarray(v) for k, v in feeds.items()}
-        arrays.update({f"out.{k}": np.asarray(v) for k, v in outputs.items()})
-        np.savez(out_dir / "reference.npz", **arrays)
-        self.notes.append(
-            f"reference outputs: TensorFlow on the host, {len(next(iter(feeds.values())))} samples"
-        )
-        return make_payload(out_dir, "calib")
 
     def payload(self, request: OnnxRequest) -> Payload:
         """The pushed form of the export `request` names, made on first use."""
@@ -123,3 +94,34 @@ class OnnxExports:
         nodes = [[n.name, n.op_type] for n in graph.node]
         (out_dir / "nodes.json").write_text(json.dumps(nodes))
         return make_payload(out_dir)
+
+
+def reference_payload(
+    model: Path, calib: Path | None, options: ConvertOptions, work_dir: Path, samples: int = 8
+) -> Payload:
+    """Reference outputs for validating an engine on a board that may have no TensorFlow:
+    the SavedModel run here on the calibration samples (else generated inputs), as
+    `reference.npz` (`in.NAME` and `out.NAME` arrays, one row a sample)."""
+    import tempfile
+
+    import numpy as np
+    import tensorflow as tf
+
+    from device_agent.savedmodel_meta import read_signature
+    from edge.ops import onnx_export as ox
+    from edge.ops.export import _samples
+
+    key, tags = options.signature_key, list(options.tags)
+    inputs = read_signature(str(model), key, tags).inputs
+    wanted = ExportOptions(calib=calib, signature_key=key, tags=tags, validate_samples=samples)
+    with tempfile.TemporaryDirectory(prefix="edge-reference-") as tmp:
+        feeds, _ = _samples(model, wanted, inputs, tmp)
+    feeds = {k: v[:samples] for k, v in feeds.items()}
+    fn = tf.saved_model.load(str(model), tags=tags).signatures[key]
+    outputs = ox.run_tensorflow(fn, feeds)
+    out_dir = work_dir / "reference"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    arrays = {f"in.{k}": np.asarray(v) for k, v in feeds.items()}
+    arrays.update({f"out.{k}": np.asarray(v) for k, v in outputs.items()})
+    np.savez(out_dir / "reference.npz", **arrays)
+    return make_payload(out_dir, "calib")

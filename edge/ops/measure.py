@@ -26,8 +26,8 @@ from edge.agent.follow import EventSink, follow_to_end, note
 from edge.agent.sessions import Sessions
 from edge.fleet.devices import Device
 from edge.fleet.group import GroupResult, fan_out
+from edge.ops.engine_export import reference_payload
 from edge.ops.push import (
-    Payload,
     check_model_artifact,
     check_saved_model,
     make_payload,
@@ -70,18 +70,6 @@ def bench(
     return run
 
 
-def _reference(
-    model: Path, calib: Path | None, options: ValidateOptions, work_dir: Path
-) -> Payload:
-    """TensorFlow's outputs on the host for the validation inputs, as a payload."""
-    from edge.ops.engine_export import OnnxExports
-
-    exports = OnnxExports(
-        model, calib, ConvertOptions(signature_key=options.signature_key), work_dir
-    )
-    return exports.reference_payload(options.samples)
-
-
 def validate(
     model: Path,
     converted: Path,
@@ -99,7 +87,13 @@ def validate(
     tmp = tempfile.TemporaryDirectory(prefix="edge-validate-")
     if all((converted / name).is_file() for name in ENGINE_FILES):
         # an engine: its board may have no TensorFlow, so the reference is computed here
-        reference = _reference(model, calib, options, Path(tmp.name))
+        reference = reference_payload(
+            model,
+            calib,
+            ConvertOptions(signature_key=options.signature_key),
+            Path(tmp.name),
+            options.samples,
+        )
 
     def work(device: Device) -> Any:
         client = sessions.client(device)
