@@ -73,6 +73,23 @@ def _parser() -> argparse.ArgumentParser:
     cache.add_argument("key")
     manifest = sub.add_parser("manifest", help="the Manifest of a directory under the root")
     manifest.add_argument("path")
+    gc = sub.add_parser(
+        "gc",
+        help="remove what no kept job needs: older jobs, unused models, blobs, caches",
+        description="Keeps the KEEP most recent finished jobs (by creation time), every live "
+        "job, and what they use (models, calibration data, converted models, blobs); uploads "
+        "and anything else younger than GRACE seconds; the newest TensorRT timing cache. "
+        "Never touches the agent. Answers what it removed, per category, with bytes freed.",
+    )
+    gc.add_argument("--keep", type=int, default=5, help="finished jobs to keep (default 5)")
+    gc.add_argument("--dry-run", action="store_true", help="report, remove nothing")
+    gc.add_argument(
+        "--grace",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="keep uploads and unused entries younger than this (default 3600)",
+    )
     sub.add_parser("serve", help="answer commands as JSON lines on stdin (for the host)")
     work = sub.add_parser("_work")  # the detached worker; not for people
     work.add_argument("job_id")
@@ -184,6 +201,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         if not os.path.isdir(path):
             raise AgentError(f"{path} is not a directory on this device.")
         _print(build_manifest(path).to_dict())
+        return 0
+    if args.command == "gc":
+        from .gc import gc
+
+        _print(gc(store.root, args.keep, args.dry_run, args.grace).to_dict())
         return 0
     if args.command == "_work":
         from .runner import run_job

@@ -13,7 +13,7 @@ import re
 import shutil
 import socket
 import sys
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from device_agent import __version__, jetson
 from device_agent.protocol import PROTOCOL_VERSION, DeviceFacts, JetsonInfo
@@ -29,6 +29,8 @@ MEMINFO = "proc/meminfo"
 HOSTNAME = "etc/hostname"
 NVPMODEL_STATUS = "var/lib/nvpmodel/status"
 NVPMODEL_CONF = "etc/nvpmodel.conf"
+CPU_DIR = "sys/devices/system/cpu"
+DEVFREQ_DIR = "sys/class/devfreq"
 
 TENSORFLOW_DISTS = ("tensorflow", "tensorflow-cpu", "tensorflow-aarch64")
 
@@ -128,6 +130,32 @@ def dist_version(names: Iterable[str], installed: Optional[Dict[str, str]] = Non
     return None
 
 
+def _listdir(sysroot: str, relpath: str) -> List[str]:
+    try:
+        return sorted(os.listdir(os.path.join(sysroot, relpath)))
+    except OSError:
+        return []
+
+
+def read_clock_pairs(sysroot: str) -> List[Tuple[Optional[int], Optional[int]]]:
+    """(min, max) frequency of every online CPU (cpufreq) and of the GPU (devfreq)."""
+    pairs: List[Tuple[Optional[int], Optional[int]]] = []
+    for name in _listdir(sysroot, CPU_DIR):
+        if re.fullmatch(r"cpu[0-9]+", name):
+            base = f"{CPU_DIR}/{name}/cpufreq/"
+            lo, hi = (
+                read_text(sysroot, base + f) for f in ("scaling_min_freq", "scaling_max_freq")
+            )
+            if lo is not None or hi is not None:
+                pairs.append((jetson.parse_freq(lo), jetson.parse_freq(hi)))
+    for name in _listdir(sysroot, DEVFREQ_DIR):
+        if jetson.GPU_DEVFREQ_RE.search(name):
+            base = f"{DEVFREQ_DIR}/{name}/"
+            lo, hi = (read_text(sysroot, base + f) for f in ("min_freq", "max_freq"))
+            pairs.append((jetson.parse_freq(lo), jetson.parse_freq(hi)))
+    return pairs
+
+
 def read_jetson(sysroot: str, mem_total_mb: Optional[int] = None) -> Optional[JetsonInfo]:
     """JetsonInfo from the files under `sysroot`; None on a host that is no Jetson
     (no /etc/nv_tegra_release and no Tegra SoC in the device-tree compatible list)."""
@@ -152,6 +180,7 @@ def read_jetson(sysroot: str, mem_total_mb: Optional[int] = None) -> Optional[Je
         soc=soc,
         device_tree_model=model,
         nvpmodel=nvpmodel,
+        jetson_clocks=jetson.clocks_pinned(read_clock_pairs(sysroot)),
     )
     if module is not None:
         info.module = module.name

@@ -361,3 +361,26 @@ def nvpmodel_name(status_text: Optional[str], conf_text: Optional[str]) -> Optio
     if mode is None:
         return None
     return parse_nvpmodel_conf(conf_text).get(mode, f"mode {mode}")
+
+
+# --------------------------------------------------------------------------- jetson_clocks
+
+# The GPU's devfreq node, by SoC: gp10b (TX2), gv11b (Xavier), ga10b (Orin on JetPack 5),
+# gpu (Orin on JetPack 6, e.g. 17000000.gpu), gb10b (Thor); Nano's is 57000000.gpu.
+GPU_DEVFREQ_RE = re.compile(r"\.(gp10b|gv11b|ga10b|gb10b|gpu)$")
+
+
+def parse_freq(text: Optional[str]) -> Optional[int]:
+    """A sysfs frequency file ("1190400\\n") as an int; None when absent or not a number."""
+    value = (text or "").strip()
+    return int(value) if value.isdigit() else None
+
+
+def clocks_pinned(pairs: Sequence[Tuple[Optional[int], Optional[int]]]) -> Optional[bool]:
+    """Whether jetson_clocks is in effect: it pins the minimum frequency of every CPU and of
+    the GPU to their maximum. `pairs` are (min, max) of each; unreadable pairs are left out.
+    None when no pair could be read (not a Jetson, or no cpufreq/devfreq in this kernel)."""
+    known = [(lo, hi) for lo, hi in pairs if lo is not None and hi is not None]
+    if not known:
+        return None
+    return all(lo == hi for lo, hi in known)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-from typing import Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from .backends import get as get_backend
 from .backends import select_backend
@@ -20,7 +20,10 @@ from .config import load_config
 from .errors import AgentError
 from .facts import collect
 from .planner import fingerprint, make_plan, same_build_group
-from .protocol import CalibCheck, ConvertSpec, DeviceFacts, DevicePlan, JobSpec
+from .protocol import CalibCheck, ConvertOptions, ConvertSpec, DeviceFacts, DevicePlan, JobSpec
+
+if TYPE_CHECKING:
+    from .savedmodel_meta import Signature
 
 
 def key_fingerprint(facts: DeviceFacts, backend: str) -> Dict[str, Optional[str]]:
@@ -40,23 +43,49 @@ def key_fingerprint(facts: DeviceFacts, backend: str) -> Dict[str, Optional[str]
     return fingerprint(facts, engines)
 
 
-def _backend(requested: str) -> Tuple[str, Optional[str], str]:
-    """(backend, fallback reason, why). A named backend that cannot run here is still
-    planned, with the reason the job would fail, so that a dry run shows what it would do."""
+def _backend(requested: str) -> Tuple[str, Optional[str], str, bool]:
+    """(backend, fallback reason, why, runs). A named backend that cannot run here is still
+    planned (runs=False), with the reason the job would fail, so that a dry run shows what
+    it would do."""
     try:
         backend, fallback = select_backend(requested)
     except AgentError as exc:
         reason = (
             f"{requested} requested: {exc.message.rstrip('.')}; this conversion would fail there"
         )
-        return requested, reason, reason
+        return requested, reason, reason, False
     if fallback:
-        return backend, fallback, fallback
+        return backend, fallback, fallback, True
     return (
         backend,
         None,
         "requested" if requested == backend else f"{requested}: {backend} can run here",
+        True,
     )
+
+
+def shape_blockers(options: ConvertOptions, signature: Signature) -> List[str]:
+    """Why the build shapes cannot feed this model: a name it has no input of (a recipe
+    for another model), or a shape the input cannot take."""
+    from .signature import concrete_shape
+
+    names = [i.name for i in signature.inputs]
+    found: List[str] = []
+    for n, profile in enumerate(options.build_shapes, 1):
+        unknown = sorted(set(profile) - set(names))
+        if unknown:
+            found.append(
+                f"build shapes (profile {n}) name {', '.join(unknown)}, but the model's "
+                f"inputs are {', '.join(names) or 'none'}: a recipe or --input-shape for "
+                "another model"
+            )
+            continue
+        for info in signature.inputs:
+            try:
+                concrete_shape(info, 1, profile)
+            except AgentError as exc:
+                found.append(f"build shapes (profile {n}): {exc.message}")
+    return found
 
 
 def plan_convert(spec: JobSpec, root: str) -> DevicePlan:
@@ -93,7 +122,7 @@ def _plan_with(spec: ConvertSpec, root: str, simulated: Optional[DeviceFacts]) -
             check = CalibCheck(samples=samples)
         except AgentError as exc:
             check = CalibCheck(error=exc.message, hint=exc.hint)
-    backend, fallback, why = _backend(options.backend)
+    backend, fallback, why, runs = _backend(options.backend)
     facts = simulated or collect(sysroot=load_config(root).sysroot, root_dir=root)  # as the job
     digest, nbytes = model_identity(spec.model)
     fp = key_fingerprint(facts, backend)
@@ -110,6 +139,7 @@ def _plan_with(spec: ConvertSpec, root: str, simulated: Optional[DeviceFacts]) -
         fp=fp,
     )
     plan.capabilities = collect_capabilities()
+    plan.blockers = ([] if runs else [why]) + shape_blockers(options, signature)
     key = plan.cache_key or digest
     hit = simulated is None and options.use_cache and ModelCache(root).lookup(key) is not None
     return DevicePlan(

@@ -39,6 +39,7 @@ SERVED = frozenset(
         "push-commit",
         "cache",
         "manifest",
+        "gc",
     }
 )
 RESULT_SCHEMA_VERSION = 1
@@ -95,6 +96,9 @@ class JetsonInfo(JsonMixin):
     device_tree_model: Optional[str] = None
     nvpmodel: Optional[str] = None
     device_class: Optional[str] = None  # recipe override key, e.g. "orin-nano-8gb"
+    # jetson_clocks in effect (every CPU's and the GPU's minimum clock pinned to its maximum);
+    # None where the clocks could not be read
+    jetson_clocks: Optional[bool] = None
 
 
 @dataclass
@@ -576,6 +580,8 @@ class ConversionPlan(JsonMixin):
     fallback_reason: Optional[str] = None
     tensorrt: Optional[TrtPlan] = None  # the tensorrt backend's engine build
     capabilities: Optional[Capabilities] = None  # what the device's probe found
+    # the device's verdict: why this plan cannot work (empty: it can); a dry run exits 1
+    blockers: List[str] = field(default_factory=list)
 
 
 @dataclass
@@ -706,6 +712,61 @@ class ValidateResult(DeviceResult):
     schema: int = RESULT_SCHEMA_VERSION
 
 
+# --------------------------------------------------------------------------- gc
+
+#: What `gc` sorts the device root into (GcItem.category), in the order it reports them.
+GC_CATEGORIES = (
+    "jobs",
+    "cache",
+    "models",
+    "exports",
+    "calib",
+    "trt-calib",
+    "trt-timing",
+    "blobs",
+    "uploads",
+    "trash",
+)
+
+
+@dataclass
+class GcItem(JsonMixin):
+    """One thing `gc` removed (or, in a dry run, would remove). `name` is its path under
+    the device root; `bytes` what removing it frees (a file hard-linked from several items
+    counts once, for the first of them; one still linked from elsewhere frees nothing)."""
+
+    category: str
+    name: str
+    bytes: int = 0
+    reason: str = ""
+
+
+@dataclass
+class GcCategory(JsonMixin):
+    """Counts and bytes of one category: removed (freed) and kept."""
+
+    category: str
+    removed: int = 0
+    bytes_freed: int = 0
+    kept: int = 0
+    bytes_kept: int = 0
+
+
+@dataclass
+class GcResult(DeviceResult):
+    """The agent's `gc`: what it removed from the device root (`dry_run`: would remove)."""
+
+    dry_run: bool = False
+    keep: int = 0
+    grace_seconds: float = 0.0
+    bytes_freed: int = 0
+    disk_free_bytes: int = 0
+    categories: List[GcCategory] = field(default_factory=list)
+    removed: List[GcItem] = field(default_factory=list)
+    kept_jobs: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+
+
 RESULT_TYPES = {"convert": ConvertResult, "bench": BenchResult, "validate": ValidateResult}
 
 
@@ -750,6 +811,9 @@ RANGE_CHECKS.update(
         BlobNeed: _check_blob_need,
         PushPlan: _non_negative("bytes_missing", "bytes_present", "disk_free_bytes"),
         PushCommit: _non_negative("files", "bytes_verified"),
+        GcItem: _non_negative("bytes"),
+        GcCategory: _non_negative("removed", "bytes_freed", "kept", "bytes_kept"),
+        GcResult: _non_negative("keep", "grace_seconds", "bytes_freed", "disk_free_bytes"),
         Event: _non_negative("seq"),
         JobState: _non_negative("pid", "queue_position"),
         DeviceFacts: _non_negative(

@@ -10,6 +10,7 @@ have sshd || need+=(openssh-server)
 { have ssh && have ssh-keygen; } || need+=(openssh-client)
 have ip || need+=(iproute2)
 have gcc || need+=(gcc libc6-dev)  # the stub TensorRT libraries (tests/trt_bindings)
+have chromium || need+=(chromium)  # the report in a real browser (test_report_browser.py)
 
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

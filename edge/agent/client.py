@@ -213,7 +213,7 @@ class AgentClient:
             raise DeviceError(
                 f"{self.device.name}: agent command {command} failed "
                 f"(exit {result.exit_code}): {result.tail()}",
-                "Run `edge info " + self.device.name + "` to check the agent and its Python.",
+                "Run `edge info --to " + self.device.name + "` to check the agent and its Python.",
             )
         return replies.parse(self.device.name, command, last)
 

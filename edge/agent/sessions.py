@@ -20,10 +20,8 @@ def open_transport(device: Device) -> Transport:
     from edge.fleet.inventory import known_hosts_path
     from edge.transport import mux
     from edge.transport.ssh import SSHTransport
-    from edge.transport.ssh_config import resolve_endpoint
 
-    assert device.host is not None
-    endpoint = resolve_endpoint(device.host, device.port, device.user, device.key)
+    endpoint = device.endpoint()
     # With `edge mux start`, commands ride the multiplexer's warm connections: only one
     # this user started, in a private directory, answered by a server of this uid.
     cls = mux.MuxTransport if mux.running() else SSHTransport

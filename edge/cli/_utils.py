@@ -4,36 +4,92 @@ of every fleet job command (record, print, exit status)."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, Optional
 
 import typer
-from rich.console import Console
 
+from edge.agent.follow import EventSink
+from edge.core.errors import EdgeError
 from edge.fleet.group import GroupResult
 from edge.history.record import record_runs
+from edge.views.layout import PipeConsole
+from edge.views.progress import event_printer
 from edge.views.tables import print_failures, result_view
 
-console = Console()
-err_console = Console(stderr=True)
 
+def color_system() -> Literal["auto"] | None:
+    """No styles at all under NO_COLOR (https://no-color.org), even with FORCE_COLOR or a
+    tty: rich's own NO_COLOR handling drops colours but keeps bold and dim escapes."""
+    return None if os.environ.get("NO_COLOR") else "auto"
+
+
+# wide when piped or logged (edge.views.layout): a table is never narrowed to a guessed 80
+console = PipeConsole(color_system=color_system())
+err_console = PipeConsole(stderr=True, color_system=color_system())
+
+
+@dataclass
+class Output:
+    """The root options -q/--quiet and -v/--verbose, set once by the root callback."""
+
+    quiet: bool = False
+    verbose: int = 0
+
+
+output = Output()
+
+TARGETS_HELP = "names, tag:NAME, all, or local (comma-separated)"
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
-TargetsOpt = Annotated[
-    str,
-    typer.Option("--to", "-t", help="Devices: names, tag:NAME, all, or local (comma-separated)."),
+
+
+def targets_option(default: str) -> Any:
+    """The one targeting option of every command that addresses devices: --to/-t."""
+    return typer.Option(
+        "--to", "-t", metavar="TARGETS", help=f"Devices: {TARGETS_HELP}. Default: {default}."
+    )
+
+
+TargetsOpt = Annotated[str, targets_option("local")]
+# an old spelling kept working (positional TARGETS), hidden from --help
+LegacyTargetsArg = Annotated[
+    Optional[str], typer.Argument(hidden=True, show_default=False, metavar="TARGETS")
 ]
 
 
-def typer_factory(help: str) -> typer.Typer:
-    """A Typer app with the project's settings (no pretty tracebacks, help on no args)."""
+def pick_targets(to: str | None, legacy: str | None, default: str | None) -> str | None:
+    """`--to`, else the hidden old positional, else the command's default."""
+    if to and legacy and to != legacy:
+        raise EdgeError(
+            f"Two device selections: --to {to} and {legacy}.", f"Give one: --to {to},{legacy}"
+        )
+    return to or legacy or default
+
+
+def progress_sink(json_out: bool = False) -> EventSink | None:
+    """Where job events go: stderr lines, or nowhere under --json or -q."""
+    return None if json_out or output.quiet else event_printer(err_console)
+
+
+def note(text: str) -> None:
+    """A dim line on stderr that is not a result (dropped by -q)."""
+    if not output.quiet:
+        err_console.print(text, style="dim", highlight=False, soft_wrap=True)
+
+
+def typer_factory(help: str, completion: bool = False) -> typer.Typer:
+    """A Typer app with the project's settings (no pretty tracebacks, help on no args);
+    `completion` for the root app: --install-completion and --show-completion."""
     return typer.Typer(
         help=help,
         no_args_is_help=True,
         rich_markup_mode=None,
         pretty_exceptions_enable=False,
-        add_completion=False,
+        add_completion=completion,
     )
 
 
@@ -59,14 +115,12 @@ def finish_run(
     """The end of `edge convert|bench|validate`: record each device's result in the run
     history, print the results (JSON, or the kind's tables, the failures and the run ids),
     and exit 1 if any device failed (`any_failed`)."""
-    stored = record_runs(kind, run.results, model, run.model_digest, recipe)
+    stored = record_runs(kind, run.results, model, run.model_digest, recipe, run.facts)
     if json_out:
         print_json([r.to_dict() for r in run.results])
     else:
         console.print(result_view(kind, run.results))
         print_failures(err_console, run.results)
-        err_console.print(
-            f"recorded as {', '.join(r.run_id for r in stored)} (edge runs show ID)", style="dim"
-        )
+        note(f"recorded as {', '.join(r.run_id for r in stored)} (edge runs show ID)")
     if any_failed(run.results):
         raise typer.Exit(1)

@@ -1,13 +1,22 @@
-"""`edge agent install [TARGETS]`: ship the agent zipapp where it is missing."""
+"""`edge agent install --to TARGETS`: ship the agent zipapp where it is missing."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from device_agent import __version__
-from edge.cli._utils import JsonOpt, console, err_console, print_json, typer_factory
+from edge.cli._utils import (
+    JsonOpt,
+    LegacyTargetsArg,
+    console,
+    err_console,
+    pick_targets,
+    print_json,
+    targets_option,
+    typer_factory,
+)
 from edge.fleet.devices import resolve_targets
 from edge.ops.agents import install_agents
 from edge.views.fleet import agent_install_table
@@ -18,13 +27,12 @@ app = typer_factory("The on-device agent.")
 
 @app.command()
 def install(
-    targets: Annotated[
-        str, typer.Argument(help="Devices (names, tag:NAME, all, local).")
-    ] = "local",
+    legacy: LegacyTargetsArg = None,
+    to: Annotated[Optional[str], targets_option("local")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Check each device's Python (3.8+) and numpy; install this agent version if missing."""
-    run = install_agents(resolve_targets(targets))
+    run = install_agents(resolve_targets(pick_targets(to, legacy, "local") or "local"))
     if json_out:
         print_json([r.to_dict() for r in run.results])
     else:

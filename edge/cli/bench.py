@@ -10,12 +10,11 @@ import typer
 
 from device_agent.protocol import BenchOptions, ProtocolError
 from edge.cli._options import parse_input_shapes, parse_int_list
-from edge.cli._utils import JsonOpt, TargetsOpt, err_console, finish_run
+from edge.cli._utils import JsonOpt, TargetsOpt, finish_run, progress_sink
 from edge.cli.convert import Backend
 from edge.core.errors import EdgeError
 from edge.fleet.devices import resolve_targets
 from edge.ops import measure
-from edge.views.progress import event_printer
 
 
 class Scenario(str, Enum):
@@ -101,7 +100,7 @@ def bench(
         model,
         devices,
         options,
-        on_event=None if json_out else event_printer(err_console),
+        on_event=progress_sink(json_out),
         native=compare_native,
         calib=calib,
     )

@@ -11,15 +11,23 @@ import typer
 
 from device_agent.protocol import ConvertOptions, DeviceFacts
 from edge.cli._options import parse_input_shapes
-from edge.cli._utils import JsonOpt, TargetsOpt, console, err_console, finish_run, print_json
+from edge.cli._utils import (
+    JsonOpt,
+    TargetsOpt,
+    console,
+    err_console,
+    finish_run,
+    print_json,
+    progress_sink,
+)
 from edge.core.errors import EdgeError
+from edge.core.untrusted import safe_text
 from edge.fleet.devices import resolve_targets
 from edge.ops import convert as conversion
 from edge.ops.convert import ConvertRequest
 from edge.recipes.loader import load_recipe
 from edge.recipes.resolve import resolve
 from edge.recipes.schema import parse_size
-from edge.views.progress import event_printer
 from edge.views.tables import plan_tables, print_failures
 
 
@@ -255,7 +263,7 @@ def convert(
         output=output,
         calib=calib,
         share_engines=share_engines,
-        on_event=None if json_out else event_printer(err_console),
+        on_event=progress_sink(json_out),
         defaults=defaults,
         max_accuracy_drop=max_accuracy_drop,
         simulate_board=board,
@@ -268,7 +276,14 @@ def convert(
         else:
             console.print(plan_tables(plans.results))
             print_failures(err_console, plans.results)
-        if not plans.ok:
+        # the device's own verdict on its plan: the host reads it, never second-guesses it
+        blocked = [(r.device, b) for r in plans.results if r.plan for b in r.plan.blockers]
+        for device, why in blocked:
+            err_console.print(
+                f"[bold red]{safe_text(device)}: cannot work:[/] {safe_text(why)}",
+                highlight=False,
+            )
+        if not plans.ok or blocked:
             raise typer.Exit(1)
         return
     run = conversion.convert(request, devices)

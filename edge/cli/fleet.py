@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import Annotated, Any, List, Optional
 
 import typer
 
-from edge.cli._utils import JsonOpt, console, print_json, typer_factory
-from edge.fleet.ansible import import_ansible
+from edge.cli._utils import (
+    JsonOpt,
+    LegacyTargetsArg,
+    console,
+    pick_targets,
+    print_json,
+    targets_option,
+    typer_factory,
+)
+from edge.core.errors import EdgeError
+from edge.fleet.ansible_import import READERS, import_inventory
 from edge.fleet.devices import Device
 from edge.fleet.inventory import Inventory, device_to_dict
 from edge.views.fleet import inventory_table, probe_table
@@ -32,41 +42,53 @@ def _login(device: Device) -> str:
 @app.command("add")
 def add(
     name: Annotated[str, typer.Argument(help="Device name: letters, digits, '.', '_', '-'.")],
-    host: Annotated[str, typer.Option(help="Host name, address or ~/.ssh/config alias.")],
+    host: Annotated[
+        Optional[str],
+        typer.Option(help="Host name, address or ~/.ssh/config alias (needed for a new device)."),
+    ] = None,
     port: Annotated[Optional[int], typer.Option(help="SSH port (default: ssh config, 22).")] = None,
     user: Annotated[
         Optional[str], typer.Option(help="SSH user (default: ssh config, you).")
     ] = None,
     key: Annotated[Optional[str], typer.Option(help="Private key file (stored as given).")] = None,
     python: Annotated[
-        str, typer.Option(help="Python 3.8+ on the device that runs the agent.")
-    ] = "python3",
-    root: Annotated[str, typer.Option(help="Device root: agent, store, jobs, cache.")] = "~/.edge",
+        Optional[str],
+        typer.Option(help="Python 3.8+ on the device that runs the agent.  [default: python3]"),
+    ] = None,
+    root: Annotated[
+        Optional[str],
+        typer.Option(help="Device root: agent, store, jobs, cache.  [default: ~/.edge]"),
+    ] = None,
     tag: Annotated[
         Optional[List[str]],
         typer.Option(
             "--tag", help="Tag (repeatable or comma-separated); select with --to tag:NAME."
         ),
     ] = None,
-    replace: ReplaceOpt = False,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace", help="Change a stored device: the options not given keep their values."
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Add a device to the fleet inventory."""
+    """Add a device to the fleet inventory (or, with --replace, change a stored one)."""
     inventory = Inventory.load()
     existed = name in inventory
-    device = inventory.add(
-        Device(
-            name=name,
-            host=host,
-            port=port,
-            user=user,
-            key=key,
-            python=python,
-            root=root,
-            tags=_split(tag),
-        ),
-        replace=replace,
-    )
+    given: dict[str, Any] = {"host": host, "port": port, "user": user, "key": key}
+    given |= {"python": python, "root": root, "tags": _split(tag) if tag else None}
+    fields = {k: v for k, v in given.items() if v is not None}
+    if existed:  # without --replace, inventory.add refuses it and says so
+        base = inventory.get(name)
+    elif host is None:
+        raise EdgeError(
+            f"{name!r} is a new device: it needs --host.",
+            f"edge fleet add {name} --host HOST (a name, address or ~/.ssh/config alias)",
+        )
+    else:
+        base = Device(name=name)
+    device = inventory.add(dataclasses.replace(base, **fields), replace=replace)
     inventory.save()
     if json_out:
         print_json(device_to_dict(device))
@@ -77,13 +99,12 @@ def add(
 
 @app.command("ls")
 def ls(
-    targets: Annotated[
-        Optional[str],
-        typer.Argument(help="Only these: names, tag:NAME, all, local (comma-separated)."),
-    ] = None,
+    legacy: LegacyTargetsArg = None,
+    to: Annotated[Optional[str], targets_option("every stored device")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """List the devices of the inventory (or the given targets)."""
+    targets = pick_targets(to, legacy, None)
     inventory = Inventory.load()
     devices = inventory.resolve(targets) if targets else inventory.devices()
     if json_out:
@@ -96,32 +117,60 @@ def ls(
 
 
 @app.command("rm")
-def rm(names: Annotated[List[str], typer.Argument(help="Names of stored devices.")]) -> None:
+def rm(
+    names: Annotated[List[str], typer.Argument(help="Names of stored devices.")],
+    json_out: JsonOpt = False,
+) -> None:
     """Remove devices (none at all if a name is unknown)."""
     inventory = Inventory.load()
     names = list(dict.fromkeys(names))
-    for name in names:
-        inventory.remove(name)
+    removed = [inventory.remove(name) for name in names]
     inventory.save()
+    if json_out:
+        print_json([device_to_dict(d) for d in removed])
+        return
     for name in names:
         typer.echo(f"removed {name}")
 
 
 @app.command("import")
 def import_(
-    file: Annotated[Path, typer.Argument(help="Ansible inventory file, YAML or INI.")],
+    file: Annotated[
+        Path, typer.Argument(help="Ansible inventory: YAML, INI, JSON, or any Ansible reads.")
+    ],
     replace: ReplaceOpt = False,
+    vault_password_file: Annotated[
+        Optional[Path],
+        typer.Option(help="Vault password file, passed to ansible-inventory."),
+    ] = None,
+    reader: Annotated[
+        str,
+        typer.Option(
+            help=f"{' | '.join(READERS)}: auto uses ansible-inventory where Ansible is installed."
+        ),
+    ] = "auto",
     json_out: JsonOpt = False,
 ) -> None:
-    """Import the hosts of an Ansible inventory; its groups become tags."""
-    devices = import_ansible(file)
+    """Import the hosts of an Ansible inventory; its groups become tags. Variables that
+    edge does not apply are named in warnings."""
+    result = import_inventory(file, reader, vault_password_file)
     inventory = Inventory.load()
-    added, skipped = inventory.import_devices(devices, replace=replace)
+    added, skipped = inventory.import_devices(result.devices, replace=replace)
     if added:
         inventory.save()
     if json_out:
-        print_json({"inventory": str(inventory.path), "added": added, "skipped": skipped})
+        print_json(
+            {
+                "inventory": str(inventory.path),
+                "added": added,
+                "skipped": skipped,
+                "reader": result.reader,
+                "warnings": [w.to_dict() for w in result.warnings],
+            }
+        )
         return
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning.text}", err=True)
     for name in added:
         typer.echo(f"added   {name}")
     for name in skipped:
@@ -131,7 +180,8 @@ def import_(
 
 @app.command("probe")
 def probe(
-    targets: Annotated[str, typer.Argument(help="Devices (names, tag:NAME, all, local).")] = "all",
+    legacy: LegacyTargetsArg = None,
+    to: Annotated[Optional[str], targets_option("all")] = None,
     quick: Annotated[
         bool,
         typer.Option("--quick", help="Skip the TensorRT probe (no backends column; faster)."),
@@ -145,7 +195,7 @@ def probe(
     from edge.ops.info import probe as probe_devices
     from edge.views.tables import print_failures
 
-    run = probe_devices(resolve_targets(targets), deep=not quick)
+    run = probe_devices(resolve_targets(pick_targets(to, legacy, "all") or "all"), deep=not quick)
     if json_out:
         print_json([r.to_dict() for r in run.results])
     else:
@@ -157,7 +207,10 @@ def probe(
 
 @app.command("trust")
 def trust(
-    name: Annotated[str, typer.Argument(help="Device whose SSH host key to trust.")],
+    legacy: LegacyTargetsArg = None,
+    to: Annotated[
+        Optional[str], typer.Option("--to", "-t", metavar="DEVICE", help="The device to trust.")
+    ] = None,
     fingerprint: Annotated[
         Optional[str],
         typer.Option(
@@ -203,6 +256,12 @@ def trust(
         typer.echo(shown, err=True)
         return typer.confirm("Trust this key?", default=False, err=True)
 
+    name = pick_targets(to, legacy, None)
+    if name is None or "," in name or name == "all" or name.startswith("tag:"):
+        raise EdgeError(
+            "fleet trust takes one device: each key is checked on its own.",
+            "edge fleet trust --to NAME (see edge fleet ls)",
+        )
     result = trust_device(Inventory.load().get(name), fingerprint, replace, approve)
     if json_out:
         print_json(result.to_dict())

@@ -1,27 +1,28 @@
-"""`edge info [DEVICE]`: a device's facts."""
+"""`edge info --to DEVICES`: each device's facts."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
-from device_agent.protocol import SUCCEEDED, DeviceFacts, DeviceResult
-from edge.cli._utils import JsonOpt, console, err_console, print_json
-from edge.fleet.devices import Device, resolve_targets
-from edge.fleet.group import fan_out
-from edge.ops.info import device_facts
+from edge.cli._utils import (
+    JsonOpt,
+    LegacyTargetsArg,
+    console,
+    err_console,
+    pick_targets,
+    print_json,
+    targets_option,
+)
+from edge.fleet.devices import resolve_targets
+from edge.ops.info import gather_facts
 from edge.views.tables import facts_table, print_failures
 
 
-@dataclass
-class _Info(DeviceResult):
-    facts: DeviceFacts | None = None
-
-
 def info(
-    device: Annotated[str, typer.Argument(help="Device name (default: local).")] = "local",
+    legacy: LegacyTargetsArg = None,
+    to: Annotated[Optional[str], targets_option("local")] = None,
     deep: Annotated[
         bool,
         typer.Option(
@@ -30,34 +31,16 @@ def info(
     ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Show facts for each device: module, JetPack, memory, disk, TensorFlow."""
-    devices = resolve_targets(device)
-    if len(devices) == 1:  # one device: its error is the command's error
-        facts = device_facts(devices[0], deep=deep)
-        if json_out:
-            print_json(facts.to_dict() | {"device": devices[0].name})
-        else:
-            console.print(facts_table(devices[0].name, facts))
-        return
-
-    def work(d: Device) -> _Info:
-        return _Info(d.name, SUCCEEDED, facts=device_facts(d, deep=deep))
-
-    # Every device's facts, in target order; a device that fails does not hide the others.
-    run = fan_out(devices, work, _Info)
+    """Show facts for each device: module, JetPack, memory, disk, TensorFlow. --json is
+    one object per device ({device, status, error, hint, facts}) whatever fails; exit 1
+    if any device failed."""
+    run = gather_facts(resolve_targets(pick_targets(to, legacy, "local") or "local"), deep=deep)
     if json_out:
-        print_json(
-            [
-                r.facts.to_dict() | {"device": r.device}
-                if r.facts
-                else {"device": r.device, "status": r.status, "error": r.error, "hint": r.hint}
-                for r in run.results
-            ]
-        )
+        print_json([r.to_dict() for r in run.results])
     else:
         for r in run.results:
             if r.facts:
                 console.print(facts_table(r.device, r.facts))
-        print_failures(err_console, run.failed)
+        print_failures(err_console, run.results)
     if not run.ok:
         raise typer.Exit(1)

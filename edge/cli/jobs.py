@@ -10,26 +10,31 @@ import typer
 
 from edge.agent.follow import follow_to_end
 from edge.agent.sessions import open_client
-from edge.cli._utils import JsonOpt, any_failed, console, err_console, print_json, typer_factory
+from edge.cli._utils import (
+    JsonOpt,
+    LegacyTargetsArg,
+    any_failed,
+    console,
+    err_console,
+    pick_targets,
+    print_json,
+    progress_sink,
+    targets_option,
+    typer_factory,
+)
 from edge.core.errors import DeviceError
 from edge.core.untrusted import clean, safe_text
 from edge.fleet.devices import Device, resolve_targets
 from edge.ops.joblist import find_job, list_jobs
 from edge.views.fleet import jobs_table
-from edge.views.progress import event_printer
 from edge.views.tables import RESULT_VIEWS, print_failures, result_view
 
 app = typer_factory("Jobs on devices: list, attach to, read the log of, cancel.")
 
 
-TargetsArg = Annotated[
-    Optional[str],
-    typer.Argument(help="Devices (names, tag:NAME, all, local); default: every device and local."),
-]
-DeviceOpt = Annotated[
-    Optional[str],
-    typer.Option("--to", "-t", help="The device running the job (default: search every device)."),
-]
+TargetsOpt = Annotated[Optional[str], targets_option("every device and local")]
+# the device running the job: searched for on the targets
+DeviceOpt = Annotated[Optional[str], targets_option("search every device and local")]
 
 
 def _targets(targets: str | None) -> list[Device]:
@@ -47,9 +52,9 @@ def _find(job_id: str, to: str | None) -> Device:
 
 
 @app.command("ls")
-def ls(targets: TargetsArg = None, json_out: JsonOpt = False) -> None:
+def ls(legacy: LegacyTargetsArg = None, to: TargetsOpt = None, json_out: JsonOpt = False) -> None:
     """List jobs on devices, newest last."""
-    run = list_jobs(_targets(targets))
+    run = list_jobs(_targets(pick_targets(to, legacy, None)))
     if json_out:
         print_json([{"device": r.device, **j.to_dict()} for r in run.results for j in r.jobs])
     else:
@@ -68,11 +73,9 @@ def attach(job_id: str, to: DeviceOpt = None, json_out: JsonOpt = False) -> None
         if kind not in RESULT_VIEWS:
             raise DeviceError(
                 f"{device.name}: job {job_id} is of unknown kind {kind!r}",
-                f"Reinstall the device's agent: edge agent install {device.name}",
+                f"Reinstall the device's agent: edge agent install --to {device.name}",
             )
-        result = follow_to_end(
-            client, kind, job_id, None if json_out else event_printer(err_console)
-        )
+        result = follow_to_end(client, kind, job_id, progress_sink(json_out))
     if json_out:
         print_json([result.to_dict()])
     else:
@@ -87,6 +90,7 @@ def logs(
     job_id: str,
     to: DeviceOpt = None,
     tail: Annotated[int, typer.Option(help="Last N lines (0: all).")] = 0,
+    json_out: JsonOpt = False,
 ) -> None:
     """Print a job's worker log."""
     device = _find(job_id, to)
@@ -94,7 +98,11 @@ def logs(
         local = Path(tmp) / "worker.log"
         client.transport.download(client.path("jobs", job_id, "worker.log"), local)
         lines = local.read_text(errors="replace").splitlines()
-    for line in lines[-tail:] if tail else lines:
+    shown = lines[-tail:] if tail else lines
+    if json_out:
+        print_json({"device": device.name, "job_id": job_id, "lines": [clean(s) for s in shown]})
+        return
+    for line in shown:
         typer.echo(clean(line))
 
 

@@ -14,11 +14,15 @@ app = typer_factory("Connection multiplexer (like ControlPersist): warm SSH acro
 @app.command()
 def start(
     idle: Annotated[float, typer.Option(help="Exit after this many idle seconds.")] = 600.0,
+    json_out: JsonOpt = False,
 ) -> None:
     """Start the multiplexer; later `edge` commands reuse its connections."""
     from edge.transport import mux
 
     pid = mux.start(idle)
+    if json_out:
+        print_json({"started": bool(pid), "pid": pid or None, "socket": str(mux.socket_path())})
+        return
     console.print(
         f"multiplexer {'started (pid ' + str(pid) + ')' if pid else 'already running'}"
         f" on {mux.socket_path()}",
@@ -27,11 +31,15 @@ def start(
 
 
 @app.command()
-def stop() -> None:
+def stop(json_out: JsonOpt = False) -> None:
     """Stop the multiplexer and close its connections."""
     from edge.transport import mux
 
-    console.print("stopped" if mux.stop() else "not running")
+    stopped = mux.stop()
+    if json_out:
+        print_json({"stopped": bool(stopped)})
+    else:
+        console.print("stopped" if stopped else "not running")
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""`edge pull JOB --from DEVICE --out DIR`: bring a converted model back."""
+"""`edge pull JOB --to DEVICE --out DIR`: bring a converted model back."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from edge.agent.sessions import open_client
-from edge.cli._utils import JsonOpt, console, print_json
+from edge.cli._utils import JsonOpt, console, pick_targets, print_json, targets_option
 from edge.core.errors import EdgeError
 from edge.core.untrusted import safe_text
 from edge.fleet.devices import resolve_targets
@@ -22,12 +22,12 @@ def pull(
         typer.Argument(help="A convert run (r12, see edge runs ls) or job id (see edge jobs ls)."),
     ],
     out: Annotated[Path, typer.Option(help="New local directory for the model.")],
-    source: Annotated[
-        Optional[str], typer.Option("--from", help="The device that ran the job (a run knows it).")
-    ] = None,
+    to: Annotated[Optional[str], targets_option("the run's device (a job id needs it)")] = None,
+    legacy: Annotated[Optional[str], typer.Option("--from", hidden=True)] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Download a converted model from a device, verifying every file's sha256."""
+    source = pick_targets(to, legacy, None)
     if re.fullmatch(r"r?\d+", job):  # a run id from the run history
         from edge.history.store import RunStore
 
@@ -40,10 +40,10 @@ def pull(
             )
         job, source = run.job_id, source or run.device
     if source is None:
-        raise EdgeError("Which device ran the job?", "Pass --from DEVICE (or a run id).")
+        raise EdgeError("Which device ran the job?", "Pass --to DEVICE (or a run id).")
     devices = resolve_targets(source)
     if len(devices) != 1:
-        raise EdgeError("--from takes exactly one device.", "e.g. --from nano1")
+        raise EdgeError("pull takes exactly one device.", "e.g. --to nano1")
     with open_client(devices[0]) as client:
         manifest, path = pull_job_model(client, job, out.expanduser().resolve())
     if json_out:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edge.cli._utils import JsonOpt, TargetsOpt, console, err_console, print_json
+from edge.cli._utils import JsonOpt, TargetsOpt, console, err_console, output, print_json
 from edge.fleet.devices import resolve_targets
 from edge.ops import push as push_lib
 from edge.ops.push import check_saved_model
@@ -32,7 +32,7 @@ def push(
     for source, kind in ((model, "model"), (calib, "calib")):
         if source is None:
             continue
-        if json_out or not console.is_terminal:
+        if json_out or output.quiet or not console.is_terminal:
             runs.append(push_lib.push(source, devices, kind, None, parallel))
         else:
             with PushBars(err_console) as bars:

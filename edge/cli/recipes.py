@@ -1,4 +1,4 @@
-"""`edge recipes ls | show | validate`: conversion recipes (recipes/*.yaml)."""
+"""`edge recipes ls | show | validate`: conversion recipes (edge/recipes/builtin/*.yaml)."""
 
 from __future__ import annotations
 
@@ -58,22 +58,32 @@ def validate(
     paths: Annotated[
         List[Path], typer.Argument(help="Recipe files (a directory: its *.yaml files).")
     ],
+    json_out: JsonOpt = False,
 ) -> None:
     """Check recipe files against the schema; print OK per file, or the field and why."""
     files = _expand(paths)
     failed = 0
+    rows = []
     for path in files:
         try:
             load_recipe_file(path)
         except RecipeError as exc:
             failed += 1
-            typer.echo(f"FAIL {exc.message}")
+            rows.append({"file": str(path), "ok": False, "error": exc.message})
+            if not json_out:
+                typer.echo(f"FAIL {exc.message}")
         else:
-            typer.echo(f"OK   {path}")
+            rows.append({"file": str(path), "ok": True, "error": None})
+            if not json_out:
+                typer.echo(f"OK   {path}")
+    if json_out:
+        print_json(rows)
+        if failed or not files:
+            raise typer.Exit(1)
     if failed or not files:
         raise RecipeError(
             f"{failed} of {len(files)} recipe file(s) failed validation"
             if files
             else "no recipe files found in the given directories",
-            "Fix the fields named above; the schema is in recipes/README.md.",
+            "Fix the fields named above; the schema is in edge/recipes/builtin/README.md.",
         )

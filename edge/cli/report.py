@@ -23,9 +23,17 @@ def report(
     rep = build_report(runs, out)
     if json_out:
         print_json(
-            {"html": str(rep.html), "plots": [str(p) for p in rep.plots], "skipped": rep.skipped}
+            {
+                "html": str(rep.html),
+                "plots": [str(p) for p in rep.plots],
+                "skipped": rep.skipped,
+                "headline": rep.headline,
+                "outliers": rep.outliers,
+            }
         )
         return
+    for line in rep.headline:
+        console.print(safe_text(line), highlight=False)
     console.print(f"wrote [bold]{safe_text(rep.html)}[/]", highlight=False)
     for png in rep.plots:
         console.print(f"  {safe_text(png)}", highlight=False)

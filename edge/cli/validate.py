@@ -9,11 +9,10 @@ import typer
 
 from device_agent.protocol import ValidateOptions
 from edge.cli._options import parse_input_shapes
-from edge.cli._utils import JsonOpt, TargetsOpt, err_console, finish_run
+from edge.cli._utils import JsonOpt, TargetsOpt, finish_run, progress_sink
 from edge.cli.convert import Precision
 from edge.fleet.devices import resolve_targets
 from edge.ops import measure
-from edge.views.progress import event_printer
 
 
 def validate(
@@ -47,6 +46,6 @@ def validate(
         resolve_targets(to),
         options,
         calib,
-        on_event=None if json_out else event_printer(err_console),
+        on_event=progress_sink(json_out),
     )
     finish_run("validate", run, model, None, json_out)

@@ -143,7 +143,7 @@ class Settings:
         "EDGE_RECIPES",
         None,
         _path,
-        "the repository's `recipes/`",
+        "the built-in ones (`edge/recipes/builtin/`)",
         "The directory of named recipes.",
     )
     debug: bool = _var(

@@ -1,24 +1,39 @@
-"""Import an Ansible inventory (YAML or INI) as fleet devices; groups become tags."""
+"""Import an Ansible inventory as fleet devices; groups become tags.
+
+`ansible-inventory --list` reads it where Ansible is installed (every format, vault,
+plugins, group_vars/ and host_vars/); else the built-in reader takes YAML, INI and that
+command's JSON output, with group_vars/ and host_vars/ next to the file.
+"""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from edge.fleet.ansible_vars import (
+    APPLIED,
+    SSH_ARGS,
+    VAULT_HEADER,
+    ImportWarning,
+    VarsLoader,
+    Vaulted,
+    Warnings,
+    classify,
+    jump_from_args,
+    load_vars_dir,
+    unwrap,
+    vault_error,
+)
 from edge.fleet.devices import Device
-from edge.fleet.inventory import ALL, YAML_LOADER, FleetError, _FieldError, make_device
+from edge.fleet.inventory import ALL, FleetError, _FieldError, make_device
 
-_ANSIBLE_VARS = {
-    "host": ("ansible_host", "ansible_ssh_host"),
-    "port": ("ansible_port", "ansible_ssh_port"),
-    "user": ("ansible_user", "ansible_ssh_user"),
-    "key": ("ansible_ssh_private_key_file", "ansible_private_key_file"),
-    "python": ("ansible_python_interpreter",),
-}
+INSTALL_HINT = "Install Ansible: pip install 'ansible-core>=2.17'."
 _RANGE = re.compile(r"\[([0-9]+|[a-zA-Z]):([0-9]+|[a-zA-Z])(?::([0-9]+))?\]")
 _HOST_PORT = re.compile(r"([^:\[\]]*(?:\[[^\]]*\][^:\[\]]*)*):([0-9]+)")
 _SECTION = re.compile(r"\[([^:\]\s]+)(?::(\w+))?\]\s*(?:[#;].*)?")
@@ -44,7 +59,7 @@ def expand_host_pattern(pattern: str) -> list[str]:
     return [head + v + rest for v in values for rest in expand_host_pattern(pattern[match.end() :])]
 
 
-class _Ansible:
+class InventoryModel:
     """Groups, hosts and vars of one Ansible inventory, resolved the way Ansible does."""
 
     def __init__(self, path: Path) -> None:
@@ -57,6 +72,10 @@ class _Ansible:
         self.children: dict[str, set[str]] = {}
         self.host_vars: dict[str, dict[str, Any]] = {}
         self.parents: dict[str, set[str]] = {}
+        # group_vars/ and host_vars/ files: above the inventory's own vars of each kind
+        self.file_group_vars: dict[str, dict[str, Any]] = {}
+        self.file_host_vars: dict[str, dict[str, Any]] = {}
+        self.warnings = Warnings()
 
     def bad(self, where: str, reason: str) -> FleetError:
         return FleetError(
@@ -82,6 +101,38 @@ class _Ansible:
             self.group_hosts[group][name] = None
             self.host_groups.setdefault(name, {})[group] = None
             self.host_vars.setdefault(name, {}).update(hvars)
+
+    def parse_json(self, data: dict[Any, Any]) -> None:
+        """`ansible-inventory --list` output (or a script's): groups with `hosts`,
+        `children` and `vars`, host vars in `_meta.hostvars`; names are literal."""
+        meta = data.get("_meta") or {}
+        for name, body in data.items():
+            if name == "_meta":
+                continue
+            self.group(str(name))
+            if isinstance(body, list):
+                body = {"hosts": body}
+            if not isinstance(body, dict):
+                raise self.bad(str(name), f"must be a group object, got {body!r}")
+            for host in body.get("hosts") or []:
+                self.group_hosts[str(name)][str(host)] = None
+                self.host_groups.setdefault(str(host), {})[str(name)] = None
+                self.host_vars.setdefault(str(host), {})
+            for child in body.get("children") or []:
+                self.group(str(child))
+                self.children[str(name)].add(str(child))
+            self.group_vars[str(name)].update(unwrap(body.get("vars") or {}))
+        hostvars = meta.get("hostvars") if isinstance(meta, dict) else None
+        for host, hvars in (hostvars or {}).items():
+            if not isinstance(hvars, dict):
+                raise self.bad(f"_meta.hostvars.{host}", "must be a mapping of variables")
+            self.host_vars.setdefault(str(host), {}).update(unwrap(hvars))
+
+    def read_vars_dirs(self) -> None:
+        """group_vars/ and host_vars/ next to the inventory, as Ansible reads them."""
+        base = self.path.parent
+        self.file_group_vars = load_vars_dir(base / "group_vars", [ALL, *self.group_hosts])
+        self.file_host_vars = load_vars_dir(base / "host_vars", self.host_vars)
 
     def parse_yaml(self, data: dict[Any, Any]) -> None:
         for name, body in data.items():
@@ -195,21 +246,36 @@ class _Ansible:
                         groups.add(group)
                         todo.extend(self.parents.get(group, ()))
                 group_vars: dict[str, Any] = {}
-                for group in sorted(groups, key=lambda g: (depths.get(g, 0), g)):
-                    group_vars.update(self.group_vars.get(group, {}))
+                ordered = sorted(groups, key=lambda g: (depths.get(g, 0), g))
+                for layer in (self.group_vars, self.file_group_vars):
+                    for group in ordered:
+                        group_vars.update(layer.get(group, {}))
                 ancestors[direct] = (sorted(groups - {ALL, "ungrouped"}), group_vars)
             tags, group_vars = ancestors[direct]
             merged = dict(group_vars)
             merged.update(self.host_vars[host])
+            merged.update(self.file_host_vars.get(host, {}))
             devices.append(self._device(host, merged, list(tags)))
         return devices
 
+    def _jump(self, host: str, hvars: dict[str, Any]) -> str | None:
+        jump = None
+        for var in SSH_ARGS:
+            value = hvars.get(var)
+            if isinstance(value, str) and value.strip():
+                found, rest = jump_from_args(value)
+                jump = found or jump
+                for option in rest:
+                    self.warnings.add(host, var, f"{option!r} not applied by edge")
+        return jump
+
     def _device(self, host: str, hvars: dict[str, Any], tags: list[str]) -> Device:
+        classify(host, hvars, self.warnings)
         fields: dict[str, Any] = {}
-        for field, names in _ANSIBLE_VARS.items():
+        for field_name, names in APPLIED.items():
             for var in names:
                 value = hvars.get(var)
-                if value is None or value == "":
+                if value is None or value == "" or isinstance(value, Vaulted):
                     continue
                 if isinstance(value, str) and "{{" in value:
                     raise self.bad(
@@ -217,7 +283,9 @@ class _Ansible:
                         f"{value!r} is a Jinja template, "
                         "which edge cannot evaluate; set the value itself",
                     )
-                fields[field] = value if field == "port" or isinstance(value, str) else str(value)
+                fields[field_name] = (
+                    value if field_name == "port" or isinstance(value, str) else str(value)
+                )
                 break
         if str(fields.get("python", "")).startswith("auto"):
             fields.pop("python")  # auto / auto_silent / auto_legacy: our default python3
@@ -231,12 +299,13 @@ class _Ansible:
                 fields.get("python"),
                 None,
                 tags,
+                self._jump(host, hvars),
             )
         except _FieldError as exc:
             raise self.bad(f"host {host}", f"{exc.field}: {exc.reason}") from None
 
 
-def _yaml_inventory(text: str) -> dict[Any, Any] | None:
+def _yaml_inventory(text: str, path: Path) -> dict[Any, Any] | None:
     """The parsed YAML if it looks like an Ansible YAML inventory, else None (try INI)."""
     first = next(
         (ln.strip() for ln in text.splitlines() if ln.strip() and ln.lstrip()[0] not in "#;"), ""
@@ -244,37 +313,83 @@ def _yaml_inventory(text: str) -> dict[Any, Any] | None:
     if first.startswith("["):  # an INI section header; no YAML inventory starts so
         return None
     try:
-        data = yaml.load(text, Loader=YAML_LOADER)
+        data = yaml.load(text, Loader=VarsLoader)
     except yaml.YAMLError:
         return None
     if not isinstance(data, dict) or not data:
         return None
+    if isinstance(data.get("plugin"), str):
+        raise FleetError(
+            f"{path} configures the Ansible inventory plugin {data['plugin']!r}: only Ansible "
+            "can run it, and it is not installed.",
+            f"{INSTALL_HINT} Then: edge fleet import {shlex.quote(str(path))}",
+        )
     if not all(v is None or isinstance(v, dict) for v in data.values()):
         return None
     keys = {"hosts", "children", "vars"}
     return data if any(isinstance(v, dict) and keys & set(v) for v in data.values()) else None
 
 
-def import_ansible(path: Path) -> list[Device]:
-    """Devices from an Ansible inventory (YAML or INI); groups become sorted tags."""
-    path = Path(path)
+def json_inventory(text: str) -> dict[Any, Any] | None:
+    """`ansible-inventory --list` output (a JSON object), else None."""
+    if not text.lstrip().startswith("{"):
+        return None
     try:
-        text = path.read_text(encoding="utf-8")
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@dataclass
+class Imported:
+    """The devices of an Ansible inventory, what was not applied, and which reader read it."""
+
+    devices: list[Device]
+    warnings: list[ImportWarning] = field(default_factory=list)
+    reader: str = "built-in"
+
+
+def read_inventory_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise FleetError(
             f"cannot read the Ansible inventory {path}: {getattr(exc, 'strerror', None) or exc}",
-            "Pass an inventory file (YAML or INI): edge fleet import hosts.ini",
+            "Pass an inventory file (YAML, INI or ansible-inventory --list JSON): "
+            "edge fleet import hosts.ini",
         ) from None
-    model = _Ansible(path)
-    data = _yaml_inventory(text)
-    if data is not None:
-        model.parse_yaml(data)
-    else:
-        model.parse_ini(text)
+
+
+def finish_import(model: InventoryModel, reader: str) -> Imported:
     devices = model.devices()
     if not devices:
         raise FleetError(
-            f"no hosts found in the Ansible inventory {path}",
+            f"no hosts found in the Ansible inventory {model.path}",
             "Check that it is an inventory (YAML `all: {hosts: ...}` or INI).",
         )
-    return devices
+    return Imported(devices, model.warnings.items(), reader)
+
+
+def read_builtin(path: Path) -> Imported:
+    """The built-in reader: YAML, INI or `ansible-inventory --list` JSON, with the
+    group_vars/ and host_vars/ next to it; warnings name what it did not apply."""
+    path = Path(path)
+    text = read_inventory_text(path)
+    if text.lstrip().startswith(VAULT_HEADER):
+        raise vault_error(path)
+    model = InventoryModel(path)
+    data = json_inventory(text)
+    if data is not None:
+        model.parse_json(data)
+    elif (data := _yaml_inventory(text, path)) is not None:
+        model.parse_yaml(data)
+    else:
+        model.parse_ini(text)
+    model.read_vars_dirs()
+    return finish_import(model, "built-in")
+
+
+def import_ansible(path: Path) -> list[Device]:
+    """Devices from an Ansible inventory through the built-in reader (read_builtin)."""
+    return read_builtin(path).devices

@@ -7,9 +7,13 @@ subprocess through the same protocol, so everything works with no Jetson attache
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from edge.core.paths import local_device_root
 from edge.core.settings import settings
+
+if TYPE_CHECKING:
+    from edge.transport.ssh_config import Endpoint
 
 LOCAL = "local"
 
@@ -26,10 +30,19 @@ class Device:
     python: str = "python3"
     root: str = "~/.edge"
     tags: list[str] = field(default_factory=list)
+    jump: str | None = None  # ProxyJump hops `[user@]host[:port],...`; else the ssh config's
 
     @property
     def is_local(self) -> bool:
         return self.host is None
+
+    def endpoint(self) -> Endpoint:
+        """Where an SSH connection to this device goes: the OpenSSH client config applied
+        to `host`, the device's own port, user, key and jump winning."""
+        from edge.transport.ssh_config import resolve_endpoint
+
+        assert self.host is not None, "the local device has no SSH endpoint"
+        return resolve_endpoint(self.host, self.port, self.user, self.key, jump=self.jump)
 
 
 def local_device() -> Device:

@@ -8,8 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from device_agent.protocol import DeviceResult
+from device_agent.protocol import DeviceFacts, DeviceResult
 from edge.core.errors import UserError
+from edge.fleet import interrupts
 from edge.fleet.devices import Device
 
 _log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ class GroupResult(Generic[R]):
     # device name -> the user/environment error that failed it (its result says the same)
     errors: dict[str, UserError] = field(default_factory=dict)
     model_digest: str | None = None  # the tree digest of the model the operation used
+    facts: dict[str, DeviceFacts] = field(default_factory=dict)  # device name -> facts read
 
     @property
     def succeeded(self) -> list[R]:
@@ -58,7 +60,9 @@ def each(
     devices: Sequence[Device], work: Callable[[Device], T], max_parallel: int = 8
 ) -> list[T | UserError]:
     """Run `work` on every device (at most `max_parallel` at once), in target order. A
-    user/environment error on one device is its entry; a bug propagates."""
+    user/environment error on one device is its entry; a bug propagates. Interrupted
+    (KeyboardInterrupt), it raises at once without waiting for the workers: the CLI
+    reports what keeps running (`edge.fleet.interrupts`) and ends the process."""
 
     def guarded(device: Device) -> T | UserError:
         try:
@@ -69,8 +73,19 @@ def each(
 
     if not devices:
         return []
-    with ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(devices)))) as pool:
-        return list(pool.map(guarded, devices))
+    interrupts.targeted([d.name for d in devices])
+    pool = ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(devices))))
+    try:
+        results = list(pool.map(guarded, devices))
+    except KeyboardInterrupt:  # Ctrl-C: stop now; the jobs run detached on the devices
+        interrupts.interrupted()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    except BaseException:  # a bug: the other devices' work ends first, as before
+        pool.shutdown()
+        raise
+    pool.shutdown()
+    return results
 
 
 def fan_out(

@@ -23,7 +23,6 @@ from edge.fleet.inventory import known_hosts_path
 from edge.transport.hostkey_policy import fingerprint, host_key_name, load_known_hosts
 from edge.transport.known_hosts import Entry, KnownHosts, matches
 from edge.transport.ssh import scan_host_key
-from edge.transport.ssh_config import resolve_endpoint
 
 BOARD_HINT = "read it on the board: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub"
 
@@ -83,9 +82,8 @@ def trust(
     may decline it."""
     if device.is_local:
         raise DeviceError("`local` needs no host key.", "Trust SSH devices only.")
-    assert device.host is not None
     path = known_hosts_path()
-    ep = resolve_endpoint(device.host, device.port, device.user, device.key)
+    ep = device.endpoint()
     name = host_key_name(ep.hostname, ep.port)
     known = load_known_hosts(ep, path)
     key = scan_host_key(ep, device.name, path, prefer=known.key_types(name))

@@ -1,6 +1,6 @@
 """The fleet inventory (fleet.yaml): devices by name and target resolution.
 
-Format: `version: 1` and `devices: {NAME: {host, port, user, key, python, root, tags}}`.
+Format: `version: 1` and `devices: {NAME: {host, port, user, key, python, root, tags, jump}}`.
 `local` (this machine) is built in and never stored; `all` selects every stored device.
 """
 
@@ -23,7 +23,8 @@ from edge.fleet.devices import LOCAL, Device, local_device
 VERSION = 1
 ALL = "all"
 RESERVED = frozenset({LOCAL, ALL})
-FIELDS = ("host", "port", "user", "key", "python", "root", "tags")
+FIELDS = ("host", "port", "user", "key", "python", "root", "tags", "jump")
+_HOP_RE = re.compile(r"(?:[A-Za-z0-9_][A-Za-z0-9._-]*@)?[A-Za-z0-9_\[][A-Za-z0-9._:\[\]-]*\Z")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 ADD_HINT = "edge fleet add NAME --host HOST"
 HEADER = "# jetson-edge fleet inventory; `edge fleet add | rm | import` edit this file.\n"
@@ -109,6 +110,18 @@ def _tags(value: Any) -> list[str]:
     return list(dict.fromkeys(value))
 
 
+def _jump(value: Any) -> str | None:
+    """A ProxyJump list: `[user@]host[:port]` hops, comma-separated (or `none`)."""
+    if value is None or value == "":
+        return None
+    hops = value.split(",") if isinstance(value, str) else [None]
+    if not all(isinstance(h, str) and _HOP_RE.match(h) for h in hops):
+        raise _FieldError(
+            "jump", f"must be [user@]host[:port] hops, comma-separated, got {value!r}"
+        )
+    return str(value)
+
+
 def make_device(
     name: Any,
     host: Any = None,
@@ -118,6 +131,7 @@ def make_device(
     python: Any = None,
     root: Any = None,
     tags: Any = None,
+    jump: Any = None,
 ) -> Device:
     """Validate and normalize the fields of an inventory device (raises _FieldError)."""
     if not isinstance(name, str) or not NAME_RE.match(name):
@@ -135,6 +149,7 @@ def make_device(
         python=_text(python, "python", "python3") or "python3",
         root=_text(root, "root", "~/.edge") or "~/.edge",
         tags=_tags(tags),
+        jump=_jump(jump),
     )
 
 

@@ -11,7 +11,8 @@ from edge.history.store import Run
 
 @dataclass
 class Delta:
-    """One metric of run A against run B; `delta_pct` = (b - a) / |a| * 100."""
+    """One metric of run A against run B; `delta_pct` = (b - a) / |a| * 100. `noisy`: a
+    timing of either run varied too much (BenchRun.noisy), so no verdict: never a regression."""
 
     metric: str
     a: float
@@ -20,6 +21,7 @@ class Delta:
     better: str  # "lower" | "higher"
     regression: bool
     batch_size: Optional[int] = None
+    noisy: bool = False
 
 
 @dataclass
@@ -40,6 +42,11 @@ class Comparison:
         """The deltas worse than the threshold."""
         return [d for d in self.deltas if d.regression]
 
+    @property
+    def noisy(self) -> List[Delta]:
+        """The deltas between runs too noisy to compare (no verdict)."""
+        return [d for d in self.deltas if d.noisy]
+
     def to_dict(self) -> Dict[str, Any]:
         """The `edge runs compare --json` object."""
         return {
@@ -49,18 +56,25 @@ class Comparison:
             "threshold_pct": self.threshold_pct,
             "deltas": [vars(d) for d in self.deltas],
             "regressions": len(self.regressions),
+            "noisy": len(self.noisy),
             "only_in_a": self.only_in_a,
             "only_in_b": self.only_in_b,
         }
 
 
 def _delta(
-    metric: str, a: float, b: float, better: str, threshold: float, batch: Optional[int] = None
+    metric: str,
+    a: float,
+    b: float,
+    better: str,
+    threshold: float,
+    batch: Optional[int] = None,
+    noisy: bool = False,
 ) -> Delta:
     pct = (b - a) / abs(a) * 100.0 if a else None
     worse = b > a if better == "lower" else b < a
-    regression = worse and (pct is None or abs(pct) > threshold)
-    return Delta(metric, float(a), float(b), pct, better, regression, batch)
+    regression = not noisy and worse and (pct is None or abs(pct) > threshold)
+    return Delta(metric, float(a), float(b), pct, better, regression, batch, noisy)
 
 
 def _bench_metrics(run: Any) -> List[tuple]:
@@ -106,9 +120,11 @@ def compare(a: Run, b: Run, threshold_pct: float = 5.0) -> Comparison:
         cmp.only_in_b = sorted(set(runs_b) - set(runs_a))
         for bs in sorted(set(runs_a) & set(runs_b)):
             mb = {m: (v, better) for m, v, better in _bench_metrics(runs_b[bs])}
+            noisy = runs_a[bs].noisy or runs_b[bs].noisy
             for metric, va, better in _bench_metrics(runs_a[bs]):
                 if metric in mb:
-                    cmp.deltas.append(_delta(metric, va, mb[metric][0], better, threshold_pct, bs))
+                    vb = mb[metric][0]
+                    cmp.deltas.append(_delta(metric, va, vb, better, threshold_pct, bs, noisy))
         if not cmp.deltas:
             raise EdgeError(
                 f"Runs {a.run_id} and {b.run_id} share no batch size to compare.",
@@ -132,15 +148,20 @@ def comparison_rows(cmp: Comparison) -> List[List[str]]:
     rows = []
     for d in cmp.deltas:
         pct = "n/a" if d.delta_pct is None else f"{d.delta_pct:+.1f}%"
-        verdict = "REGRESSION" if d.regression else ""
+        verdict = "REGRESSION" if d.regression else ("noisy, not comparable" if d.noisy else "")
         rows.append(
             [
                 "-" if d.batch_size is None else str(d.batch_size),
                 d.metric,
-                f"{d.a:.5g}",
-                f"{d.b:.5g}",
+                _number(d.a),
+                _number(d.b),
                 pct,
                 verdict,
             ]
         )
     return rows
+
+
+def _number(x: float) -> str:
+    """5 significant digits; a large number (throughput) in full, not as 1.2309e+08."""
+    return f"{x:,.0f}" if abs(x) >= 1e5 else f"{x:.5g}"

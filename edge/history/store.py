@@ -35,7 +35,7 @@ CREATE TABLE runs (
 _V2_COLUMNS = ("model_digest", "fingerprint", "recipe", "options", "artifacts", "job_id", "labels")
 _INSERT_COLUMNS = (
     "kind, device, model, model_digest, created_at, status, fingerprint, recipe, "
-    "options, metrics, artifacts, job_id, labels"
+    "options, metrics, artifacts, job_id, labels, context"
 )
 _COLUMNS = "id, " + _INSERT_COLUMNS
 _MARKS = ", ".join("?" * len(_INSERT_COLUMNS.split(",")))
@@ -71,7 +71,16 @@ def _migrate_2(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX runs_digest ON runs(model_digest)")
 
 
-MIGRATIONS: Dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1, 2: _migrate_2}
+def _migrate_3(db: sqlite3.Connection) -> None:
+    """What a run was made with beyond its result: model size, the device's facts."""
+    db.execute("ALTER TABLE runs ADD COLUMN context TEXT")
+
+
+MIGRATIONS: Dict[int, Callable[[sqlite3.Connection], None]] = {
+    1: _migrate_1,
+    2: _migrate_2,
+    3: _migrate_3,
+}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
@@ -130,6 +139,8 @@ class Run:
     artifacts: Dict[str, Any] = field(default_factory=dict)
     job_id: Optional[str] = None
     labels: Dict[str, str] = field(default_factory=dict)
+    # Recorded since schema 3 (empty before): "model_bytes", "device_facts" (DeviceFacts dict).
+    context: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
@@ -161,9 +172,9 @@ def _loads(text: Optional[str]) -> Any:
 
 def _row_to_run(row: sqlite3.Row) -> Run:
     data = dict(zip(row.keys(), row))
-    for key in ("metrics", "fingerprint", "options", "artifacts", "labels"):
+    for key in ("metrics", "fingerprint", "options", "artifacts", "labels", "context"):
         data[key] = _loads(data[key])
-    for key in ("metrics", "artifacts", "labels"):
+    for key in ("metrics", "artifacts", "labels", "context"):
         data[key] = data[key] or {}
     return Run(**data)
 
@@ -228,8 +239,10 @@ class RunStore:
         fingerprint: Optional[Dict[str, Any]] = None,
         recipe: Optional[str] = None,
         labels: Optional[Dict[str, str]] = None,
+        context: Optional[Dict[str, Any]] = None,
     ) -> Run:
-        """Store one device's result (a protocol dataclass or its dict)."""
+        """Store one device's result (a protocol dataclass or its dict); `context`: what
+        else it was run with (`Run.context`)."""
         if kind not in JOB_KINDS:
             raise EdgeError(f"Unknown run kind {kind!r}; one of {', '.join(JOB_KINDS)}.")
         data = result.to_dict() if hasattr(result, "to_dict") else dict(result)
@@ -248,6 +261,7 @@ class RunStore:
             _dumps(_artifacts(data)),
             data.get("job_id"),
             _dumps(labels or {}),
+            _dumps(context or {}),
         )
         cur = self.db.execute(f"INSERT INTO runs ({_INSERT_COLUMNS}) VALUES ({_MARKS})", row)
         assert cur.lastrowid is not None

@@ -40,6 +40,7 @@ from edge.agent.client import AgentClient
 from edge.agent.follow import EventSink, follow_to_end, note
 from edge.agent.sessions import Sessions
 from edge.core.errors import DeviceError, EdgeError, UserError
+from edge.fleet import interrupts
 from edge.fleet.devices import Device
 from edge.fleet.group import GroupResult, each, fan_out
 from edge.ops.engine_export import OnnxExports
@@ -117,6 +118,7 @@ class _Ready:
     client: AgentClient
     spec: ConvertSpec
     decided: DevicePlan
+    facts: DeviceFacts | None = None  # kept with the run (edge report's devices table)
 
 
 def _preparer(
@@ -132,7 +134,8 @@ def _preparer(
 
     def prepare(device: Device) -> _Ready:
         client = sessions.client(device)
-        options = _resolve(request.options_for, _facts(client))
+        facts = _facts(client)
+        options = _resolve(request.options_for, facts)
         model_path = push_to(client, payload).model_path
         calib_path = push_to(client, calib_payload).model_path if calib_payload else None
         assert model_path is not None
@@ -153,7 +156,7 @@ def _preparer(
             if options.run_validation:  # the board may have no TensorFlow to compare with
                 reference = push_to(client, exports.reference_payload()).model_path
                 spec = dataclasses.replace(spec, reference=reference)
-        return _Ready(device, client, spec, decided)
+        return _Ready(device, client, spec, decided, facts)
 
     return prepare
 
@@ -193,8 +196,11 @@ def _submit_and_follow(
     client: AgentClient, spec: ConvertSpec, on_event: EventSink | None
 ) -> ConvertResult:
     job_id = client.submit(spec)
+    interrupts.job_started(client.device.name, job_id)
     note(on_event, client.device.name, f"job {job_id} submitted")
-    return follow_to_end(client, "convert", job_id, on_event)
+    result: ConvertResult = follow_to_end(client, "convert", job_id, on_event)
+    interrupts.job_ended(client.device.name, job_id)
+    return result
 
 
 class _Group:
@@ -292,6 +298,7 @@ def convert(request: ConvertRequest, devices: Sequence[Device]) -> GroupResult:
         order = [g.leader.device for g in groups] + [f.device for g in groups for f in g.followers]
         built = fan_out(order, finish, ConvertResult)
     group: GroupResult[ConvertResult] = GroupResult(model_digest=tree_digest(payload.manifest))
+    group.facts = {name: p.facts for name, p in ready.items() if p.facts is not None}
     for device, p in zip(devices, prepared):
         if isinstance(p, _Ready):
             group.results.append(built[device.name])

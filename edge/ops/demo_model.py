@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.core.errors import EdgeError
+
 
 @dataclass
 class DemoModel:
@@ -34,7 +36,14 @@ def synthetic_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def build_mnist_model(out_dir: Path, epochs: int = 1, samples: int = 4000) -> DemoModel:
     """Flatten 28x28 -> Dense 128 relu -> Dropout 0.2 -> Dense 10, trained and saved with
     model.save(dir) (a Keras 2 SavedModel), as in the TF-TRT guide."""
-    import tensorflow as tf
+    try:
+        import tensorflow as tf
+    except ImportError as exc:
+        raise EdgeError(
+            f"the demo builds its model with TensorFlow, which is not installed ({exc}).",
+            "pip install '.[tf]' on Python 3.10 or 3.11 (README: Support matrix); "
+            "fleet commands do not need it.",
+        ) from None
 
     tf.keras.utils.set_random_seed(0)
     model = tf.keras.models.Sequential(

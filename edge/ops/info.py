@@ -21,6 +21,22 @@ def device_facts(device: Device, deep: bool = False) -> DeviceFacts:
 
 
 @dataclass
+class InfoResult(DeviceResult):
+    """One device's answer to `edge info`: the facts, or the error and hint."""
+
+    facts: DeviceFacts | None = None
+
+
+def gather_facts(devices: Sequence[Device], deep: bool = False) -> GroupResult:
+    """Every device's facts, in target order; a device that fails hides no other."""
+
+    def work(device: Device) -> InfoResult:
+        return InfoResult(device.name, SUCCEEDED, facts=device_facts(device, deep=deep))
+
+    return fan_out(devices, work, InfoResult)
+
+
+@dataclass
 class ProbeResult(DeviceResult):
     facts: DeviceFacts | None = None
     agent_installed: bool = False

@@ -17,6 +17,7 @@ from device_agent.protocol import (
     BenchResult,
     BenchSpec,
     ConvertOptions,
+    DeviceFacts,
     ValidateOptions,
     ValidateResult,
     ValidateSpec,
@@ -24,6 +25,8 @@ from device_agent.protocol import (
 from device_agent.trt_types import ENGINE_FILES
 from edge.agent.follow import EventSink, follow_to_end, note
 from edge.agent.sessions import Sessions
+from edge.core.errors import UserError
+from edge.fleet import interrupts
 from edge.fleet.devices import Device
 from edge.fleet.group import GroupResult, fan_out
 from edge.ops.engine_export import reference_payload
@@ -49,24 +52,33 @@ def bench(
     native_payload = make_payload(check_saved_model(native)) if native else None
     calib_payload = make_payload(calib, "calib") if calib else None
     options.validate()
+    facts: dict[str, DeviceFacts] = {}
 
     def work(device: Device) -> Any:
         client = sessions.client(device)
         client.ensure_agent(need_numpy=True)
+        try:  # kept with the run (nvpmodel mode, module, JetPack) for `edge report`
+            facts[device.name] = client.info()
+        except UserError as exc:
+            note(on_event, device.name, f"device facts not recorded: {exc.message}")
         spec = BenchSpec(model=str(push_to(client, payload).model_path), bench=options)
         if native_payload:
             spec.native = push_to(client, native_payload).model_path
         if calib_payload:
             spec.calib = push_to(client, calib_payload).model_path
         job_id = client.submit(spec)
+        interrupts.job_started(device.name, job_id)
         note(on_event, device.name, f"job {job_id} submitted")
-        return follow_to_end(client, "bench", job_id, on_event)
+        result = follow_to_end(client, "bench", job_id, on_event)
+        interrupts.job_ended(device.name, job_id)
+        return result
 
     with Sessions() as sessions:  # one session per device, every phase
         run = fan_out(devices, work, BenchResult)
     for result in run.results:  # name the model as the user knows it, not its store path
         result.model = str(payload.source)
     run.model_digest = tree_digest(payload.manifest)
+    run.facts = facts
     return run
 
 
@@ -111,7 +123,10 @@ def validate(
             reference=ref_path,
         )
         job_id = client.submit(spec)
-        return follow_to_end(client, "validate", job_id, on_event)
+        interrupts.job_started(device.name, job_id)
+        result = follow_to_end(client, "validate", job_id, on_event)
+        interrupts.job_ended(device.name, job_id)
+        return result
 
     with tmp, Sessions() as sessions:  # one session per device, every phase
         run = fan_out(devices, work, ValidateResult)

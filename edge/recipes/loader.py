@@ -39,14 +39,19 @@ def _no_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> Dict[Any, A
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
 
 
+def builtin_recipes_dir() -> Path:
+    """The recipes shipped inside the package (package data, so a wheel install has them)."""
+    # This module's own path, not edge.__file__ (a tests/edge directory can shadow `edge` as
+    # a namespace package) nor importlib.resources (it may hand back a non-Path Traversable).
+    return Path(__file__).resolve().parent / "builtin"
+
+
 def recipes_dir() -> Path:
-    """Where named recipes live: $EDGE_RECIPES, else the repository's recipes/."""
+    """Where named recipes live: $EDGE_RECIPES, else the built-in ones (edge/recipes/builtin)."""
     env = settings().recipes
     if env:
         return env
-    # The repository root: three levels up from edge/recipes/loader.py. (Not edge.__file__:
-    # a tests/edge directory can shadow `edge` as a namespace package.)
-    return Path(__file__).resolve().parents[2] / "recipes"
+    return builtin_recipes_dir()
 
 
 def _recipe_files(directory: Path) -> List[Path]:

@@ -46,12 +46,12 @@ class RefuseUnknown(paramiko.MissingHostKeyPolicy):
             hint = (
                 f"{hostname} is the jump host {self.hop} on the way to {self.device}. If "
                 f"that fingerprint is its key, trust it: edge fleet add {self.hop} "
-                f"--host {self.hop}, then edge fleet trust {self.hop}"
+                f"--host {self.hop}, then edge fleet trust --to {self.hop}"
             )
         else:
             hint = (
                 "If that fingerprint is the device's, trust it with: "
-                f"edge fleet trust {self.device}"
+                f"edge fleet trust --to {self.device}"
             )
         raise HostKeyError(
             f"{self.device}: unknown host key for {hostname} "
@@ -68,7 +68,7 @@ def refuse_revoked(device: str, known: KnownHosts, hostname: str, key: paramiko.
             f"{device}: the host key {hostname} offered ({key.get_name()} {fingerprint(key)}) "
             f"is REVOKED at {entry.where}; refusing to connect.",
             "A revoked key is never accepted: find out who answers at that address. If the "
-            f"board got a new key, check it on the board, then: edge fleet trust {device}",
+            f"board got a new key, check it on the board, then: edge fleet trust --to {device}",
         )
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import paramiko
 from paramiko.common import cMSG_GLOBAL_REQUEST
 
+from edge.transport.banner import BannerLog
 from edge.transport.deadlink import dead_link_seconds
 
 
@@ -30,6 +31,7 @@ class WatchedTransport(paramiko.Transport):
 
     def __init__(self, sock: Any, **kwargs: Any) -> None:
         super().__init__(sock, **kwargs)
+        self.banner = BannerLog(self.packetizer)  # what the peer said instead, if not SSH
         self.dead_after = dead_link_seconds()
         self.last_heard = time.monotonic()
         self.dead_reason: str | None = None

@@ -20,6 +20,7 @@ import paramiko
 
 from edge.core.settings import settings
 from edge.core.trace import span
+from edge.transport.banner import BANNER_TIMEOUT, connect_error, quiet_paramiko
 from edge.transport.base import CommandResult, RangeTask, Transport, TransportError
 from edge.transport.deadlink import DeadLinkError
 from edge.transport.hostkey_policy import (
@@ -38,6 +39,7 @@ DOWNLOAD_TIMEOUT = 30.0  # per SFTP read of a download: a dead link fails within
 # AES-GCM needs no separate MAC: measured here it costs ~35% less client CPU per byte
 # than paramiko's default aes128-ctr + hmac-sha2-256 (benchmarks/RESULTS.md).
 FAST_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
+quiet_paramiko()  # its tracebacks of a failed connection are not for the user
 
 
 def cipher_preference(available: Sequence[str]) -> tuple[str, ...]:
@@ -86,7 +88,7 @@ class SSHTransport(Transport):
                 username=ep.user,
                 key_filename=keys or None,  # type: ignore[arg-type]  # a list works (stub: str)
                 timeout=ep.connect_timeout,
-                banner_timeout=ep.connect_timeout,
+                banner_timeout=min(BANNER_TIMEOUT, ep.connect_timeout),
                 auth_timeout=ep.connect_timeout,
                 sock=sock,
                 allow_agent=True,
@@ -107,7 +109,7 @@ class SSHTransport(Transport):
                 f"{' (' + where[0] + ')' if where else ''}. "
                 "This can be an attack; refusing to connect.",
                 "If the board was reflashed, check the new key on the board, then run "
-                f"edge fleet trust {self.device_name} --replace",
+                f"edge fleet trust --to {self.device_name} --replace",
             ) from exc
         except paramiko.AuthenticationException as exc:
             client.close()
@@ -117,12 +119,9 @@ class SSHTransport(Transport):
                 "--replace (or ssh-copy-id), or load it into ssh-agent.",
             ) from exc
         except (OSError, paramiko.SSHException, EOFError) as exc:
+            answered = client.get_transport()  # None: the TCP connection itself failed
             client.close()
-            raise TransportError(
-                f"{self.device_name}: unreachable ({ep.label}): {exc or type(exc).__name__}",
-                f"Check that the board is on and reachable: ssh -p {ep.port} "
-                f"{ep.user}@{ep.hostname}",
-            ) from exc
+            raise connect_error(self.device_name, ep, hop, answered, exc) from exc
         transport = client.get_transport()
         assert isinstance(transport, WatchedTransport)
         transport.watch(f"{self.device_name} {ep.label}")  # a silent peer is noticed
@@ -411,13 +410,15 @@ def scan_host_key(
     like any connection's (the user's known_hosts and `fleet_known_hosts`); key types in
     `prefer` (those already known for it) are asked for first, as a connection does."""
     probe = SSHTransport(device_name, endpoint, fleet_known_hosts)
+    transport: WatchedTransport | None = None
     try:
         sock = probe._jump_socket()
         if sock is None:
             sock = socket.create_connection(
                 (endpoint.hostname, endpoint.port), timeout=endpoint.connect_timeout
             )
-        transport = paramiko.Transport(sock)
+        transport = WatchedTransport(sock)  # its watchdog never starts: only the banner log
+        transport.banner_timeout = min(BANNER_TIMEOUT, endpoint.connect_timeout)
         try:
             options = transport.get_security_options()
             wanted = [
@@ -434,6 +435,8 @@ def scan_host_key(
         finally:
             transport.close()
     except (OSError, EOFError, paramiko.SSHException) as exc:
+        if transport is not None and transport.banner.not_ssh():
+            raise connect_error(device_name, endpoint, None, transport, exc) from exc
         raise TransportError(
             f"{device_name}: cannot reach {endpoint.label} to read its host key: {exc}"
         ) from exc

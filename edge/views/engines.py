@@ -11,6 +11,7 @@ from rich.table import Table
 from device_agent.protocol import ConversionSummary
 from device_agent.trt_types import Capabilities, ShapeRange, TrtBuild, TrtPlan
 from edge.core.untrusted import safe_text
+from edge.views.layout import FitTable
 
 
 def _dims(dims: Sequence[int]) -> str:
@@ -81,9 +82,8 @@ def plan_rows(trt: TrtPlan) -> list[tuple[str, str]]:
 
 def build_table(device: str, build: TrtBuild, summary: ConversionSummary | None) -> Table:
     """One device's engine build: what TensorRT was asked and what it made."""
-    t = Table(title=safe_text(f"{device}: TensorRT {build.version} engine"), show_header=False)
-    t.add_column("what", style="bold")
-    t.add_column("value")
+    t = FitTable(title=safe_text(f"{device}: TensorRT {build.version} engine"), show_header=False)
+    t.column("what", style="bold").column("value", "text")
     rows = [
         ("precision", build.precision + (f" ({build.int8_mode})" if build.int8_mode else "")),
         ("builder flags", ", ".join(build.builder_flags) or "-"),

@@ -8,36 +8,35 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rich.table import Table
 from rich.text import Text
 
+from edge.core.errors import EdgeError
 from edge.core.untrusted import safe_text
 from edge.fleet.devices import Device
 from edge.ops.agents import AgentInstall
 from edge.ops.info import ProbeResult
 from edge.ops.joblist import Listing
 from edge.views.engines import backends_cell
+from edge.views.layout import FitTable
 
 
 def inventory_table(devices: Sequence[Device], path: Path) -> Table:
     """`edge fleet ls`: one row per device of the inventory at `path`."""
-    table = Table(
-        "name",
-        "host",
-        "port",
-        "user",
-        "python",
-        "root",
-        "tags",
-        title=f"fleet ({path})",
-        title_justify="left",
-    )
-    for d in devices:
+    table = FitTable("name", "host", title=f"fleet ({path})", title_justify="left")
+    table.column("endpoint")  # as OpenSSH resolves it (ssh -G): user@host:port, via JUMP
+    for header in ("port", "user", "python", "root", "tags"):
+        table.column(header)
+    with ThreadPoolExecutor(8) as pool:  # one `ssh -G` per device: not one after another
+        endpoints = list(pool.map(_endpoint_cell, devices))
+    for d, endpoint in zip(devices, endpoints):
         cells = (
             d.name,
             d.host or "(this machine)",
+            endpoint,
             d.port or "-",
             d.user or "-",
             d.python,
@@ -45,24 +44,26 @@ def inventory_table(devices: Sequence[Device], path: Path) -> Table:
             ", ".join(d.tags) or "-",
         )
         table.add_row(*(Text(str(c)) for c in cells))
-    return table
+    return table.droppable("python", "root", "port", "user", "tags", "host")
+
+
+def _endpoint_cell(device: Device) -> str:
+    """`user@host:port`, and `via HOPS` on a line of its own: no address is ever folded."""
+    if device.is_local:
+        return "-"
+    try:
+        ep = device.endpoint()
+        return ep.label + (f"\nvia {','.join(ep.proxy_jump)}" if ep.proxy_jump else "")
+    except EdgeError as exc:
+        return f"? ({exc.message})"
 
 
 def probe_table(results: Sequence[ProbeResult]) -> Table:
     """`edge fleet probe`: each device's facts in one row ("-" where the probe failed)."""
-    t = Table(title="Probe")
-    for col in (
-        "device",
-        "status",
-        "module",
-        "JetPack",
-        "memory MB",
-        "disk free MB",
-        "python",
-        "tensorflow",
-        "backends",
-    ):
-        t.add_column(col)
+    t = FitTable(title="Probe")
+    t.column("device").column("status").column("module", "text").column("JetPack")
+    t.column("memory MB", "number", drop=3).column("disk free MB", "number", drop=4)
+    t.column("python", drop=2).column("tensorflow", drop=1).column("backends", "text")
     for r in results:
         f = r.facts
         j = f.jetson if f else None
@@ -83,9 +84,7 @@ def probe_table(results: Sequence[ProbeResult]) -> Table:
 
 def agent_install_table(results: Sequence[AgentInstall], version: str) -> Table:
     """`edge agent install`: each device's Python and numpy, and what was done."""
-    t = Table(title=f"Agent {version}")
-    for col in ("device", "status", "python", "numpy", "action"):
-        t.add_column(col)
+    t = FitTable("device", "status", "python", "numpy", "action", title=f"Agent {version}")
     for r in results:
         t.add_row(
             *(safe_text(c) for c in (r.device, r.status, r.python or "-", r.numpy or "missing")),
@@ -96,15 +95,15 @@ def agent_install_table(results: Sequence[AgentInstall], version: str) -> Table:
 
 def jobs_table(listings: Sequence[Listing], now: float | None = None) -> Table:
     """`edge jobs ls`: one row per job, its age as of `now` (default: the current time)."""
-    t = Table(title="Jobs")
-    for col in ("device", "job", "kind", "status", "age", "error"):
-        t.add_column(col)
+    t = FitTable(title="Jobs")
+    t.column("device").column("job").column("kind", drop=1).column("status")
+    t.column("age", "number", drop=2).column("error", "text")
     now = time.time() if now is None else now
     for r in listings:
         for j in r.jobs:
             t.add_row(
                 *(safe_text(c) for c in (r.device, j.job_id, j.kind, j.status)),
                 f"{(now - j.created_at) / 60:.0f} min",
-                safe_text((j.error or "")[:60]),
+                safe_text(next(iter((j.error or "").splitlines()), "")),
             )
     return t

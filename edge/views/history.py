@@ -13,11 +13,16 @@ from rich.table import Table
 from edge.core.untrusted import safe_text
 from edge.history.compare import Comparison, comparison_rows
 from edge.history.store import Run
+from edge.views.layout import FitTable
+
+SCENARIOS = ("single-stream", "offline")  # the bench scenarios with a headline of their own
 
 
 def headline(run: Run) -> str:
     """One line that says what the run found."""
     m: dict[str, Any] = run.metrics
+    if run.kind == "bench" and m.get("scenario") in SCENARIOS and m.get("headline"):
+        return f"{m['headline']} ({m['scenario']})"  # what the scenario measures
     if run.kind == "bench" and m.get("runs"):
         first = m["runs"][0]
         text = (
@@ -39,11 +44,12 @@ def headline(run: Run) -> str:
 def runs_table(runs: Sequence[Run]) -> Table:
     """`edge runs ls`: one row per run; the recipe column only when a run has one."""
     recipes = any(r.recipe for r in runs)
-    t = Table(title="Runs")
-    for col in ("id", "kind", "device", "model", "digest", "recipe", "created", "status"):
-        if col != "recipe" or recipes:
-            t.add_column(col, no_wrap=col in ("id", "created"))
-    t.add_column("result", min_width=24)
+    t = FitTable(title="Runs")
+    t.column("id").column("kind", drop=3).column("device").column("model")
+    t.column("digest", drop=5)
+    if recipes:
+        t.column("recipe", drop=2)
+    t.column("created", drop=4).column("status", drop=1).column("result", "text", least=36)
     for r in runs:
         name = r.model.rstrip("/").split("/")[-1] or r.model
         cells = [r.run_id, r.kind, r.device, name, (r.model_digest or "-")[:10]]
@@ -55,9 +61,8 @@ def runs_table(runs: Sequence[Run]) -> Table:
 
 def run_table(run: Run) -> Table:
     """`edge runs show`: what ran where, with what, and where its files are."""
-    meta = Table(title=safe_text(f"Run {run.run_id}"), show_header=False)
-    meta.add_column("field", style="bold")
-    meta.add_column("value")
+    meta = FitTable(title=safe_text(f"Run {run.run_id}"), show_header=False)
+    meta.column("field", style="bold").column("value", "text")
     fp = run.fingerprint or {}
     for key, value in (
         ("kind", run.kind),
@@ -78,10 +83,15 @@ def run_table(run: Run) -> Table:
 
 def comparison_table(cmp: Comparison) -> Table:
     """`comparison_rows` as a rich Table; regressions in red."""
-    t = Table(title=safe_text(f"{cmp.a} -> {cmp.b} ({cmp.kind})"))
-    for col in ("batch", "metric", cmp.a, cmp.b, "delta", ""):
-        t.add_column(safe_text(col), justify="left" if col in ("metric", "") else "right")
+    t = FitTable(title=safe_text(f"{cmp.a} -> {cmp.b} ({cmp.kind})"))
+    t.column("batch", "number").column("metric").column(safe_text(cmp.a), "number")
+    t.column(safe_text(cmp.b), "number").column("delta", "number").column("", "text")
     for row in comparison_rows(cmp):
         t.add_row(*(safe_text(c) for c in row), style="bold red" if row[-1] else None)
     t.caption = f"delta = (B - A) / A; regression: worse by more than {cmp.threshold_pct:g}%"
+    if cmp.noisy:
+        t.caption += (
+            f"; {len(cmp.noisy)} noisy, not comparable: a run's timings varied by more than "
+            "10% (no verdict; rerun with a longer --duration on an idle device)"
+        )
     return t

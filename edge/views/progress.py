@@ -28,6 +28,7 @@ def event_printer(console: Console) -> EventSink:
                 f"[cyan]{safe_text(device)}[/] {safe_text(event.message)}",
                 style=style,
                 highlight=False,
+                soft_wrap=True,  # a long message is wrapped by the terminal, not split by us
             )
 
     return sink

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from edge.recipes.loader import recipe_summary
 from edge.recipes.schema import Recipe, ResolvedRecipe
+from edge.views.layout import FitTable
 
 
 def _text(value: Any) -> Text:
@@ -24,15 +25,9 @@ def _text(value: Any) -> Text:
 
 def recipes_table(recipes: Sequence[Recipe]) -> Table:
     """`edge recipes ls`: name, family, precision, dynamic shapes, device overrides."""
-    table = Table(
-        "name",
-        "family",
-        "precision",
-        "dynamic",
-        "device overrides",
-        title="recipes",
-        title_justify="left",
-    )
+    table = FitTable(title="recipes", title_justify="left")
+    table.column("name").column("family", drop=1).column("precision").column("dynamic", drop=2)
+    table.column("device overrides", "text")
     for row in map(recipe_summary, recipes):
         table.add_row(
             *(
@@ -81,7 +76,8 @@ def recipe_table(resolved: ResolvedRecipe) -> Table:
         ("bench batch sizes", resolved.bench_batch_sizes),
         ("bench input shapes", resolved.bench_input_shapes or "-"),
     ]
-    table = Table("field", "value", title=f"recipe {recipe.name}", title_justify="left")
+    table = FitTable(title=f"recipe {recipe.name}", title_justify="left")
+    table.column("field").column("value", "text")
     for key, value in rows:
         table.add_row(key, _text(value))
     return table

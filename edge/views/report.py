@@ -1,16 +1,18 @@
 """`edge report`: one self-contained HTML page (tables + PNG plots) for stored runs.
 
-The page's tables are the terminal's tables: both come from the rich Tables built here and
-in `edge.views.tables`, read back into rows by `table_rows`, so the numbers cannot disagree.
-Plots are drawn with matplotlib's Agg backend; each plot function returns how many points
-it drew, and a plot with nothing to draw is skipped and named in the page. Device text is
-escaped for each medium (edge.core.untrusted): rich markup in the tables, HTML in the page,
-mathtext (`$`) in the plots.
+The page opens with what was compared and the speedup, then the runs, devices, models and
+bench settings, the results (each row with its run id and model) and the plots
+(`report_plots`). Conversion, power and validation rows are the terminal's tables, read
+back by `table_rows`, so the numbers cannot disagree. Device text is escaped for each
+medium (edge.core.untrusted): rich markup in the tables, HTML in the page, mathtext in the
+plots. Host paths (models, EDGE_HOME, the home directory) are left out of the page: models
+are shown by name and digest.
 """
 
 from __future__ import annotations
 
 import base64
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -20,21 +22,28 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from rich.table import Table
 from rich.text import Text
 
-from device_agent.protocol import BenchResult, BenchRun
+from device_agent.protocol import BenchResult
 from edge.core.errors import EdgeError
-from edge.core.untrusted import safe_html, safe_plot, safe_text
+from edge.core.paths import data_dir
+from edge.core.settings import settings
+from edge.core.untrusted import safe_html, safe_text
 from edge.history.compare import compare, comparison_rows
 from edge.history.store import Run, RunStore
+from edge.views import report_data as data
+from edge.views.report_data import Series, base_name, bench_rows, series_of
+from edge.views.report_plots import PLOTS, latency_axis
 from edge.views.tables import bench_table, convert_tables
 
-
-@dataclass
-class Series:
-    """One bench run as a plotted series (one per device; the run id added on clashes)."""
-
-    label: str
-    run: Run
-    result: BenchResult
+__all__ = [
+    "PLOTS",
+    "Report",
+    "Series",
+    "bench_rows",
+    "build_report",
+    "report",
+    "result_tables",
+    "series_of",
+]
 
 
 @dataclass
@@ -43,6 +52,8 @@ class Report:
     plots: List[Path] = field(default_factory=list)
     skipped: Dict[str, str] = field(default_factory=dict)  # plot title -> why
     points: Dict[str, int] = field(default_factory=dict)  # plot title -> points drawn
+    headline: List[str] = field(default_factory=list)
+    outliers: List[str] = field(default_factory=list)  # latency values beyond the plot's axis
 
 
 # --------------------------------------------------------------------------- tables
@@ -118,265 +129,203 @@ def result_tables(runs: Sequence[Run]) -> List[Table]:
             t for t in convert_tables(by_kind["convert"]).renderables if isinstance(t, Table)
         ]
     if "bench" in by_kind:
+        # the bench table carries the power columns itself (the page adds its own table)
         tables.append(bench_table(by_kind["bench"]))
-        power = power_table(by_kind["bench"])
-        if power is not None:
-            tables.append(power)
     if "validate" in by_kind:
         tables.append(validate_table(by_kind["validate"]))
     return tables
 
 
-# --------------------------------------------------------------------------- plots
+def _prefixed(
+    runs: Sequence[Run], label: Dict[int, str], tables_of: Callable[[Any], List[Table]]
+) -> List[Tuple[str, List[str], List[List[str]], str]]:
+    """Each run's own tables with its run id and model (and device) in front: (title,
+    headers, rows, caption), same-titled tables of several runs merged."""
+    merged: Dict[str, Tuple[str, List[str], List[List[str]], str]] = {}
+    for run in runs:
+        for t in tables_of(run.result()):
+            headers, rows = table_rows(t)
+            title = Text.from_markup(str(t.title)).plain if t.title else ""
+            device = safe_text(run.device)
+            key = title.replace(f"{device}: ", "")  # per-device titles: one table of all
+            caption = Text.from_markup(str(t.caption)).plain if t.caption else ""
+            keep = [i for i, h in enumerate(headers) if h not in ("model", "device")]
+            out = [[run.run_id, label[run.id], *(row[i] for i in keep)] for row in rows]
+            if key in merged:
+                merged[key][2].extend(out)
+            else:
+                merged[key] = (key, ["run", "model", *(headers[i] for i in keep)], out, caption)
+    return list(merged.values())
 
 
-def _figure(title: str, xlabel: str, ylabel: str) -> Tuple[Any, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7.5, 4.2), dpi=100)
-    ax = fig.subplots()
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(True, alpha=0.3)
-    return fig, ax
+def _convert_tables(result: Any) -> List[Table]:
+    return [t for t in convert_tables([result]).renderables if isinstance(t, Table)]
 
 
-def _save(fig: Any, ax: Any, path: Path) -> None:
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-
-
-def _batches(series: Sequence[Series]) -> List[int]:
-    return sorted({b.batch_size for s in series for b in s.result.runs})
-
-
-def _offsets(n: int, width: float = 0.8) -> List[float]:
-    step = width / max(n, 1)
-    return [-width / 2 + step * (i + 0.5) for i in range(n)]
-
-
-def plot_latency(series: Sequence[Series], path: Path) -> int:
-    """Percentile ladder per batch size: min-max line, p50-p99 bar, a mark per percentile."""
-    batches = _batches(series)
-    if not batches:
-        return 0
-    fig, ax = _figure("Latency per batch size", "batch size", "latency (ms)")
-    marks = (("p50", "o"), ("p90", "^"), ("p95", "s"), ("p99", "v"))
-    points = 0
-    for i, (s, off) in enumerate(zip(series, _offsets(len(series)))):
-        color = f"C{i}"
-        for b in s.result.runs:
-            x, lat = batches.index(b.batch_size) + off, b.latency_ms
-            ax.vlines(x, lat.min, lat.max, colors=color, linewidth=1)
-            ax.vlines(x, lat.p50, lat.p99, colors=color, linewidth=7, alpha=0.35)
-            for name, marker in marks:
-                ax.plot([x], [getattr(lat, name)], marker=marker, color=color, linestyle="")
-            points += 1
-        ax.plot([], [], color=color, linewidth=7, alpha=0.35, label=safe_plot(s.label))
-    for name, marker in marks:
-        ax.plot([], [], marker=marker, color="gray", linestyle="", label=name)
-    ax.set_xticks(range(len(batches)), [str(b) for b in batches])
-    _save(fig, ax, path)
-    return points
-
-
-def plot_throughput(series: Sequence[Series], path: Path) -> int:
-    """Inferences per second against batch size, one line per series."""
-    points = 0
-    fig, ax = _figure("Throughput vs batch size", "batch size", "inferences / s")
-    for s in series:
-        runs = sorted(s.result.runs, key=lambda b: b.batch_size)
-        if runs:
-            ax.plot(
-                [b.batch_size for b in runs],
-                [b.throughput_per_s for b in runs],
-                marker="o",
-                label=safe_plot(s.label),
-            )
-            points += len(runs)
-    if points:
-        batches = _batches(series)
-        if len(batches) > 1 and batches[-1] / batches[0] >= 8:
-            ax.set_xscale("log", base=2)
-        ax.set_xticks(batches, [str(b) for b in batches])
-        _save(fig, ax, path)
-    return points
-
-
-def native_pairs(series: Sequence[Series]) -> List[Tuple[str, float, float]]:
-    """(label, native p50 ms, converted p50 ms): from `native_latency_ms` or
-    `speedup_vs_native` of a run, or from a native run and a converted run of one device."""
-    pairs: List[Tuple[str, float, float]] = []
-    for s in series:
-        for b in s.result.runs:
-            if b.native_latency_ms is not None:
-                pairs.append(
-                    (f"{s.label} bs{b.batch_size}", b.native_latency_ms.p50, b.latency_ms.p50)
-                )
-            elif b.speedup_vs_native:
-                pairs.append(
-                    (
-                        f"{s.label} bs{b.batch_size}",
-                        b.latency_ms.p50 * b.speedup_vs_native,
-                        b.latency_ms.p50,
-                    )
-                )
-    native = [s for s in series if s.result.backend == "native"]
-    converted = [s for s in series if s.result.backend not in (None, "native")]
-    for n in native:
-        for c in converted:
-            if n.result.device != c.result.device:
-                continue
-            nb: Dict[int, BenchRun] = {b.batch_size: b for b in n.result.runs}
-            for b in c.result.runs:
-                if b.batch_size in nb:
-                    pairs.append(
-                        (
-                            f"{c.result.device} bs{b.batch_size}",
-                            nb[b.batch_size].latency_ms.p50,
-                            b.latency_ms.p50,
-                        )
-                    )
-    return pairs
-
-
-def plot_native(series: Sequence[Series], path: Path) -> int:
-    """p50 latency of the native model beside the converted one, with the speedup."""
-    pairs = native_pairs(series)
-    if not pairs:
-        return 0
-    fig, ax = _figure("Native vs converted (p50)", "", "latency p50 (ms)")
-    xs = range(len(pairs))
-    ax.bar([x - 0.2 for x in xs], [p[1] for p in pairs], width=0.4, label="native", color="C7")
-    ax.bar([x + 0.2 for x in xs], [p[2] for p in pairs], width=0.4, label="converted", color="C2")
-    for x, (_, nat, conv) in zip(xs, pairs):
-        if conv:
-            ax.annotate(f"{nat / conv:.2f}x", (x, max(nat, conv)), ha="center", va="bottom")
-    ax.set_xticks(list(xs), [safe_plot(p[0]) for p in pairs], rotation=20, ha="right")
-    _save(fig, ax, path)
-    return len(pairs)
-
-
-def _power_mw(sample: Any) -> Optional[float]:
-    if sample.power_in_mw is not None:
-        return float(sample.power_in_mw)
-    return float(sum(sample.rails_mw.values())) if sample.rails_mw else None
-
-
-def plot_power(series: Sequence[Series], path: Path) -> int:
-    """Board power from the telemetry samples, seconds from each series' first sample."""
-    points = 0
-    fig, ax = _figure("Power over time", "time (s)", "power (mW)")
-    for s in series:
-        samples = sorted(
-            (t for b in s.result.runs for t in b.telemetry if _power_mw(t) is not None),
-            key=lambda t: t.ts,
-        )
-        if samples:
-            t0 = samples[0].ts
-            ax.plot(
-                [t.ts - t0 for t in samples],
-                [_power_mw(t) for t in samples],
-                label=safe_plot(s.label),
-            )
-            points += len(samples)
-    if points:
-        _save(fig, ax, path)
-    return points
-
-
-def plot_energy(series: Sequence[Series], path: Path) -> int:
-    """Energy per inference (mJ), a bar per batch size and series."""
-    batches = _batches(series)
-    fig, ax = _figure("Energy per inference", "batch size", "mJ / inference")
-    points = 0
-    for i, (s, off) in enumerate(zip(series, _offsets(len(series)))):
-        runs = [b for b in s.result.runs if b.power]
-        if runs:
-            ax.bar(
-                [batches.index(b.batch_size) + off for b in runs],
-                [b.power.energy_per_inference_mj for b in runs if b.power],
-                width=0.8 / len(series),
-                label=safe_plot(s.label),
-                color=f"C{i}",
-            )
-            points += len(runs)
-    if points:
-        ax.set_xticks(range(len(batches)), [str(b) for b in batches])
-        _save(fig, ax, path)
-    return points
-
-
-PLOTS: List[Tuple[str, str, Callable[[Sequence[Series], Path], int], str]] = [
-    ("latency", "Latency distribution", plot_latency, "no bench run has batch results"),
-    ("throughput", "Throughput vs batch size", plot_throughput, "no bench run has batch results"),
-    (
-        "native_vs_converted",
-        "Native vs converted",
-        plot_native,
-        "no native baseline: give a native and a converted run of one device, or bench with "
-        "native comparison",
-    ),
-    ("power", "Power over time", plot_power, "no telemetry samples with power readings"),
-    ("energy", "Energy per inference", plot_energy, "no run measured power"),
-]
+def _power_tables(result: BenchResult) -> List[Table]:
+    t = power_table([result])
+    return [t] if t is not None else []
 
 
 # --------------------------------------------------------------------------- page
 
 _CSS = """
-body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-h1{font-size:1.5em}h2{font-size:1.2em;border-bottom:1px solid #ddd;padding-bottom:.2em}
-table{border-collapse:collapse;margin:.8em 0;font-size:.9em}
-th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
-caption{caption-side:bottom;font-size:.85em;color:#666;text-align:left}
+body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1100px;padding:0 1em;
+color:#222;line-height:1.35}
+h1{font-size:1.45em;margin-bottom:.2em}h2{font-size:1.15em;border-bottom:1px solid #ddd;
+padding-bottom:.2em;margin-top:1.6em}h3{font-size:1em;margin:1em 0 .2em}
+.headline{font-size:1.1em;background:#f4f8f2;border-left:4px solid #4a4;padding:.5em .8em}
+.headline p{margin:.2em 0}.meta{color:#666;font-size:.85em}
+table{border-collapse:collapse;margin:.5em 0;font-size:.85em;max-width:100%}
+th,td{border:1px solid #ccc;padding:.2em .45em;text-align:left;vertical-align:top;
+overflow-wrap:break-word}td.w{overflow-wrap:anywhere}
+td.n{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
+th{background:#f3f3f3}
+caption{caption-side:bottom;font-size:.85em;color:#666;text-align:left;padding-top:.2em}
 tr.regression td{color:#b00;font-weight:bold}
-figure{margin:1em 0}img{max-width:100%;border:1px solid #eee}
+figure{margin:1em 0}img{max-width:100%;height:auto;border:1px solid #eee}
+figcaption{font-size:.85em;color:#555}
 p.skipped{color:#777;font-style:italic}
+@media (max-width:900px){body{padding:0 .5em}table{font-size:.75em}th,td{padding:.15em .3em}}
 """
+_NUMBER = set("0123456789.,*x%+- ")
+_LONG_TOKEN = 18
+
+
+class _Redact:
+    """Host paths out of page text: model paths -> their names, EDGE_HOME and the home
+    directory -> placeholders (longest first, so a model under home keeps its name)."""
+
+    def __init__(self, runs: Sequence[Run]) -> None:
+        subs: Dict[str, str] = {}
+        for r in runs:
+            for path in (r.model, r.metrics.get("model"), data.output_of(r)):
+                if isinstance(path, str) and ("/" in path or "\\" in path):
+                    subs[path] = base_name(path)
+        edge_home = settings().home
+        for path, name in ((edge_home and str(edge_home), "$EDGE_HOME"), (str(data_dir()), "")):
+            if path and len(path) > 1:
+                subs[path] = name or "$EDGE_DATA"
+        home = os.path.expanduser("~")
+        if len(home) > 1:
+            subs[home] = "~"
+        self.subs = sorted(subs.items(), key=lambda kv: -len(kv[0]))
+
+    def __call__(self, text: object) -> str:
+        out = str(text)
+        for path, name in self.subs:
+            out = out.replace(path, name)
+        return out
+
+
+def _cell(text: str, clean: Callable[[object], str]) -> str:
+    """A cell: numbers never wrap; a long unbroken token (a digest, a hostname, an error's
+    path) may break anywhere, so the table fits the page; words wrap between words."""
+    shown = clean(text)
+    cls = ""
+    if shown and set(shown) <= _NUMBER and any(c.isdigit() for c in shown):
+        cls = ' class="n"'
+    elif max((len(w) for w in shown.split()), default=0) > _LONG_TOKEN:
+        cls = ' class="w"'
+    return f"<td{cls}>{safe_html(shown)}</td>"
 
 
 def _html_table(
     title: str,
     headers: List[str],
     rows: List[List[str]],
+    clean: Callable[[object], str],
     caption: str = "",
     marked: Optional[List[bool]] = None,
 ) -> str:
     e = safe_html
-    out = [f"<table><caption>{e(caption)}</caption>" if caption else "<table>"]
-    out.append("<tr>" + "".join(f"<th>{e(h)}</th>" for h in headers) + "</tr>")
+    out = [f"<table><caption>{e(clean(caption))}</caption>" if caption else "<table>"]
+    out.append("<tr>" + "".join(f"<th>{e(clean(h))}</th>" for h in headers) + "</tr>")
     for i, row in enumerate(rows):
         cls = ' class="regression"' if marked and marked[i] else ""
-        out.append(f"<tr{cls}>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>")
+        out.append(f"<tr{cls}>" + "".join(_cell(str(c), clean) for c in row) + "</tr>")
     out.append("</table>")
-    return (f"<h3>{e(title)}</h3>" if title else "") + "".join(out)
+    return (f"<h3>{e(clean(title))}</h3>" if title else "") + "".join(out)
 
 
-def _rich_html(table: Table) -> str:
-    headers, rows = table_rows(table)
-    title = Text.from_markup(str(table.title)).plain if table.title else ""
-    caption = Text.from_markup(str(table.caption)).plain if table.caption else ""
-    return _html_table(title, headers, rows, caption)
+def _converts_for(store: RunStore, runs: Sequence[Run]) -> List[Run]:
+    """The stored convert runs of the report's devices: where its bench models came from."""
+    devices = {r.device for r in runs if r.kind == "bench"}
+    return [c for d in sorted(devices) for c in store.list(device=d, kind="convert", limit=200)]
 
 
-def series_of(runs: Sequence[Run]) -> List[Series]:
-    """Bench runs as series, labelled by device (plus the run id where devices repeat)."""
-    bench = [r for r in runs if r.kind == "bench"]
-    devices = [r.device for r in bench]
+def _comparison(
+    runs: Sequence[Run], series: Sequence[Series], clean: Callable[[object], str]
+) -> List[str]:
+    """Two runs of one kind, before and after; not a native/converted pair (the headline
+    compares those: a slower converted model is no regression of the native one)."""
+    if len(runs) != 2 or runs[0].kind != runs[1].kind or data.pairs_of(series):
+        return []
+    try:
+        cmp = compare(runs[0], runs[1])
+    except EdgeError:
+        return []
+    rows = comparison_rows(cmp)
     return [
-        Series(
-            r.device if devices.count(r.device) == 1 else f"{r.device} {r.run_id}", r, r.result()
+        _html_table(
+            f"{cmp.a} -> {cmp.b}",
+            ["batch", "metric", cmp.a, cmp.b, "delta", ""],
+            rows,
+            clean,
+            f"regression: worse by more than {cmp.threshold_pct:g}%",
+            [d.regression for d in cmp.deltas],
         )
-        for r in bench
     ]
+
+
+def _sections(runs: Sequence[Run], series: Sequence[Series], clean: Any) -> List[str]:
+    t = _html_table
+    body = ["<h2>Runs</h2>"]
+    body.append(
+        t(
+            "",
+            ["run", "kind", "device", "model", "digest", "recipe", "created", "status"],
+            [
+                [r.run_id, r.kind, r.device, base_name(r.model), data.short_digest(r.model_digest)]
+                + [r.recipe or "-", data.when(r.created_at), r.status]
+                for r in runs
+            ],
+            clean,
+        )
+    )
+    body.append("<h2>Devices</h2>")
+    headers = ["device", "module", "JetPack", "TensorRT", "TensorFlow", "nvpmodel"]
+    headers += ["jetson_clocks", "throttled"]
+    notes = f"{data.FOOTNOTE_FACTS} {data.FOOTNOTE_CLOCKS}"
+    body.append(t("", headers, data.device_rows(runs), clean, notes))
+    body.append("<h2>Models</h2>")
+    headers = ["name", "digest", "size", "precision", "backend", "role", "runs"]
+    body.append(t("", headers, data.model_rows(runs, series), clean))
+    if series:
+        body.append("<h2>Bench settings</h2>")
+        headers = ["run", "model", "batch sizes", "iterations", "warmup", "scenario"]
+        headers += ["transfers timed", "CUDA graph", "telemetry", "native in job"]
+        body.append(t("", headers, data.settings_rows(series), clean))
+    body.append("<h2>Results</h2>")
+    label = {s.run.id: s.label for s in series}
+    label.update({r.id: f"{base_name(r.model)} @ {r.device}" for r in runs if r.id not in label})
+    by_kind = {k: [r for r in runs if r.kind == k] for k in ("convert", "bench", "validate")}
+    for title, headers, rows, caption in _prefixed(by_kind["convert"], label, _convert_tables):
+        body.append(t(title, headers, rows, clean, caption))
+    if series:
+        headers, rows = bench_rows(series)
+        noisy = any(b.noisy for s in series for b in s.result.runs)
+        caption = "latency in ms" + ("; * noisy: coefficient of variation above 10%" * noisy)
+        body.append(t("Benchmark", headers, rows, clean, caption))
+        for title, headers, rows, caption in _prefixed(by_kind["bench"], label, _power_tables):
+            body.append(t(title, headers, rows, clean, caption))
+    tables: List[Table] = []
+    if by_kind["validate"]:
+        tables = [validate_table([r.result() for r in by_kind["validate"]])]
+    for vt in tables:
+        headers, rows = table_rows(vt)
+        body.append(t("Validation", headers, rows, clean))
+    return body + _comparison(runs, series, clean)
 
 
 def build_report(run_ids: Sequence[str], out_dir: Path, store: Optional[RunStore] = None) -> Report:
@@ -387,58 +336,53 @@ def build_report(run_ids: Sequence[str], out_dir: Path, store: Optional[RunStore
     store = store or RunStore()
     try:
         runs = [store.get(i) for i in run_ids]
+        converts = _converts_for(store, runs)
     finally:
         if own:
             store.close()
     out_dir.mkdir(parents=True, exist_ok=True)
     rep = Report(html=out_dir / "report.html")
-    series = series_of(runs)
+    series = series_of(runs, converts)
+    clean = _Redact([*runs, *converts])
     e = safe_html
-    body = [
-        f"<h1>jetson-edge report: {e(', '.join(r.run_id for r in runs))}</h1>",
-        f"<p>generated {datetime.now(timezone.utc).isoformat(timespec='seconds')}</p>",
-        "<h2>Runs</h2>",
+    rep.headline = [clean(line) for line in data.headline(runs, series)]
+    axis = latency_axis(series)
+    rep.outliers = [
+        clean(f"{o.stat} {o.value:.3f} ms of {o.label} at batch {o.batch}")
+        for o in (axis.outliers if axis else [])
     ]
-    keys = ["id", "kind", "device", "model", "model_digest", "recipe", "created_at", "status"]
-    body.append(_html_table("", keys, [[str(r.summary()[k] or "-") for k in keys] for r in runs]))
-    body.append("<h2>Results</h2>")
-    body += [_rich_html(t) for t in result_tables(runs)]
-    if len(runs) == 2 and runs[0].kind == runs[1].kind:
-        try:
-            cmp = compare(runs[0], runs[1])
-        except EdgeError:
-            cmp = None
-        if cmp is not None:
-            rows = comparison_rows(cmp)
-            body.append(
-                _html_table(
-                    f"{cmp.a} -> {cmp.b}",
-                    ["batch", "metric", cmp.a, cmp.b, "delta", ""],
-                    rows,
-                    f"regression: worse by more than {cmp.threshold_pct:g}%",
-                    [d.regression for d in cmp.deltas],
-                )
-            )
-    body.append("<h2>Plots</h2>")
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    body = [
+        "<h1>jetson-edge report</h1>",
+        '<div class="headline">' + "".join(f"<p>{e(h)}</p>" for h in rep.headline) + "</div>",
+        f'<p class="meta">runs {e(", ".join(r.run_id for r in runs))}; generated {generated}</p>',
+        *_sections(runs, series, clean),
+        "<h2>Plots</h2>",
+    ]
     for name, title, fn, why in PLOTS:
         png = out_dir / f"{name}.png"
         png.unlink(missing_ok=True)
         n = fn(series, png)
         rep.points[title] = n
-        if n:
-            rep.plots.append(png)
-            data = base64.b64encode(png.read_bytes()).decode("ascii")
-            body.append(
-                f'<figure id="{name}"><img alt="{e(title)}" '
-                f'src="data:image/png;base64,{data}"><figcaption>{e(title)} '
-                f"({e(png.name)})</figcaption></figure>"
-            )
-        else:
+        if not n:
             rep.skipped[title] = why
             body.append(f'<p class="skipped" id="{name}">{e(title)}: skipped, {e(why)}.</p>')
+            continue
+        rep.plots.append(png)
+        note = ""
+        if name == "latency" and rep.outliers:
+            note = "; beyond the axis, drawn at its top edge: " + "; ".join(rep.outliers)
+        data64 = base64.b64encode(png.read_bytes()).decode("ascii")
+        body.append(
+            f'<figure id="{name}"><img alt="{e(title)}" src="data:image/png;base64,{data64}">'
+            f"<figcaption>{e(title)} ({e(png.name)}){e(note)}</figcaption></figure>"
+        )
     page = (
-        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>jetson-edge report'
-        f"</title><style>{_CSS}</style></head><body>" + "\n".join(body) + "</body></html>\n"
+        '<!DOCTYPE html><html><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>jetson-edge report</title><style>{_CSS}</style></head><body>"
+        + "\n".join(body)
+        + "</body></html>\n"
     )
     rep.html.write_text(page, encoding="utf-8")
     return rep

@@ -11,22 +11,30 @@ from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
+from rich.text import Text
 
-from device_agent.protocol import BenchResult, ConvertResult, DeviceFacts, ValidateResult
+from device_agent.protocol import (
+    BenchResult,
+    BenchRun,
+    ConvertResult,
+    DeviceFacts,
+    ValidateResult,
+)
 from edge.core.untrusted import safe_text
 from edge.views.engines import build_table, capability_rows, plan_rows
+from edge.views.layout import FitTable
 
 
 def facts_table(name: str, facts: DeviceFacts) -> Table:
-    t = Table(title=safe_text(name), show_header=False)
-    t.add_column("fact", style="bold")
-    t.add_column("value")
+    t = FitTable(title=safe_text(name), show_header=False)
+    t.column("fact", style="bold").column("value", kind="text")
     j = facts.jetson
     rows = [
         ("module", j.module if j else "not a Jetson"),
         ("JetPack / L4T", f"{j.jetpack or '?'} / {j.l4t or '?'}" if j else "-"),
         ("compute capability", (j.compute_capability or "?") if j else "-"),
         ("nvpmodel", (j.nvpmodel or "-") if j else "-"),
+        ("jetson_clocks", _clocks(j.jetson_clocks) if j else "-"),
         ("memory", f"{facts.memory_available_mb} MB free of {facts.memory_total_mb} MB"),
         ("swap", f"{facts.swap_total_mb} MB"),
         ("disk free", f"{facts.disk_free_mb} MB"),
@@ -52,19 +60,11 @@ def facts_table(name: str, facts: DeviceFacts) -> Table:
 
 def convert_tables(results: Sequence[ConvertResult]) -> Group:
     """One overview table, then each device's engines."""
-    over = Table(title="Conversion")
-    for col in (
-        "device",
-        "status",
-        "backend",
-        "precision",
-        "engines",
-        "ops converted",
-        "build",
-        "validation",
-        "time",
-    ):
-        over.add_column(col)
+    over = FitTable(title="Conversion")
+    over.column("device").column("status").column("backend").column("precision")
+    over.column("engines", "number", drop=2).column("converted")
+    over.column("build", "text").column("validation", "text", drop=1)
+    over.column("time", "number", drop=4)
     parts: list = [over]
     for r in results:
         s = r.summary
@@ -82,9 +82,9 @@ def convert_tables(results: Sequence[ConvertResult]) -> Group:
         if r.tensorrt is not None:
             parts.append(build_table(r.device, r.tensorrt, s))
         elif s and s.engines:
-            et = Table(title=f"{safe_text(r.device)}: TensorRT engines")
-            for col in ("engine", "nodes", "top ops", "inputs", "outputs"):
-                et.add_column(col)
+            et = FitTable(title=f"{safe_text(r.device)}: TensorRT engines")
+            et.column("engine").column("nodes", "number").column("top ops", "text", drop=1)
+            et.column("inputs", "text").column("outputs", "text")
             for e in s.engines:
                 top = ", ".join(
                     f"{op} x{n}" for op, n in sorted(e.ops.items(), key=lambda kv: -kv[1])[:4]
@@ -98,59 +98,105 @@ def convert_tables(results: Sequence[ConvertResult]) -> Group:
                 )
             parts.append(et)
         if s and s.non_converted:
-            nt = Table(title=f"{safe_text(r.device)}: ops not converted")
-            for col in ("op", "count", "reason"):
-                nt.add_column(col)
+            nt = FitTable(title=f"{safe_text(r.device)}: ops not converted")
+            nt.column("op").column("count", "number").column("reason", "text")
             for n in s.non_converted:
                 nt.add_row(safe_text(n.op), str(n.count), safe_text(n.reason))
             parts.append(nt)
     return Group(*parts)
 
 
-def bench_table(results: Sequence[BenchResult], title: str = "Benchmark") -> Table:
-    """One row per (device, model, batch size); latencies in ms."""
-    t = Table(title=title)
-    for col in ("device", "model", "backend", "batch", "p50", "p90", "p99", "mean", "per s"):
-        t.add_column(col, justify="left" if col in ("device", "model", "backend") else "right")
-    noisy = False
-    for r in results:
+def bench_table(
+    results: Sequence[BenchResult],
+    title: str = "Benchmark",
+    models: Sequence[str] | None = None,
+) -> Table:
+    """One row per (device, model, batch size); latencies in ms. `models`: a label per
+    result (e.g. which is native, which converted), else the model's directory name.
+    Power columns when a run measured power, a speedup column when one was timed
+    against its native model."""
+    labels = list(models) if models is not None else [_short(r.model) for r in results]
+    runs = [b for r in results for b in r.runs]
+    power = any(b.power for b in runs)
+    speedup = any(b.speedup_vs_native for b in runs)
+    t = FitTable(title=title)
+    t.column("device").column("model").column("backend", drop=4).column("batch", "number")
+    t.column("p50", "number").column("p90", "number", drop=2).column("p99", "number", drop=3)
+    t.column("mean", "number", drop=5).column("per s", "number")
+    if power:
+        t.column("avg mW", "number").column("peak mW", "number", drop=3)
+        t.column("mJ/inf", "number", drop=1)
+    if speedup:
+        t.column("vs native", "number")
+    t.grouped("device", "model")
+    for r, label in zip(results, labels):
+        head = [safe_text(r.device), safe_text(label), safe_text(r.backend or "-")]
         if not r.runs:
-            t.add_row(
-                safe_text(r.device),
-                _short(r.model),
-                safe_text(r.backend or "-"),
-                "-",
-                "-",
-                "-",
-                "-",
-                "-",
-                _status(r.status),
-            )
+            rest = ["-"] * (len(t.columns) - 4)
+            t.add_row(*head, "-", *rest[:-1], _status(r.status))
         for run in r.runs:
             lat = run.latency_ms
-            noisy = noisy or run.noisy
-            t.add_row(
-                safe_text(r.device),
-                _short(r.model),
-                safe_text(r.backend or "-"),
+            cells = [
                 str(run.batch_size),
                 f"{lat.p50:.3f}",
                 f"{lat.p90:.3f}",
                 f"{lat.p99:.3f}",
                 f"{lat.mean:.3f}",
                 f"{run.throughput_per_s:,.0f}" + ("*" if run.noisy else ""),
-            )
-    t.caption = "latency in ms" + (
-        "; * noisy run: coefficient of variation above 10%" if noisy else ""
-    )
+            ]
+            if power:
+                cells += power_cells(run)
+            if speedup:
+                cells.append(f"{run.speedup_vs_native:.2f}x" if run.speedup_vs_native else "-")
+            t.add_row(*head, *cells)
+    notes = ["latency in ms"]
+    if any(b.noisy for b in runs):
+        notes.append("* noisy run: coefficient of variation above 10%")
+    if power:
+        notes.append("power: module input (tegrastats), mean and peak over the timed run")
+    t.caption = "; ".join(notes)
     return t
+
+
+def model_label(path: str | None, conversion: ConvertResult | None = None) -> str:
+    """A model by name and role: `mnist (native)`, or for the output of `conversion`
+    `mnist_trt (converted: tftrt backend, FP16)`."""
+    if conversion is None:
+        return f"{_short(path)} (native)"
+    how = f"{conversion.backend or '?'} backend, {conversion.precision or '?'}"
+    return f"{_short(path)} (converted: {safe_text(how)})"
+
+
+def power_cells(run: BenchRun) -> list[str]:
+    """[avg mW, peak mW, mJ per inference] of a run, "-" where it measured no power."""
+    p = run.power
+    if p is None:
+        return ["-", "-", "-"]
+    return [f"{p.avg_mw:,.0f}", f"{p.peak_mw:,.0f}", f"{p.energy_per_inference_mj:.3f}"]
+
+
+def headlines(results: Sequence[BenchResult]) -> list[str]:
+    """The `--scenario` headline of each result that ran one (single-stream p90, offline
+    best throughput), as `device: headline (scenario)`."""
+    return [
+        f"{safe_text(r.device)}: {safe_text(r.headline)} ({r.scenario})"
+        for r in results
+        if r.headline and r.scenario in ("single-stream", "offline")
+    ]
+
+
+def bench_view(results: Sequence[BenchResult]) -> Group:
+    """The bench table, then the scenario headlines (bold, one line each)."""
+    lines = [Text.from_markup(h, style="bold") for h in headlines(results)]
+    return Group(bench_table(results), *lines)
 
 
 def validate_table(results: Sequence[ValidateResult]) -> Table:
     """One row per (device, output): errors, mismatches, top-1 agreement and the verdict."""
-    t = Table(title="Validation")
-    for col in ("device", "output", "max abs err", "max rel err", "mismatched", "top-1", "result"):
-        t.add_column(col)
+    t = FitTable(title="Validation")
+    t.column("device").column("output").column("max abs err", "number")
+    t.column("max rel err", "number", drop=2).column("mismatched", "number", drop=1)
+    t.column("top-1", "number", drop=3).column("result")
     for r in results:
         v = r.validation
         for name, o in v.outputs.items() if v else []:
@@ -175,7 +221,7 @@ def validate_table(results: Sequence[ValidateResult]) -> Table:
 # jobs and for `edge jobs attach`.
 RESULT_VIEWS: dict[str, Callable[[Sequence[Any]], RenderableType]] = {
     "convert": convert_tables,
-    "bench": bench_table,
+    "bench": bench_view,
     "validate": validate_table,
 }
 
@@ -192,11 +238,10 @@ def plan_tables(plans: Sequence[Any]) -> Group:
         if p.plan is None:
             continue
         plan = p.plan
-        t = Table(
+        t = FitTable(
             title=safe_text(f"{p.device}: conversion plan ({plan.backend})"), show_header=False
         )
-        t.add_column("what", style="bold")
-        t.add_column("value")
+        t.column("what", style="bold").column("value", "text")
         if plan.tensorrt is not None:
             for k, v in plan_rows(plan.tensorrt):
                 t.add_row(k, safe_text(v))
@@ -227,9 +272,10 @@ def plan_tables(plans: Sequence[Any]) -> Group:
 
 def push_table(results: Sequence[Any]) -> Table:
     """PushResult rows: what travelled and what the device already had."""
-    t = Table(title="Push")
-    for col in ("device", "status", "files sent", "MB sent", "MB skipped", "MB/s", "seconds"):
-        t.add_column(col, justify="left" if col in ("device", "status") else "right")
+    t = FitTable(title="Push")
+    t.column("device").column("status").column("files sent", "number")
+    t.column("MB sent", "number").column("MB skipped", "number", drop=2)
+    t.column("MB/s", "number", drop=1).column("seconds", "number", drop=3)
     for r in results:
         rate = r.bytes_sent / r.seconds / 1e6 if r.seconds else 0.0
         t.add_row(
@@ -249,19 +295,38 @@ def print_failures(console: Console, results: Sequence[Any]) -> None:
     for r in results:
         if r.status != "succeeded":
             console.print(
-                f"[bold red]{safe_text(r.device)}: failed:[/] {safe_text(r.error)}", highlight=False
+                f"[bold red]{safe_text(r.device)}: failed:[/] {safe_text(r.error)}",
+                highlight=False,
+                soft_wrap=True,  # the terminal wraps it: a command in it stays one line
             )
             if r.hint:
-                console.print(f"  [bold]hint:[/] {safe_text(r.hint)}", highlight=False)
+                console.print(
+                    f"  [bold]hint:[/] {safe_text(r.hint)}", highlight=False, soft_wrap=True
+                )
 
 
 def _build_note(r: ConvertResult) -> str:
+    """What the conversion did about TensorRT engines, as it happened."""
     if r.cache == "shared":
         return f"shared from {safe_text(r.shared_from)}"
     if r.cache == "hit":
         return "cache hit"
     retries = len([a for a in r.attempts if a.outcome == "oom"])
-    return "built" + (f" ({retries} OOM retries)" if retries else "")
+    suffix = f" ({retries} OOM retries)" if retries else ""
+    engines = len(r.summary.engines) if r.summary else 0
+    if r.backend == "native":
+        return "no engines (native)" + suffix
+    if not r.engines_built:
+        if engines:  # TF-TRT segments whose engines are built when the model first runs
+            return f"{_count(engines, 'engine')} at first run" + suffix
+        return f"no engines ({safe_text(r.backend or '?')}: nothing converted)" + suffix
+    if r.tensorrt is not None:
+        return "engine built" + suffix
+    return f"{_count(engines, 'engine')} built" + suffix
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _validation_note(v: Any) -> str:
@@ -281,3 +346,9 @@ def _short(path: str | None) -> str:
     if not path:
         return "-"
     return safe_text(path.rstrip("/").split("/")[-1])
+
+
+def _clocks(pinned: bool | None) -> str:
+    if pinned is None:
+        return "unknown (clocks not readable)"
+    return "on (clocks pinned at max)" if pinned else "off"

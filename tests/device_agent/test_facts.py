@@ -41,6 +41,7 @@ EXPECTED: Dict[str, Dict[str, Any]] = {
             "soc": "tegra210",
             "device_tree_model": "NVIDIA Jetson Nano Developer Kit",
             "nvpmodel": "MAXN",  # pmode:0000 -> ID=0 NAME=MAXN
+            "jetson_clocks": None,  # no cpufreq/devfreq files in this tree
         },
     },
     "xavier-nx-jp5": {
@@ -58,6 +59,7 @@ EXPECTED: Dict[str, Dict[str, Any]] = {
             "soc": "tegra194",
             "device_tree_model": "NVIDIA Jetson Xavier NX Developer Kit",
             "nvpmodel": None,  # no nvpmodel files in this tree
+            "jetson_clocks": False,  # GPU min == max, but every CPU's 115200 < 1907200 kHz
         },
     },
     "orin-nano-jp6": {
@@ -77,6 +79,7 @@ EXPECTED: Dict[str, Dict[str, Any]] = {
                 "NVIDIA Jetson Orin Nano Engineering Reference Developer Kit Super"
             ),
             "nvpmodel": "MAXN_SUPER",  # pmode:0002 -> ID=2 NAME=MAXN_SUPER
+            "jetson_clocks": True,  # 6 CPUs and 17000000.gpu at min == max (VIC not counted)
         },
     },
     "agx-orin-jp6": {
@@ -94,6 +97,7 @@ EXPECTED: Dict[str, Dict[str, Any]] = {
             "soc": "tegra234",
             "device_tree_model": "NVIDIA Jetson AGX Orin Developer Kit",
             "nvpmodel": None,
+            "jetson_clocks": None,
         },
     },
     "thor-jp7": {
@@ -111,6 +115,7 @@ EXPECTED: Dict[str, Dict[str, Any]] = {
             "soc": "tegra264",
             "device_tree_model": "NVIDIA Jetson AGX Thor Developer Kit",
             "nvpmodel": None,
+            "jetson_clocks": None,
         },
     },
     "x86-host": {

@@ -362,3 +362,20 @@ def test_parse_nvpmodel_conf() -> None:
 )
 def test_nvpmodel_name(status: object, conf: object, name: object) -> None:
     assert jetson.nvpmodel_name(status, conf) == name  # type: ignore[arg-type]
+
+
+def test_clocks_pinned_needs_every_known_pair_at_its_maximum() -> None:
+    assert jetson.clocks_pinned([(1728000, 1728000), (1020000000, 1020000000)]) is True
+    assert jetson.clocks_pinned([(115200, 1907200), (1109250000, 1109250000)]) is False
+    # an unreadable pair does not decide; none readable is "unknown", not "off"
+    assert jetson.clocks_pinned([(None, 1907200), (5, 5)]) is True
+    assert jetson.clocks_pinned([(None, None)]) is None
+    assert jetson.clocks_pinned([]) is None
+
+
+def test_parse_freq_and_gpu_devfreq_names() -> None:
+    assert jetson.parse_freq("1190400\n") == 1190400
+    assert jetson.parse_freq("") is None and jetson.parse_freq("n/a") is None
+    gpu = ["17000000.gv11b", "17000000.ga10b", "17000000.gpu", "57000000.gpu", "17000000.gp10b"]
+    assert all(jetson.GPU_DEVFREQ_RE.search(n) for n in gpu)
+    assert not any(jetson.GPU_DEVFREQ_RE.search(n) for n in ["15340000.vic", "15480000.nvdec"])

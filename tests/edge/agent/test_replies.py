@@ -340,16 +340,19 @@ def test_fleet_keeps_the_good_devices_results(
     )
     targets = "d1,d2,d3"
 
-    for args in (["info", targets, "--json"], ["fleet", "probe", targets, "--json"]):
+    for args in (
+        ["info", "--to", targets, "--json"],
+        ["fleet", "probe", "--to", targets, "--json"],
+    ):
         proc = _edge(*args)
         _one_clear_failure(proc, "info")
         rows = {r["device"]: r for r in json.loads(proc.stdout)}
         assert list(rows) == ["d1", "d2", "d3"]
         for good in ("d1", "d3"):
-            facts = rows[good].get("facts", rows[good])  # probe nests them, info does not
+            facts = rows[good]["facts"]  # info and probe: one object per device
             assert facts["hostname"] and facts["memory_total_mb"] > 0, rows[good]
         assert "memory_total_mb" in rows["d2"]["error"] and rows["d2"]["hint"]
-    table = _edge("info", targets)
+    table = _edge("info", "--to", targets)
     _one_clear_failure(table, "info")
     assert "d1" in table.stdout and "d3" in table.stdout
 

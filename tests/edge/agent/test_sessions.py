@@ -112,7 +112,7 @@ def test_with_the_multiplexer_at_most_one_direct_login(
     assert edge("mux", "start").returncode == 0
     logins = Logins(ssh_env)
     for name in BOARDS:  # the multiplexer's own connection: one login, kept
-        assert edge("info", name, "--json").returncode == 0
+        assert edge("info", "--to", name, "--json").returncode == 0
     assert logins.take() == {n: 1 for n in BOARDS}
     for what, proc in _commands(mnist_model, calib):
         assert proc.returncode == 0, (what, proc.stderr)

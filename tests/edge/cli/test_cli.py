@@ -24,9 +24,11 @@ def edge(
 
 
 def test_info_local_json_contract() -> None:
-    proc = edge("info", "local", "--json")
+    proc = edge("info", "--to", "local", "--json")
     assert proc.returncode == 0, proc.stderr
-    data = json.loads(proc.stdout)
+    (row,) = json.loads(proc.stdout)  # one object per device, whatever fails
+    assert (row["device"], row["status"], row["error"]) == ("local", "succeeded", None)
+    data = row["facts"]
     for key in (
         "agent_version",
         "protocol",

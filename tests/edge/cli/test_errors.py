@@ -36,7 +36,7 @@ def test_every_host_error_is_an_agent_error() -> None:
 
 
 def _main(monkeypatch: pytest.MonkeyPatch, exc: BaseException) -> None:
-    def app() -> None:
+    def app(**_: object) -> None:  # main() passes prog_name
         raise exc
 
     monkeypatch.setattr(cli_main, "app", app)

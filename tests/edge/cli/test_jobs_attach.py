@@ -49,7 +49,7 @@ def jobs_run(
         proc = _edge(env, *argv)
         assert proc.returncode == 0, proc.stderr
         printed[kind] = proc.stdout
-    listing = _edge(env, "jobs", "ls", "local", "--json")
+    listing = _edge(env, "jobs", "ls", "--to", "local", "--json")
     assert listing.returncode == 0, listing.stderr
     ids = {j["kind"]: j["job_id"] for j in json.loads(listing.stdout)}
     assert set(ids) == set(commands)

@@ -58,7 +58,7 @@ def test_defaults_when_nothing_is_set(clean_env: pytest.MonkeyPatch, tmp_path: P
     assert inventory_path() == config / "fleet.yaml"
     assert known_hosts_path() == config / "known_hosts"
     assert ssh_config_path() == Path.home() / ".ssh" / "config"
-    assert recipes_dir() == ROOT / "recipes"
+    assert recipes_dir() == ROOT / "edge" / "recipes" / "builtin"
     assert local_device().python == sys.executable
     assert dead_link_seconds() == 30.0 and reconnect_tries() == 8
 

@@ -70,7 +70,7 @@ def raw(
 
 
 def test_no_tty_and_no_flag_is_refused_and_nothing_written(raw: SshServer) -> None:
-    proc = edge("fleet", "trust", "raw")
+    proc = edge("fleet", "trust", "--to", "raw")
     assert proc.returncode == 1
     assert fp_of(raw) in proc.stdout + proc.stderr  # shown, ...
     assert "--yes" in proc.stderr and "--fingerprint" in proc.stderr  # ... not taken
@@ -79,16 +79,16 @@ def test_no_tty_and_no_flag_is_refused_and_nothing_written(raw: SshServer) -> No
 
 def test_fingerprint_pins_the_key(raw: SshServer) -> None:
     wrong = "SHA256:" + "A" * 43
-    proc = edge("fleet", "trust", "raw", "--fingerprint", wrong)
+    proc = edge("fleet", "trust", "--to", "raw", "--fingerprint", wrong)
     assert proc.returncode == 1 and wrong in proc.stderr and fp_of(raw) in proc.stderr
     assert not known_hosts_path().exists()
-    proc = edge("fleet", "trust", "raw", "--fingerprint", fp_of(raw), "--json")
+    proc = edge("fleet", "trust", "--to", "raw", "--fingerprint", fp_of(raw), "--json")
     assert proc.returncode == 0, proc.stderr
     row = json.loads(proc.stdout)
     assert row["fingerprint"] == fp_of(raw) and row["status"] == "succeeded"
     assert known_hosts_path().read_text() == f"[{raw.host}]:{raw.port} {key_of(raw)}\n"
     assert known_hosts_path().stat().st_mode & 0o777 == 0o600
-    again = json.loads(edge("fleet", "trust", "raw", "--json").stdout)
+    again = json.loads(edge("fleet", "trust", "--to", "raw", "--json").stdout)
     assert again["already_trusted"] is True  # nothing to ask when nothing changes
 
 
@@ -106,13 +106,13 @@ def test_changed_key_needs_replace_then_is_replaced_atomically(
     )
     path.write_text(before)
     path.chmod(0o600)
-    proc = edge("fleet", "trust", "raw", "--yes")
+    proc = edge("fleet", "trust", "--to", "raw", "--yes")
     assert proc.returncode == 1
     assert fp_of(old) in proc.stderr and fp_of(raw) in proc.stderr
     assert "--replace" in proc.stderr
     assert path.read_text() == before
     inode = path.stat().st_ino
-    proc = edge("fleet", "trust", "raw", "--yes", "--replace", "--json")
+    proc = edge("fleet", "trust", "--to", "raw", "--yes", "--replace", "--json")
     assert proc.returncode == 0, proc.stderr
     row = json.loads(proc.stdout)
     assert row["replaced"] == [fp_of(old)] and row["fingerprint"] == fp_of(raw)
@@ -151,7 +151,7 @@ def test_trust_behind_a_bastion_known_only_to_the_fleet_file(
     inv = Inventory.load()
     inv.add(Device(name="dj", host="dj", python=str(device_python), root=str(tmp_path / "root")))
     inv.save()
-    proc = edge("fleet", "trust", "dj", "--yes", "--json")
+    proc = edge("fleet", "trust", "--to", "dj", "--yes", "--json")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["fingerprint"] == fp_of(dj)
     assert f"[{dj.host}]:{dj.port} {key_of(dj)}" in fleet_known.read_text().splitlines()
@@ -182,9 +182,9 @@ def _on_a_terminal(answer: bytes, *args: str) -> tuple[int, str]:
 
 
 def test_on_a_terminal_the_key_is_shown_and_asked_for(raw: SshServer) -> None:
-    code, text = _on_a_terminal(b"n\n", "fleet", "trust", "raw")
+    code, text = _on_a_terminal(b"n\n", "fleet", "trust", "--to", "raw")
     assert code == 1 and fp_of(raw) in text and "Trust this key?" in text
     assert not known_hosts_path().exists()
-    code, text = _on_a_terminal(b"y\n", "fleet", "trust", "raw")
+    code, text = _on_a_terminal(b"y\n", "fleet", "trust", "--to", "raw")
     assert code == 0, text
     assert known_hosts_path().read_text() == f"[{raw.host}]:{raw.port} {key_of(raw)}\n"

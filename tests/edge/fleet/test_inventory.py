@@ -475,6 +475,7 @@ def test_cli_add_ls_rm() -> None:
         "python": "python3",
         "root": "~/.edge",
         "tags": ["orin", "lab", "agx"],
+        "jump": None,
     }
     code, out = run("add", "nano1", "--host", "nano1.local", "--python", "/usr/bin/python3.8")
     assert code == 0 and "added nano1" in out and str(config_dir()) in out
@@ -488,12 +489,13 @@ def test_cli_add_ls_rm() -> None:
     code, out = run("ls", "--json")
     rows = json.loads(out)
     assert [r["name"] for r in rows] == ["nano1", "orin1"]
-    assert rows[0]["host"] == "nano1.lan" and rows[0]["python"] == "python3"
-    code, out = run("ls", "tag:lab,local", "--json")
+    # --replace changed the host and kept the rest (the python given when it was added)
+    assert rows[0]["host"] == "nano1.lan" and rows[0]["python"] == "/usr/bin/python3.8"
+    code, out = run("ls", "--to", "tag:lab,local", "--json")
     assert [r["name"] for r in json.loads(out)] == ["orin1", "local"]
     code, out = run("ls")
     assert code == 0 and "orin1" in out and "10.0.0.5" in out and "nano1.lan" in out
-    code, out = run("ls", "nope")
+    code, out = run("ls", "--to", "nope")
     assert code == 1 and "edge fleet add" in out
 
     code, out = run("rm", "orin1", "ghost")
@@ -518,7 +520,7 @@ def test_cli_import(tmp_path: Path) -> None:
     assert code == 0 and f"{len(EXPECTED)} added, 0 skipped" in out
     stored = {d.name: d for d in F.Inventory.load().devices()}
     assert stored["nano01"].host == "nano01" and stored["orin-nano"].port == 2222
-    code, out = run("ls", "tag:xaviers", "--json")
+    code, out = run("ls", "--to", "tag:xaviers", "--json")
     assert [r["name"] for r in json.loads(out)] == ["xavier-nx"]
     code, out = run("import", str(tmp_path / "missing.ini"))
     assert code == 1 and "cannot read" in out

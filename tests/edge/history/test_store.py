@@ -286,7 +286,7 @@ def test_ls_json_contract_and_show() -> None:
     assert table.exit_code == 0 and "r2" in table.output
     show = runner.invoke(app, ["show", "r1"])
     assert show.exit_code == 0, show.output
-    assert "Benchmark" in show.output and "Power" in show.output
+    assert "Benchmark" in show.output and "avg mW" in show.output
     assert "Conversion" in runner.invoke(app, ["show", "r2"]).output
     assert (
         json.loads(runner.invoke(app, ["show", "2", "--json"]).stdout)["metrics"]["precision"]
@@ -341,6 +341,7 @@ def test_migrates_schema1_fixture(tmp_path: Path) -> None:
             assert run.options == json.loads(row[6]).get("options")
             assert run.job_id == json.loads(row[6])["job_id"]
             assert run.result().device == "orin-1"
+            assert run.context == {}  # recorded before schema 3 kept any
         assert runs[1].options["batch_sizes"] == [1, 8]
         assert store.record("bench", bench(), "m", "digest").run_id == "r3"
     with sqlite3.connect(path) as db:
@@ -355,7 +356,24 @@ def test_migrates_schema1_fixture(tmp_path: Path) -> None:
         "artifacts",
         "job_id",
         "labels",
+        "context",
     } <= cols
+
+
+def test_context_is_kept(tmp_path: Path) -> None:
+    """What a run was made with beyond its result (`record_runs`: model size, facts)."""
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "saved_model.pb").write_bytes(b"x" * 1234)
+    with RunStore(tmp_path / "runs.sqlite") as store:
+        context = {"model_bytes": 1234, "device_facts": {"jetson": {"nvpmodel": "MAXN"}}}
+        run = store.record("bench", bench(), "m", context=context)
+        assert store.get(run.run_id).context == context
+        assert store.record("bench", bench(), "m").context == {}
+    from edge.history.record import run_context
+
+    assert run_context(model) == {"model_bytes": 1234}
+    assert run_context(tmp_path / "gone") == {}  # a model no longer on this host
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:

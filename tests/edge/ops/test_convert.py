@@ -54,9 +54,12 @@ def test_dry_run_plans_bind_to_the_real_converter(mnist_model: Path, calib_npz: 
         "--dry-run",
         "--json",
     )
-    assert proc.returncode == 0, proc.stderr
+    # no TF-TRT here: the plan still prints, and the device's verdict makes it exit 1
+    assert proc.returncode == 1, proc.stderr
     (row,) = json.loads(proc.stdout)
     plan = row["plan"]
+    assert "local: cannot work: tftrt requested" in proc.stderr
+    assert any("would fail" in b for b in plan["blockers"]), plan["blockers"]
     for key in (
         "backend",
         "converter_kwargs",

@@ -256,21 +256,22 @@ def test_host_keys_unknown_refused_trust_then_changed_refused(
             root=str(tmp_path / "roots" / "raw"),
         ),
     )
-    proc = edge_cli("info", "raw", "--json")
-    assert proc.returncode == 1 and "unknown host key" in proc.stderr
-    assert "edge fleet trust raw" in proc.stderr and "SHA256:" in proc.stderr
-    trusted = edge_cli("fleet", "trust", "raw", "--yes", "--json")
+    proc = edge_cli("info", "--to", "raw", "--json")
+    (row,) = json.loads(proc.stdout)  # --json: the failure is the device's row
+    assert proc.returncode == 1 and "unknown host key" in row["error"]
+    assert "edge fleet trust --to raw" in row["hint"] and "SHA256:" in row["error"] + row["hint"]
+    trusted = edge_cli("fleet", "trust", "--to", "raw", "--yes", "--json")
     assert trusted.returncode == 0, trusted.stderr
     fp = json.loads(trusted.stdout)["fingerprint"]
     offered = subprocess.run(
         ["ssh-keygen", "-lf", str(server.host_key_path) + ".pub"], capture_output=True, text=True
     ).stdout.split()[1]
     assert fp == offered
-    assert json.loads(edge_cli("info", "raw", "--json").stdout)["agent_version"]
+    assert json.loads(edge_cli("info", "--to", "raw", "--json").stdout)[0]["facts"]["agent_version"]
     # the board is "reflashed": the recorded key no longer matches
     other = ssh_env["d1"].host_key_pub.split()[:2]
     known.write_text(f"[{server.host}]:{server.port} {' '.join(other)}\n")
-    proc = edge_cli("info", "raw")
+    proc = edge_cli("info", "--to", "raw")
     assert proc.returncode == 1 and "HOST KEY CHANGED" in proc.stderr
 
 
@@ -278,9 +279,9 @@ def test_proxyjump_through_the_bastion(
     ssh_env: SshFleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     register(tmp_path, monkeypatch, ["dj"])
-    proc = edge_cli("info", "dj", "--json")
+    proc = edge_cli("info", "--to", "dj", "--json")
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["device"] == "dj"
+    assert json.loads(proc.stdout)[0]["device"] == "dj"
     # dj's sshd saw the connection come from the bastion's tunnel, not from us directly
     assert "Accepted publickey" in Path(ssh_env["dj"].log_path).read_text()
 
@@ -355,7 +356,7 @@ def test_jobs_ls_attach_logs_and_pull(
     )
     (result,) = run.results
     assert result.status == "succeeded"
-    listing = json.loads(edge_cli("jobs", "ls", "d2", "--json").stdout)
+    listing = json.loads(edge_cli("jobs", "ls", "--to", "d2", "--json").stdout)
     assert [j["job_id"] for j in listing] == [result.job_id]
     attached = edge_cli("jobs", "attach", result.job_id, "--to", "d2", "--json")
     assert attached.returncode == 0, attached.stderr
@@ -363,10 +364,10 @@ def test_jobs_ls_attach_logs_and_pull(
     logs = edge_cli("jobs", "logs", result.job_id, "--to", "d2")
     assert "native backend: saved" in logs.stdout
     out = tmp_path / "pulled"
-    pulled = edge_cli("pull", result.job_id, "--from", "d2", "--out", str(out), "--json")
+    pulled = edge_cli("pull", result.job_id, "--to", "d2", "--out", str(out), "--json")
     assert pulled.returncode == 0, pulled.stderr
     assert tree_hashes(out) == tree_hashes(Path(result.output_model))
-    again = edge_cli("pull", result.job_id, "--from", "d2", "--out", str(out))
+    again = edge_cli("pull", result.job_id, "--to", "d2", "--out", str(out))
     assert again.returncode == 1 and "already exists" in again.stderr
 
 
@@ -377,7 +378,7 @@ def test_probe_caches_facts_and_reports_down_devices(
 
     register(tmp_path, monkeypatch, NAMES)
     ssh_env["d4"].stop()
-    proc = edge_cli("fleet", "probe", "all", "--json")
+    proc = edge_cli("fleet", "probe", "--to", "all", "--json")
     assert proc.returncode == 1
     rows = {r["device"]: r for r in json.loads(proc.stdout)}
     assert rows["d4"]["status"] == "failed"

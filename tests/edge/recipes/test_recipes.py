@@ -31,7 +31,7 @@ from edge.recipes.schema import (
     parse_size,
 )
 
-RECIPES_DIR = Path(__file__).resolve().parents[3] / "recipes"
+RECIPES_DIR = Path(__file__).resolve().parents[3] / "edge" / "recipes" / "builtin"
 SHIPPED = sorted(p.stem for p in RECIPES_DIR.iterdir() if p.suffix in (".yaml", ".yml"))
 CLASSES: List[Optional[str]] = [None, *known_device_classes()]
 
@@ -607,7 +607,7 @@ def test_main_entry_point_maps_recipe_errors_to_exit_1(tmp_path: Path) -> None:
             [sys.executable, "-c", script, "recipes", *args],
             text=True,
             capture_output=True,
-            cwd=RECIPES_DIR.parent,
+            cwd=RECIPES_DIR.parents[2],  # the repository root
             env=env,
             timeout=120,
         )

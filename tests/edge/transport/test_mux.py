@@ -50,11 +50,11 @@ def test_probe_reuses_the_multiplexers_connections(
         assert status["running"] and Path(status["socket"]).exists()
         assert Path(status["socket"]).stat().st_mode & 0o077 == 0  # owner only
         assert Path(status["socket"]).parent.stat().st_mode & 0o077 == 0
-        cold = edge("fleet", "probe", "all", "--json")  # connects, installs the agent
+        cold = edge("fleet", "probe", "--to", "all", "--json")  # connects, installs the agent
         assert cold.returncode == 0, cold.stderr
         before = accepted(ssh_env)
         start = time.monotonic()
-        warm = edge("fleet", "probe", "all", "--json")
+        warm = edge("fleet", "probe", "--to", "all", "--json")
         warm_s = time.monotonic() - start
         assert warm.returncode == 0, warm.stderr
         assert [r["status"] for r in json.loads(warm.stdout)] == ["succeeded"] * 4
@@ -66,6 +66,6 @@ def test_probe_reuses_the_multiplexers_connections(
     while time.monotonic() < deadline and Path(status["socket"]).exists():
         time.sleep(0.1)
     assert not Path(status["socket"]).exists()
-    after = edge("fleet", "probe", "d1", "--json")  # without it: a direct connection again
+    after = edge("fleet", "probe", "--to", "d1", "--json")  # without it: a direct connection again
     assert after.returncode == 0
     assert accepted(ssh_env)["d1"] == before["d1"] + 1

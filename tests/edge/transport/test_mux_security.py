@@ -141,7 +141,7 @@ def test_a_socket_another_user_planted_is_never_used(
         )
         inv.save()
         before = logins(ssh_env)
-        probe = edge("fleet", "probe", "d1", "--json")
+        probe = edge("fleet", "probe", "--to", "d1", "--json")
         assert probe.returncode == 0, probe.stderr
         assert [r["status"] for r in json.loads(probe.stdout)] == ["succeeded"]
         assert logins(ssh_env) > before  # a direct SSH connection did the work

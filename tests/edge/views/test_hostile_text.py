@@ -88,7 +88,7 @@ def test_safe_text_round_trips_through_rich() -> None:
 
 def test_info_shows_hostile_facts_as_text(hostile: Path) -> None:
     set_replies(hostile, {"info": json_reply(_facts())})
-    proc = edge_cli("info", "h")
+    proc = edge_cli("info", "--to", "h")
     assert proc.returncode == 0, proc.stderr
     _no_raw_control(proc.stdout + proc.stderr)
     assert CLOSE in proc.stdout and STYLE in proc.stdout and "link" in proc.stdout
@@ -96,7 +96,7 @@ def test_info_shows_hostile_facts_as_text(hostile: Path) -> None:
 
 def test_device_error_and_hint_print_as_text(hostile: Path) -> None:
     set_replies(hostile, {"info": json_reply({"error": HOSTILE, "hint": HOSTILE}, exit=3)})
-    proc = edge_cli("info", "h")
+    proc = edge_cli("info", "--to", "h")
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr, proc.stderr
     _no_raw_control(proc.stdout + proc.stderr)
@@ -119,7 +119,7 @@ def _job(**kw: Any) -> dict[str, Any]:
 
 def test_jobs_ls_shows_hostile_jobs_as_text(hostile: Path) -> None:
     set_replies(hostile, {"jobs": json_reply([_job(), _job(job_id=f"j-{CLOSE}")])})
-    proc = edge_cli("jobs", "ls", "h")
+    proc = edge_cli("jobs", "ls", "--to", "h")
     _no_raw_control(proc.stdout + proc.stderr)
     assert "Traceback" not in proc.stderr, proc.stderr
     assert CLOSE in proc.stdout + proc.stderr

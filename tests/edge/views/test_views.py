@@ -71,18 +71,27 @@ def assert_literal(text: str) -> None:
 # --------------------------------------------------------------------------- fleet
 
 
-def test_inventory_table_rows_and_literal_markup() -> None:
+def test_inventory_table_rows_and_literal_markup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import getpass
+
+    (tmp_path / "ssh_config").write_text("Host gw\n    HostName 10.0.0.1\n")
+    monkeypatch.setenv("EDGE_SSH_CONFIG", str(tmp_path / "ssh_config"))  # no Host h, nano1
     devices = [
         Device("nano1", host="10.0.0.5", user="ubuntu", port=2222, tags=["lab", "nano"]),
         Device("local"),
-        Device("odd", host="h", tags=[MARKUP]),
+        Device("odd", host="h", tags=[MARKUP], jump="gw"),
     ]
     table = inventory_table(devices, Path("/tmp/fleet.yaml"))
-    assert header(table) == ["name", "host", "port", "user", "python", "root", "tags"]
+    assert header(table) == ["name", "host", "endpoint", "port", "user", "python", "root", "tags"]
+    me = getpass.getuser()
     assert rows(table) == [
-        ["nano1", "10.0.0.5", "2222", "ubuntu", "python3", "~/.edge", "lab, nano"],
-        ["local", "(this machine)", "-", "-", "python3", "~/.edge", "-"],
-        ["odd", "h", "-", "-", "python3", "~/.edge", MARKUP],
+        ["nano1", "10.0.0.5", "ubuntu@10.0.0.5:2222", "2222", "ubuntu", "python3", "~/.edge"]
+        + ["lab, nano"],
+        ["local", "(this machine)", "-", "-", "-", "python3", "~/.edge", "-"],
+        ["odd", "h", f"{me}@h:22", "-", "-", "python3", "~/.edge", MARKUP],
+        ["", "", "via gw", "", "", "", "", ""],  # the jump on a line of its own
     ]
     assert "fleet (/tmp/fleet.yaml)" in render(table)
 
