@@ -65,6 +65,13 @@ def add(
             "--tag", help="Tag (repeatable or comma-separated); select with --to tag:NAME."
         ),
     ] = None,
+    jump: Annotated[
+        Optional[str],
+        typer.Option(
+            help="ProxyJump hops [user@]host[:port], comma-separated, as `ssh -J` "
+            "(default: the ssh config's; `none` for a direct connection)."
+        ),
+    ] = None,
     replace: Annotated[
         bool,
         typer.Option(
@@ -77,7 +84,7 @@ def add(
     inventory = Inventory.load()
     existed = name in inventory
     given: dict[str, Any] = {"host": host, "port": port, "user": user, "key": key}
-    given |= {"python": python, "root": root, "tags": _split(tag) if tag else None}
+    given |= {"python": python, "root": root, "tags": _split(tag) if tag else None, "jump": jump}
     fields = {k: v for k, v in given.items() if v is not None}
     if existed:  # without --replace, inventory.add refuses it and says so
         base = inventory.get(name)

@@ -287,6 +287,19 @@ def test_fleet_add_replace_keeps_what_is_not_given(fleet: Path) -> None:
     assert new.returncode == 1 and "--host" in new.stderr and "hint:" in new.stderr
 
 
+def test_fleet_add_jump_is_stored_shown_and_kept(fleet: Path) -> None:
+    added = edge("fleet", "add", "b1", "--host", "10.0.0.9", "--jump", "ops@bastion:2222", "--json")
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["jump"] == "ops@bastion:2222"
+    edge("fleet", "add", "b1", "--user", "jetson", "--replace")
+    (row,) = json.loads(edge("fleet", "ls", "--to", "b1", "--json").stdout)
+    assert (row["jump"], row["user"]) == ("ops@bastion:2222", "jetson")
+    listed = edge("fleet", "ls", "--to", "b1")
+    assert "via ops@bastion:2222" in listed.stdout, listed.stdout
+    bad = edge("fleet", "add", "b2", "--host", "h", "--jump", "-oProxyCommand=x")
+    assert bad.returncode == 1 and "jump" in bad.stderr
+
+
 def test_dry_run_exits_1_for_plans_that_cannot_work(mnist_model: Path) -> None:
     fine = edge("convert", str(mnist_model), "--dry-run", "--json")
     assert fine.returncode == 0, fine.stderr
