@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from device_agent.protocol import BenchOptions, ConvertOptions
-from edge.cli._utils import JsonOpt, console, err_console, print_json, progress_sink
+from edge.cli._utils import JsonOpt, console, err_console, output, print_json, progress_sink
 from edge.core.paths import data_dir
 from edge.core.untrusted import safe_text
 from edge.fleet.devices import local_device
@@ -44,17 +44,17 @@ def demo(
     if model is None:
         from edge.ops.demo_model import build_mnist_model
 
-        console.print(
+        _step(
             "[bold]1/3[/] building the TF-TRT guide's Keras MNIST model "
             "(trained briefly on generated digits)"
         )
         built = build_mnist_model(workdir / "mnist_saved_model")
         model = built.path
-        console.print(f"    saved {model} (test accuracy {built.test_accuracy:.1%})")
+        _step(f"    saved {model} (test accuracy {built.test_accuracy:.1%})")
     converted = workdir / "mnist_converted"
     if converted.exists():
         shutil.rmtree(converted)
-    console.print("[bold]2/3[/] converting on `local` (FP16 requested, backend auto)")
+    _step("[bold]2/3[/] converting on `local` (FP16 requested, backend auto)")
     sink = progress_sink(json_out)
     conv = conversion.convert(
         ConvertRequest(
@@ -74,7 +74,7 @@ def demo(
     result = conv.results[0]
     if result.fallback_reason:
         console.print(f"[yellow]note:[/] {safe_text(result.fallback_reason)}", highlight=False)
-    console.print("[bold]3/3[/] benchmarking native and converted models (batch 1 and 32)")
+    _step("[bold]3/3[/] benchmarking native and converted models (batch 1 and 32)")
     options = BenchOptions(batch_sizes=[1, 32], duration_seconds=duration)
     runs = [
         measure.bench(model, [device], options, on_event=sink),
@@ -104,7 +104,7 @@ def demo(
         soft_wrap=True,  # commands stay on one line
     )
     print_failures(err_console, results)
-    console.print(
+    _step(
         "On a Jetson, the same conversion builds TensorRT engines natively on its GPU: "
         "edge convert MODEL --to <device> --precision FP16",
         highlight=False,
@@ -120,3 +120,9 @@ def demo(
         )
     if not all(run.ok for run in runs):
         raise typer.Exit(1)
+
+
+def _step(text: str, **kwargs: object) -> None:
+    """A narrative line of the demo: left out under -q, like other progress."""
+    if not output.quiet:
+        console.print(text, **kwargs)  # type: ignore[arg-type]

@@ -334,3 +334,15 @@ def test_demo_json(tmp_path: Path, mnist_model: Path) -> None:
     assert [r["device"] for r in data["convert"]] == ["local"]
     assert [BenchResult.from_dict(r).status for r in data["bench"]] == ["succeeded"] * 2
     assert len(data["runs"]) == 3
+
+
+def test_demo_steps_are_progress_that_quiet_drops(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge.cli import _utils, demo
+    from edge.views.layout import PipeConsole
+
+    record = PipeConsole(width=100, record=True)
+    monkeypatch.setattr(demo, "console", record)
+    for quiet in (False, True):
+        monkeypatch.setattr(_utils.output, "quiet", quiet)
+        demo._step("[bold]1/3[/] building the model")
+    assert record.export_text().count("1/3 building the model") == 1
