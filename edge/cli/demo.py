@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -122,7 +122,7 @@ def demo(
         raise typer.Exit(1)
 
 
-def _step(text: str, **kwargs: object) -> None:
+def _step(text: str, **kwargs: Any) -> None:
     """A narrative line of the demo: left out under -q, like other progress."""
     if not output.quiet:
-        console.print(text, **kwargs)  # type: ignore[arg-type]
+        console.print(text, **kwargs)
