@@ -1,7 +1,7 @@
 """Push benchmark: `edge push` / `edge fleet probe` against scp, rsync, Ansible and
 parallel-ssh, on sshd devices in network namespaces (tbf-shaped veths, delay proxy).
 
-    sudo .venv/bin/python benchmarks/push_bench.py [--cases 1,2,3,4,5] [--devices 16] [--quick]
+    sudo .venv/bin/python benchmarks/push_bench.py [--cases 1,2,3,4,5,6] [--devices 16] [--quick]
 
 Needs root (network namespaces); without it, it says so and exits 0. See README.md.
 """
@@ -32,7 +32,7 @@ RESULTS = HERE / "RESULTS.md"
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--cases", default="1,2,3,4,5", help="comma-separated case numbers")
+    p.add_argument("--cases", default="1,2,3,4,5,6", help="comma-separated case numbers")
     p.add_argument("--devices", type=int, default=None, help="fan-out devices (16; quick: 4)")
     p.add_argument(
         "--probe-devices",
@@ -41,6 +41,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="devices of the larger probe in case 5 (32; quick: 8)",
     )
     p.add_argument("--mib", type=int, default=None, help="random payload MiB (128; quick: 32)")
+    p.add_argument(
+        "--scale-devices",
+        type=int,
+        default=None,
+        help="case 6's larger fleet (64; quick: 8); its smaller one is --devices",
+    )
+    p.add_argument(
+        "--scale-mib", type=int, default=None, help="case 6's random payload MiB (32; quick: 8)"
+    )
     p.add_argument("--quick", action="store_true", help="32 MiB, 4 devices (8 for the probe)")
     p.add_argument("--rate", type=float, default=100.0, help="link rate, Mbit/s")
     p.add_argument("--rtt", type=float, default=50.0, help="round-trip time of case 2, ms")
@@ -75,9 +84,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.devices = args.devices or (4 if args.quick else 16)
     args.probe_devices = args.probe_devices or (2 * args.devices if args.quick else 32)
     args.mib = args.mib or (32 if args.quick else 128)
+    args.scale_devices = args.scale_devices or (8 if args.quick else 64)
+    args.scale_mib = args.scale_mib or (8 if args.quick else 32)
     args.cases = sorted({int(c) for c in args.cases.split(",") if c.strip()})
     if bad := [c for c in args.cases if c not in CASES]:
-        p.error(f"unknown case(s) {bad}; cases are 1-5")
+        p.error(f"unknown case(s) {bad}; cases are 1-{max(CASES)}")
     if args.results is None and not args.quick:
         args.results = RESULTS
     return args
@@ -125,6 +136,21 @@ def notes(args: argparse.Namespace, tools: Tools, lab_devices: int) -> list[str]
         "untimed tiny run of edge, Ansible and parallel-ssh fills it before the cases. "
         "Device-side processes get sshd's plain environment.",
     ]
+    out += [
+        "Client CPU: user+sys seconds of the tool's processes and every descendant they "
+        "waited for (getrusage(RUSAGE_CHILDREN) deltas around the waited run; the lab's "
+        "sshd and delay proxy are the harness's children too, and a row whose run saw one "
+        "of them reaped says 'client CPU not counted'). Device-side CPU (sshd, the agent) "
+        "is not in it. CPU ms/MiB = CPU over payload x devices. A daemon a tool leaves "
+        "running (edge mux, Ansible's ssh masters) is not counted: warm rows are low bounds.",
+        "paramiko put: netlab/paramiko_put.py, one process, a thread per device, "
+        "SSHClient + SFTPClient.put of the file (aes128-gcm@openssh.com first, as edge "
+        "prefers it; host keys checked): the floor of a paramiko-based data path.",
+        f"Case 6 (scale): unshaped veths (no tbf), random {args.scale_mib} MiB; "
+        f"{args.devices} and {args.scale_devices} devices; 'aggregate MiB/s' = payload x "
+        "devices / seconds. Client and every sshd share this machine's CPUs, so the growth "
+        "shows where the CPUs, not the links, cap each tool.",
+    ]
     if not args.model_fanout:
         out.append("Case 3 pushed the random file only (--model-fanout adds the SavedModel).")
     return out
@@ -151,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     command = _command(argv)
     lab_n = max(
-        [args.devices if c in (3, 4, 5) else 1 for c in args.cases]
+        [args.devices if c in (3, 4, 5, 6) else 1 for c in args.cases]
         + [args.probe_devices if 5 in args.cases else 1]
+        + [args.scale_devices if 6 in args.cases else 1]
     )
     work = Path(tempfile.mkdtemp(prefix="edge-bench-"))
     # Python tools (edge, ansible) run with a bytecode cache, as in a normal install; the
@@ -166,9 +193,12 @@ def main(argv: list[str] | None = None) -> int:
             print("[setup] Keras SavedModel (built once, then cached) ...", file=sys.stderr)
             model = savedmodel_payload(args.device_python)
         random = random_payload(work, args.mib)
+        scale = None
+        if 6 in args.cases:
+            scale = random if args.scale_mib == args.mib else random_payload(work, args.scale_mib)
         with Lab(lab_n) as lab:
             tools = Tools(lab, work, args.device_python, timeout=120.0)
-            sizes = {1, args.devices, args.probe_devices}
+            sizes = {1, args.devices, args.probe_devices, args.scale_devices}
             groups = {f"n{k}": lab.devices[:k] for k in sorted(sizes) if k <= lab_n}
             print(f"[setup] fleet inventory with edge fleet add x{lab_n} ...", file=sys.stderr)
             if tools.has("edge"):
@@ -188,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
                 repeat=args.repeat,
                 model_fanout=args.model_fanout,
                 wait_idle=args.wait_idle,
+                scale=scale,
+                scale_devices=(args.devices, args.scale_devices),
             )
             for case in args.cases:
                 print(f"[case {case}] {CASES[case].__doc__}", file=sys.stderr, flush=True)

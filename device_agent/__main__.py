@@ -69,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
         help="prepare the uploads; blobs with more left go in byte ranges",
     )
     sub.add_parser("push-commit", help="verify uploads and materialize a Manifest (stdin)")
+    sub.add_parser(
+        "push-receive", help="write a push's framed byte stream (stdin) into the store's uploads"
+    )
     cache = sub.add_parser("cache", help="whether a converted model is cached under KEY")
     cache.add_argument("key")
     manifest = sub.add_parser("manifest", help="the Manifest of a directory under the root")
@@ -186,6 +189,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             else blobs.commit(manifest)
         )
         _print(push.to_dict())
+        return 0
+    if args.command == "push-receive":
+        from .receive import receive
+
+        _print(receive(args.root, sys.stdin.buffer).to_dict())
         return 0
     if args.command == "cache":
         from .convert import ModelCache

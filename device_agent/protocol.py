@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import struct
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Dict, List, Optional, Tuple, Type, TypeVar
 
@@ -469,6 +470,22 @@ class PushCommit(JsonMixin):
     model_path: str
     files: int = 0
     bytes_verified: int = 0
+
+
+# A `push-receive` frame header: blob index (in the stream header's list), offset, length.
+PUSH_FRAME = struct.Struct(">HQI")
+
+
+@dataclass
+class PushReceived(JsonMixin):
+    """What one `push-receive` stream wrote: bytes, and the blobs it verified on the way
+    in and moved into the store (the commit need not read those again)."""
+
+    bytes_written: int = 0
+    bytes_verified: int = 0
+    verified: List[str] = field(default_factory=list)
+    problems: List[str] = field(default_factory=list)
+    commit: Optional[PushCommit] = None  # the stream was the push's only one: committed
 
 
 # --------------------------------------------------------------------------- results

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["fleet_fixtures", "skip_guard"]
+pytest_plugins = ["fleet_fixtures", "skip_guard", "demo_run"]
 
 
 @pytest.fixture(autouse=True)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .lab import Device, Lab
 from .payloads import Payload
@@ -50,6 +51,8 @@ class Ctx:
     repeat: int = 1
     model_fanout: bool = False
     wait_idle: float = 0.0  # seconds to wait for other processes to calm down
+    scale: Payload | None = None  # case 6's payload
+    scale_devices: tuple[int, ...] = (16, 64)
     rows: list[Row] = field(default_factory=list)
 
     def devs(self, n: int) -> list[Device]:
@@ -91,11 +94,17 @@ def measure(
     if row.others_busy > BUSY_WARN:
         row.note = f"CPUs {100 * row.others_busy:.0f}% busy just before it"
     retried = ""
+    cpu_lost = False
     while len(row.samples) < (repeat or ctx.repeat):
         try:
             if setup:
                 setup()
+            cpu0, ctx.tools.cpu_clean = ctx.tools.cpu_s, True
             row.samples.append(fn())
+            if ctx.tools.cpu_clean:
+                row.cpu_samples.append(ctx.tools.cpu_s - cpu0)
+            else:
+                cpu_lost = True
         except ToolFailed as exc:
             if retried:  # one failure is retried (and reported); a second one ends it
                 row.note = f"failed twice: {exc}"
@@ -108,6 +117,10 @@ def measure(
         )
     if row.samples and not row.note.startswith("failed"):
         row.seconds = statistics.median(row.samples)
+        if row.cpu_samples and role != "ref":
+            row.cpu_s = statistics.median(row.cpu_samples)
+        if cpu_lost:  # another child of the harness was reaped while it ran
+            row.note = "; ".join(filter(None, [row.note, "client CPU not counted"]))
     shown = f"{row.seconds:.2f}s" if row.seconds is not None else row.note
     print(f"[case {case}] {group} | {tool}: {shown}", file=sys.stderr, flush=True)
     return row
@@ -200,7 +213,7 @@ def _case1(ctx: Ctx, p: Payload, first: bool) -> None:
     lab, tools, devs = ctx.lab, ctx.tools, ctx.devs(1)
     group = f"{p.name}, 1 device, {ctx.rate_mbit:g} Mbit/s"
     line = ctx.line_time(p.bytes)
-    kw = dict(case=1, nbytes=p.bytes, devices=1, timeout=60 + 20 * line)
+    kw: dict[str, Any] = dict(case=1, nbytes=p.bytes, devices=1, timeout=60 + 20 * line)
     ctx.rows.append(
         Row(
             1,
@@ -221,6 +234,7 @@ def _case1(ctx: Ctx, p: Payload, first: bool) -> None:
             needs="",
             fn=lambda: raw_tcp(lab, devs[0], p.copy_src),
             role="ref",
+            key="c1.tcp",
             **kw,
         )
     measure(
@@ -230,7 +244,7 @@ def _case1(ctx: Ctx, p: Payload, first: bool) -> None:
         needs="scp",
         setup=reset,
         fn=lambda: tools.scp(devs, p),
-        key="c1.scp" if first else "",
+        key="c1.scp" if first else "c1.model_scp",
         **kw,
     )
     measure(
@@ -242,7 +256,8 @@ def _case1(ctx: Ctx, p: Payload, first: bool) -> None:
         fn=lambda: tools.rsync(devs, p),
         **kw,
     )
-    _edge_push(ctx, {**kw, "key": "c1.edge" if first else ""}, group, devs, p, setup=reset)
+    key = "c1.edge" if first else "c1.model_edge"
+    _edge_push(ctx, {**kw, "key": key}, group, devs, p, setup=reset)
 
 
 def case2(ctx: Ctx) -> None:
@@ -252,7 +267,7 @@ def case2(ctx: Ctx) -> None:
     config = lab.delay(ctx.delay_ms, devs)
     try:
         group = f"{p.name}, 1 device, {2 * ctx.delay_ms:g} ms RTT, no rate cap"
-        kw = dict(case=2, nbytes=p.bytes, devices=1, timeout=300.0)
+        kw: dict[str, Any] = dict(case=2, nbytes=p.bytes, devices=1, timeout=300.0)
         reset = lambda: lab.reset(devs)  # noqa: E731
         measure(
             ctx,
@@ -291,7 +306,7 @@ def _case3(ctx: Ctx, p: Payload, first: bool) -> None:
     devs = ctx.devs(n)
     group = f"{p.name}, {n} devices, {ctx.rate_mbit:g} Mbit/s each"
     line = ctx.line_time(p.bytes)
-    kw = dict(case=3, nbytes=p.bytes, devices=n, timeout=120 + 30 * line)
+    kw: dict[str, Any] = dict(case=3, nbytes=p.bytes, devices=n, timeout=120 + 30 * line)
     k = (lambda s: f"c3.{s}") if first else (lambda s: "")
     ctx.rows.append(Row(3, group, "line time of one link", line, "ref", p.bytes, n, key=k("line")))
     reset = lambda: lab.reset(devs)  # noqa: E731
@@ -321,6 +336,17 @@ def _case3(ctx: Ctx, p: Payload, first: bool) -> None:
         key=k("scp"),
         **kw,
     )
+    if first:
+        measure(
+            ctx,
+            group=group,
+            tool=f"paramiko put ({n} threads, one process)",
+            needs="",
+            setup=reset,
+            fn=lambda: tools.paramiko_put(devs, p),
+            key=k("paramiko"),
+            **kw,
+        )
     measure(
         ctx,
         group=group,
@@ -347,8 +373,9 @@ def case4(ctx: Ctx) -> None:
     lab, tools, n, p = ctx.lab, ctx.tools, ctx.devices, ctx.random
     devs = ctx.devs(n)
     group = f"{p.name} unchanged re-push, {n} devices, {ctx.rate_mbit:g} Mbit/s each"
-    kw = dict(case=4, devices=n, repeat=max(3, ctx.repeat), timeout=300.0)
-    once = {**kw, "repeat": ctx.repeat}  # Ansible re-push hashes everything: slow to repeat
+    kw: dict[str, Any] = dict(case=4, devices=n, repeat=max(3, ctx.repeat), timeout=300.0)
+    # Ansible re-push hashes everything: slow to repeat
+    once: dict[str, Any] = {**kw, "repeat": ctx.repeat}
     # The baselines' copies are already there: placed locally (same bytes, mode, mtime).
     for dev in devs:
         shutil.rmtree(dev.dest, ignore_errors=True)
@@ -381,6 +408,7 @@ def case4(ctx: Ctx) -> None:
         tool=f"{n} parallel rsync",
         needs="rsync",
         fn=lambda: tools.rsync(devs, p),
+        key="c4.rsync",
         **kw,
     )
     if tools.has("edge"):  # edge's first push (a no-op if case 3 left it there), uncapped
@@ -413,8 +441,10 @@ def _probe_set(ctx: Ctx, n: int, main: bool) -> None:
     cold = f"{n} devices run the device's Python, cold"
     warm = f"{n} devices run the device's Python, warm"
     # 3 runs each for the main probe (Ansible: --repeat, it is slow); --repeat for the other
-    kw = dict(case=5, devices=n, timeout=120.0, repeat=max(3, ctx.repeat) if main else ctx.repeat)
-    ans = {**kw, "repeat": ctx.repeat}
+    kw: dict[str, Any] = dict(
+        case=5, devices=n, timeout=120.0, repeat=max(3, ctx.repeat) if main else ctx.repeat
+    )
+    ans: dict[str, Any] = {**kw, "repeat": ctx.repeat}
     measure(
         ctx,
         group=cold,
@@ -559,4 +589,51 @@ def case5(ctx: Ctx) -> None:
     )
 
 
-CASES: dict[int, Callable[[Ctx], None]] = {1: case1, 2: case2, 3: case3, 4: case4, 5: case5}
+def case6(ctx: Ctx) -> None:
+    """Scale: edge push vs parallel scp at two device counts, unshaped veths."""
+    lab, p = ctx.lab, ctx.scale or ctx.random
+    lab.shape(None)
+    small, large = min(ctx.scale_devices), max(ctx.scale_devices)
+    try:
+        for n in sorted(set(ctx.scale_devices)):
+            size = "small" if n == small else "large" if n == large else ""
+            _scale_pair(ctx, p, ctx.devs(n), f"c6.{{}}.{size}" if size else "")
+    finally:  # n x payload on the disk: leave nothing behind
+        lab.reset(ctx.devs(large))
+
+
+def _scale_pair(ctx: Ctx, p: Payload, devs: Sequence[Device], key: str) -> None:
+    """n parallel scp, then edge push, to `devs`; `key` has a {} for the tool."""
+    n = len(devs)
+    group = f"{p.name}, {n} devices, no shaping (scale)"
+
+    def reset() -> None:
+        ctx.lab.reset(devs)
+
+    measure(
+        ctx,
+        6,
+        group,
+        f"{n} parallel scp",
+        "scp",
+        fn=lambda: ctx.tools.scp(devs, p),
+        setup=reset,
+        nbytes=p.bytes,
+        devices=n,
+        key=key.format("scp"),
+        timeout=600.0,
+    )
+    kw: dict[str, Any] = dict(
+        case=6, nbytes=p.bytes, devices=n, timeout=600.0, key=key.format("edge")
+    )
+    _edge_push(ctx, kw, group, devs, p, setup=reset)
+
+
+CASES: dict[int, Callable[[Ctx], None]] = {
+    1: case1,
+    2: case2,
+    3: case3,
+    4: case4,
+    5: case5,
+    6: case6,
+}

@@ -7,24 +7,31 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .lab import Device, Lab
 from .payloads import Payload
-from .procs import kill_marked, pids_with_cmdline, terminate
+from .procs import children, kill_marked, pids_with_cmdline, terminate
 
 TOOL_MARK = "EDGE_NETLAB_TOOL"
 
 
 class ToolFailed(RuntimeError):
     """A tool exited non-zero, timed out, or reported a failed device."""
+
+
+def children_cpu() -> float:
+    """User+sys CPU seconds of this process's reaped children (and theirs, once reaped)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def _bin(name: str) -> str | None:
@@ -36,7 +43,8 @@ def _bin(name: str) -> str | None:
 def _why(out: str, err: str) -> str:
     """The telling lines of a failed run: Ansible's UNREACHABLE/FAILED ones, else the tail."""
     lines = (err + "\n" + out).splitlines()
-    hits = [ln.strip() for ln in lines if any(w in ln for w in ("UNREACHABLE", "FAILED", '"msg"'))]
+    words = ("UNREACHABLE", "FAILED", '"msg"', '"error": "')  # Ansible's; edge's JSON
+    hits = [ln.strip() for ln in lines if any(w in ln for w in words)]
     return " | ".join(hits[:3] or [ln.strip() for ln in lines if ln.strip()][-3:])[:300]
 
 
@@ -61,6 +69,10 @@ class Tools:
         self.ansible = _bin("ansible")
         self.ansible_mark = uuid.uuid4().hex  # ansible and the ssh masters it leaves
         self.missing: dict[str, str] = {}
+        # client CPU of every tool run so far (RUSAGE_CHILDREN deltas); `cpu_clean` turns
+        # False if some other child of ours (sshd, the delay proxy) was reaped meanwhile
+        self.cpu_s = 0.0
+        self.cpu_clean = True
         for tool in ("scp", "ssh"):
             if not shutil.which(tool):
                 self.missing[tool] = f"OpenSSH client `{tool}` not found"
@@ -88,11 +100,13 @@ class Tools:
         mark: str | None = None,
     ) -> tuple[float, list[str]]:
         """Start every argv at once, wait for all; (seconds, stdouts). Kills the lot (and
-        whatever they spawned) on timeout or Ctrl-C."""
+        whatever they spawned) on timeout or Ctrl-C. Adds their CPU to `cpu_s`."""
         mark = mark or uuid.uuid4().hex
         env = {**(env or os.environ), TOOL_MARK: mark}
         timeout = timeout or self.timeout
         procs: list[subprocess.Popen] = []
+        before = set(children(os.getpid()))  # sshd, the delay proxy: alive or zombie, unreaped
+        cpu0 = children_cpu()
         t0 = time.monotonic()
         try:
             for argv in argvs:
@@ -118,7 +132,11 @@ class Tools:
                         f"{Path(argv[0]).name} exit {proc.returncode}: " + _why(out, err)
                     )
                 outs.append(out)
-            return time.monotonic() - t0, outs
+            seconds = time.monotonic() - t0
+            self.cpu_s += children_cpu() - cpu0
+            if before - set(children(os.getpid())):  # reaped: its CPU is in the delta too
+                self.cpu_clean = False
+            return seconds, outs
         except BaseException:
             for proc in procs:
                 if proc.poll() is None:
@@ -175,9 +193,23 @@ class Tools:
     def pssh_run(self, devs: Sequence[Device], command: str) -> float:
         return self._pssh(devs, "run", command)
 
+    def paramiko_put(self, devs: Sequence[Device], payload: Payload) -> float:
+        """paramiko's own SFTPClient.put, a thread per device, in one process."""
+        argv = [
+            sys.executable,
+            str(Path(__file__).with_name("paramiko_put.py")),
+            "--key",
+            str(self.lab.client_key),
+            "--known-hosts",
+            str(self.lab.known_hosts),
+        ]
+        for d in devs:
+            argv += ["--host", f"{d.addr}:{d.dest}"]
+        return self.run([[*argv, str(payload.copy_src)]])[0]
+
     # ------------------------------------------------------------------ Ansible
 
-    def ansible_setup(self, groups: dict[str, Sequence[Device]]) -> None:
+    def ansible_setup(self, groups: Mapping[str, Sequence[Device]]) -> None:
         """Inventory (a group per device count, dest_dir per host) and ansible.cfg:
         OpenSSH with its default ControlPersist, pipelining on, forks set per run."""
         d = self.work / "ansible"
@@ -247,7 +279,7 @@ class Tools:
 
     # ------------------------------------------------------------------ edge
 
-    def edge_setup(self, groups: dict[str, Sequence[Device]]) -> None:
+    def edge_setup(self, groups: Mapping[str, Sequence[Device]]) -> None:
         """A fleet inventory written with `edge fleet add` (tag per group), EDGE_HOME."""
         self.edge_env = {
             **os.environ,

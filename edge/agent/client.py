@@ -203,6 +203,10 @@ class AgentClient:
         """Whether this client installed the agent (in `ensure_agent` or on first use)."""
         return bool(self.check and self.check.installed)
 
+    def decode_result(self, result: CommandResult, command: str) -> Any:
+        """The JSON reply of an agent command run directly (a stream's), or its error."""
+        return self._decode(result, command)
+
     def _decode(self, result: CommandResult, command: str) -> Any:
         last = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
         if result.exit_code == EXIT_AGENT_ERROR and last:

@@ -9,12 +9,14 @@ from contextlib import contextmanager
 from types import TracebackType
 
 from edge.agent.client import AgentClient
+from edge.core.settings import settings
 from edge.fleet.devices import Device
 from edge.transport import LocalTransport, Transport
 
 
-def open_transport(device: Device) -> Transport:
-    """The transport for a device: `local` runs subprocesses, the rest go over SSH."""
+def open_transport(device: Device, openssh: bool = False) -> Transport:
+    """The transport for a device: `local` runs subprocesses, the rest go over SSH.
+    `openssh`: a bulk transfer, whose commands ride the system `ssh` (EDGE_PUSH_VIA)."""
     if device.is_local:
         return LocalTransport(device.name)
     from edge.fleet.inventory import known_hosts_path
@@ -25,13 +27,17 @@ def open_transport(device: Device) -> Transport:
     # With `edge mux start`, commands ride the multiplexer's warm connections: only one
     # this user started, in a private directory, answered by a server of this uid.
     cls = mux.MuxTransport if mux.running() else SSHTransport
+    if openssh and cls is SSHTransport and settings().push_via in ("auto", "openssh"):
+        from edge.transport.openssh import OpenSSHTransport
+
+        cls = OpenSSHTransport
     return cls(device.name, endpoint, known_hosts_path())
 
 
 @contextmanager
-def open_client(device: Device) -> Iterator[AgentClient]:
+def open_client(device: Device, openssh: bool = False) -> Iterator[AgentClient]:
     """An AgentClient over a fresh transport, closed on exit."""
-    transport = open_transport(device)
+    transport = open_transport(device, openssh)
     try:
         yield AgentClient(device, transport)
     finally:

@@ -9,17 +9,16 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
 
 import typer
 
-from edge.agent.follow import EventSink
 from edge.core.errors import EdgeError
-from edge.fleet.group import GroupResult
-from edge.history.record import record_runs
 from edge.views.layout import PipeConsole
-from edge.views.progress import event_printer
-from edge.views.tables import print_failures, result_view
+
+if TYPE_CHECKING:  # the job machinery loads with the commands that run jobs
+    from edge.agent.follow import EventSink
+    from edge.fleet.group import GroupResult
 
 
 def color_system() -> Literal["auto"] | None:
@@ -72,6 +71,8 @@ def pick_targets(to: str | None, legacy: str | None, default: str | None) -> str
 
 def progress_sink(json_out: bool = False) -> EventSink | None:
     """Where job events go: stderr lines, or nowhere under --json or -q."""
+    from edge.views.progress import event_printer
+
     return None if json_out or output.quiet else event_printer(err_console)
 
 
@@ -115,6 +116,9 @@ def finish_run(
     """The end of `edge convert|bench|validate`: record each device's result in the run
     history, print the results (JSON, or the kind's tables, the failures and the run ids),
     and exit 1 if any device failed (`any_failed`)."""
+    from edge.history.record import record_runs
+    from edge.views.tables import print_failures, result_view
+
     stored = record_runs(kind, run.results, model, run.model_digest, recipe, run.facts)
     if json_out:
         print_json([r.to_dict() for r in run.results])

@@ -21,7 +21,6 @@ from edge.core.errors import EdgeError
 from edge.fleet.ansible_import import READERS, import_inventory
 from edge.fleet.devices import Device
 from edge.fleet.inventory import Inventory, device_to_dict
-from edge.views.fleet import inventory_table, probe_table
 
 app = typer_factory("Fleet inventory: add, list, remove and import the devices edge targets.")
 
@@ -120,6 +119,8 @@ def ls(
     if not devices:
         typer.echo(f"No devices in {inventory.path}. Add one: edge fleet add NAME --host HOST")
         return
+    from edge.views.fleet import inventory_table
+
     console.print(inventory_table(devices, inventory.path))
 
 
@@ -200,6 +201,7 @@ def probe(
     from edge.cli._utils import err_console
     from edge.fleet.devices import resolve_targets
     from edge.ops.info import probe as probe_devices
+    from edge.views.fleet import probe_table
     from edge.views.tables import print_failures
 
     run = probe_devices(resolve_targets(pick_targets(to, legacy, "all") or "all"), deep=not quick)

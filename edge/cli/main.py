@@ -1,46 +1,57 @@
-"""Root of the CLI: wires the command groups and maps user errors to exit code 1."""
+"""Root of the CLI: wires the command groups and maps user errors to exit code 1.
+
+`main()` loads only the module of the command named on the command line, so a fleet
+command does not pay for numpy, the recipes or the converters; `app` (the attribute, as
+tests and completion use it) has every command."""
 
 from __future__ import annotations
 
 import atexit
+import errno
 import faulthandler
+import importlib
 import logging
 import os
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Annotated, NoReturn
 
 import typer
 
-from edge.cli import (
-    agent,
-    bench,
-    convert,
-    demo,
-    export,
-    fleet,
-    gc,
-    info,
-    jobs,
-    mux,
-    pull,
-    push,
-    recipes,
-    report,
-    runs,
-    validate,
-)
+from edge.cli import fast
 from edge.cli._utils import err_console, output, typer_factory
 from edge.core.errors import EdgeError, UserError
 from edge.core.settings import Settings, settings
 from edge.core.untrusted import safe_text
 from edge.fleet import interrupts
 
-app = typer_factory(
-    "jetson-edge: convert and benchmark TensorFlow models on Jetson fleets.", completion=True
-)
+HELP = "jetson-edge: convert and benchmark TensorFlow models on Jetson fleets."
+
+# name on the command line -> (module in edge.cli, help); in --help's order. A help of
+# None is a group: the module's `app`. Otherwise the module's function of the same name.
+COMMANDS: dict[str, tuple[str, str | None]] = {
+    "info": ("info", "Show a device's facts (module, JetPack, memory, TensorFlow)."),
+    "convert": ("convert", "Convert a SavedModel on devices (TF-TRT, or native)."),
+    "bench": ("bench", "Benchmark a SavedModel on devices."),
+    "demo": ("demo", "Build the guide's MNIST model, convert and benchmark it on local."),
+    "push": ("push", "Push a SavedModel (and calibration data) to devices."),
+    "validate": ("validate", "Compare a converted model with its input model."),
+    "pull": ("pull", "Fetch a converted model back from a device."),
+    "export": ("export", "Export a SavedModel to ONNX, checked on the host."),
+    "gc": ("gc", "Free device disk: old jobs, unused models, caches."),
+    "fleet": ("fleet", None),
+    "jobs": ("jobs", None),
+    "agent": ("agent", None),
+    "mux": ("mux", None),
+    "recipes": ("recipes", None),
+    "runs": ("runs", None),
+    "report": ("report", "Write an HTML report with plots of stored runs."),
+}
+# the root options, all flags: the command's name is the first word after them
+_ROOT_FLAGS = {"--quiet", "-q", "--verbose", "-v"}
 
 
 def _version(value: bool) -> None:
@@ -52,7 +63,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def root(
     version: Annotated[
         bool,
@@ -79,32 +89,41 @@ def root(
     set_verbosity(quiet, verbose)
 
 
-app.command(name="info", help="Show a device's facts (module, JetPack, memory, TensorFlow).")(
-    info.info
-)
-app.command(name="convert", help="Convert a SavedModel on devices (TF-TRT, or native).")(
-    convert.convert
-)
-app.command(name="bench", help="Benchmark a SavedModel on devices.")(bench.bench)
-app.command(name="demo", help="Build the guide's MNIST model, convert and benchmark it on local.")(
-    demo.demo
-)
-app.command(name="push", help="Push a SavedModel (and calibration data) to devices.")(push.push)
-app.command(name="validate", help="Compare a converted model with its input model.")(
-    validate.validate
-)
-app.command(name="pull", help="Fetch a converted model back from a device.")(pull.pull)
-app.command(name="export", help="Export a SavedModel to ONNX, checked on the host.")(export.export)
-app.command(
-    name="gc", help=gc.HELP, short_help="Free device disk: old jobs, unused models, caches."
-)(gc.gc)
-app.add_typer(fleet.app, name="fleet")
-app.add_typer(jobs.app, name="jobs")
-app.add_typer(agent.app, name="agent")
-app.add_typer(mux.app, name="mux")
-app.add_typer(recipes.app, name="recipes")
-app.add_typer(runs.app, name="runs")
-app.command(name="report", help="Write an HTML report with plots of stored runs.")(report.report)
+def build_app(names: Sequence[str] = tuple(COMMANDS)) -> typer.Typer:
+    """The root app with the commands and groups `names` (default: all of them)."""
+    built = typer_factory(HELP, completion=True)
+    built.callback()(root)
+    for name in names:
+        module_name, help = COMMANDS[name]
+        module = importlib.import_module(f"edge.cli.{module_name}")
+        if help is None:
+            built.add_typer(module.app, name=name)
+        elif name == "gc":
+            built.command(name=name, help=module.HELP, short_help=help)(module.gc)
+        else:
+            built.command(name=name, help=help)(getattr(module, name))
+    return built
+
+
+def command_name(args: Sequence[str]) -> str | None:
+    """The command (or group) `args` run, when that alone needs loading: None for no
+    command, --help, --version, the completion options or a name edge does not know, which
+    need every command (the listing, the suggestion for a typo)."""
+    if "_EDGE_COMPLETE" in os.environ:
+        return None
+    for arg in args:
+        if arg in _ROOT_FLAGS or (arg.startswith("-v") and set(arg[1:]) == {"v"}):
+            continue
+        return arg if arg in COMMANDS else None
+    return None
+
+
+def __getattr__(name: str) -> typer.Typer:
+    # `app`: every command, built on first use (from edge.cli.main import app)
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    built = globals()["app"] = build_app()
+    return built
 
 
 _stacks_file: IO[str] | None = None  # open for as long as the handler may write to it
@@ -226,7 +245,7 @@ def main() -> None:
     dump_stacks_on_sigusr1()
     interrupts.on_interrupt(_silence_progress)
     try:
-        app(prog_name="edge")
+        _run(sys.argv[1:])
     except UserError as exc:  # EdgeError, and an AgentError from a shared device helper
         _user_error(exc, config.debug)
         sys.exit(1)
@@ -236,6 +255,33 @@ def main() -> None:
         if exc.code == 130 and _by_ctrl_c(exc):
             interrupted()
         raise
+
+
+def _run(args: list[str]) -> None:
+    """A built (or a test's) `app` if there is one; else a command of `fast.FAST` called
+    at once, or an app of the command named alone (`build_app`)."""
+    if "app" in globals():
+        globals()["app"](prog_name="edge")
+        return
+    call = None if "_EDGE_COMPLETE" in os.environ else fast.parse(args)
+    if call is None:
+        name = command_name(args)
+        build_app([name] if name else tuple(COMMANDS))(prog_name="edge")
+        return
+    root(quiet=call.quiet, verbose=call.verbose)
+    try:  # what typer's own main does with these
+        call.function(**call.kwargs)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, EOFError) as exc:
+        typer.echo(("\n" if isinstance(exc, EOFError) else "") + "Aborted!", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        if exc.errno != errno.EPIPE:
+            raise
+        # a closed pipe (`| head`): no second error when the interpreter flushes stdout
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
 
 
 def _silence_progress() -> None:

@@ -87,6 +87,16 @@ def _names(value: str) -> Tuple[str, ...]:
     return names
 
 
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        text = value.strip().lower()
+        if text not in allowed:
+            raise _Bad("expected one of " + ", ".join(allowed))
+        return text
+
+    return parse
+
+
 def _var(env: str, default: Any, parse: Callable[[str], Any], shown: str, doc: str) -> Any:
     """A Settings field read from `env`: its parser, its default as the README shows it,
     and its one-line meaning."""
@@ -163,12 +173,27 @@ class Settings:
         "4; 8 shared out when several devices push at once",
         "SFTP channels per device for a push (1 to 64).",
     )
+    push_via: str = _var(
+        "EDGE_PUSH_VIA",
+        "auto",
+        _choice("auto", "openssh", "paramiko", "sftp"),
+        "`auto`: the system `ssh` where it connects, else paramiko",
+        "How a push's bytes travel: one framed stream per channel into the agent, over "
+        "OpenSSH or paramiko; `sftp`: paramiko SFTP writes (the older path).",
+    )
     ssh_ciphers: Optional[Tuple[str, ...]] = _var(
         "EDGE_SSH_CIPHERS",
         None,
         _names,
         "AES-GCM first (measured cheapest for paramiko)",
         "Ciphers to offer first, comma-separated; unknown names are ignored.",
+    )
+    ssh_banner_timeout: float = _var(
+        "EDGE_SSH_BANNER_TIMEOUT",
+        10.0,
+        _seconds,
+        "10",
+        "Seconds to wait for a host's SSH banner (a port that answers but stays silent).",
     )
     # the heartbeat rule: `follow` heartbeats every 5 s, 30 s of silence is a dead link
     dead_link_seconds: float = _var(

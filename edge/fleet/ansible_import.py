@@ -10,16 +10,12 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edge.fleet.ansible import (
-    Imported,
-    InventoryModel,
-    finish_import,
-    json_inventory,
-    read_builtin,
-    read_inventory_text,
-)
 from edge.fleet.inventory import FleetError
+
+if TYPE_CHECKING:  # the readers load on use: `edge fleet` needs only READERS at start
+    from edge.fleet.ansible import Imported
 
 READERS = ("auto", "ansible", "built-in")
 ANSIBLE_TIMEOUT = 300.0
@@ -39,6 +35,8 @@ def read_with_ansible(
 ) -> Imported:
     """Ansible's own resolver: `ansible-inventory -i PATH --list`, parsed as the built-in
     reader parses that JSON (vars there are final: no group_vars/ read again)."""
+    from edge.fleet.ansible import InventoryModel, finish_import, json_inventory
+
     path = Path(path).absolute()  # never read as an option or a host list
     argv = [command, "-i", str(path), "--list"]
     if vault_password_file is not None:
@@ -98,6 +96,8 @@ def import_inventory(
     installed (`auto`, `ansible`), else (or `built-in`) through the built-in reader. In
     `auto`, a saved `ansible-inventory --list` JSON (resolved already, and a format
     Ansible cannot read back) goes to the built-in reader."""
+    from edge.fleet.ansible import json_inventory, read_builtin, read_inventory_text
+
     path = Path(path)
     if reader not in READERS:
         raise FleetError(f"unknown reader {reader!r}", f"Use one of: {', '.join(READERS)}")

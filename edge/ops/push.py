@@ -15,7 +15,7 @@ import importlib
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -31,12 +31,13 @@ from device_agent.protocol import (
 from device_agent.trt_types import ENGINE_FILES
 from edge.agent.client import AgentClient
 from edge.agent.replies import check_plan, malformed
-from edge.core.errors import EdgeError, ModelError, UserError
+from edge.core.errors import DeviceError, EdgeError, ModelError, UserError
 from edge.core.settings import settings
 from edge.core.trace import span
 from edge.fleet.devices import Device
 from edge.fleet.group import GroupResult, fan_out
 from edge.ops.hashcache import HashCache
+from edge.ops.push_stream import send_streams
 from edge.transport import LocalTransport, RangeTask, Transport
 from edge.transport.deadlink import DeadLinkError
 
@@ -134,27 +135,28 @@ def push_to(
     if progress:
         progress.start(name, plan.bytes_missing)
     sent = 0
+    commit: PushCommit | None = None
     if plan.missing:
-        tasks = _tasks(payload, plan, by_sha)
-        saver = _SidecarSaver(transport, tasks.sidecars, tasks.records)
-        try:
-            with span("upload", name):
-                sent = transport.upload_ranges(
-                    tasks.ranges,
-                    channels,
-                    (lambda n: progress.advance(name, n)) if progress else None,
-                    saver.done if tasks.sidecars else None,
-                )
-        except BaseException as exc:  # keep every finished range for the resume, unless
-            # the link is dead: saving would only wait for a new connection to time out
-            saver.stop(final_save=not isinstance(exc, DeadLinkError))
-            raise
-        saver.stop()
-    if plan.model_path and not plan.missing:  # already there, verified when it was made
+        advance = (lambda n: progress.advance(name, n)) if progress else None
+        with span("upload", name):
+            if settings().push_via == "sftp":
+                sent = _upload_sftp(transport, payload, plan, by_sha, channels, advance)
+            else:
+                received = send_streams(
+                    client, manifest, plan, lambda sha: payload.local_file(by_sha[sha]),
+                    channels, advance,
+                )  # fmt: skip
+                if received.problems:
+                    raise DeviceError(
+                        f"{name}: push verification failed: " + "; ".join(received.problems),
+                        "push again: the host re-sends the missing or corrupted blobs",
+                    )
+                sent, commit = received.bytes_written, received.commit
+    if commit is None and plan.model_path and not plan.missing:  # verified when it was made
         commit = PushCommit(
             tree_digest=plan.tree_digest, model_path=plan.model_path, files=len(manifest.entries)
         )
-    else:
+    elif commit is None:  # unless the push's one stream committed it
         with span("push-commit", name):
             commit = client.call_as(
                 PushCommit, "push-commit", input=manifest.to_json().encode(), timeout=600
@@ -172,6 +174,30 @@ def push_to(
         model_path=commit.model_path,
         tree_digest=commit.tree_digest,
     )
+
+
+def _upload_sftp(
+    transport: Transport,
+    payload: Payload,
+    plan: PushPlan,
+    by_sha: dict[str, str],
+    channels: int,
+    advance: Callable[[int], None] | None,
+) -> int:
+    """The SFTP path (EDGE_PUSH_VIA=sftp): byte ranges written by paramiko, the finished
+    ones recorded from the host."""
+    tasks = _tasks(payload, plan, by_sha)
+    saver = _SidecarSaver(transport, tasks.sidecars, tasks.records)
+    try:
+        sent = transport.upload_ranges(
+            tasks.ranges, channels, advance, saver.done if tasks.sidecars else None
+        )
+    except BaseException as exc:  # keep every finished range for the resume, unless
+        # the link is dead: saving would only wait for a new connection to time out
+        saver.stop(final_save=not isinstance(exc, DeadLinkError))
+        raise
+    saver.stop()
+    return sent
 
 
 def _check_paths(device: str, plan: PushPlan) -> None:
@@ -307,7 +333,7 @@ def push(
         payload = make_payload(source, kind)
 
     def work(device: Device) -> PushResult:
-        with open_client(device) as client:
+        with open_client(device, openssh=True) as client:
             try:
                 return push_to(client, payload, progress, min(len(devices), max_parallel))
             except UserError:

@@ -11,13 +11,20 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from edge.core.settings import Settings, settings
 from edge.transport.base import TransportError
 
 if TYPE_CHECKING:
     from edge.transport.ssh_config import Endpoint
 
-BANNER_TIMEOUT = 10.0  # seconds for the first banner line (sshd sends it at once)
+# seconds for the first banner line (sshd sends it at once); EDGE_SSH_BANNER_TIMEOUT's default
+BANNER_TIMEOUT: float = Settings().ssh_banner_timeout
 _SHOWN = 60  # characters of a foreign first line shown in the error
+
+
+def banner_timeout() -> float:
+    """Seconds to wait for a banner line: EDGE_SSH_BANNER_TIMEOUT, else BANNER_TIMEOUT."""
+    return float(settings().ssh_banner_timeout)
 
 
 def quiet_paramiko() -> None:
@@ -40,6 +47,9 @@ class BannerLog:
         readline = packetizer.readline
 
         def read_line(timeout: float) -> str:
+            # paramiko reads the banner, and only the banner, through readline: capping its
+            # wait here makes EDGE_SSH_BANNER_TIMEOUT hold whatever the caller asked for
+            timeout = min(timeout, banner_timeout())
             self.timeout = max(self.timeout, timeout)
             try:
                 line: str = readline(timeout)
@@ -73,7 +83,7 @@ class BannerLog:
             return "it sent binary data instead of an SSH banner"
         if self.ended == "eof":
             return "it closed the connection without sending an SSH banner"
-        wait = self.timeout or BANNER_TIMEOUT
+        wait = self.timeout or banner_timeout()
         return f"it sent no SSH banner within {wait:g} s"
 
 

@@ -120,6 +120,76 @@ def not_regular(what: str, mode: int) -> TransportError:
     )
 
 
+class Stream(abc.ABC):
+    """A command whose stdin the caller writes as it goes (a push's byte stream)."""
+
+    @abc.abstractmethod
+    def write(self, data: bytes) -> None:
+        """Send every byte of `data` to the command's stdin."""
+
+    @abc.abstractmethod
+    def finish(self, timeout: float | None = None) -> CommandResult:
+        """End the input and wait for the command: its exit code and output."""
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Stop the command without waiting for it."""
+
+
+class ProcessStream(Stream):
+    """A Stream over a local process (the `local` device, or an `ssh` client)."""
+
+    def __init__(self, argv: Sequence[str], what: str) -> None:
+        import subprocess
+
+        self.argv, self.what = list(argv), what
+        try:
+            self.proc = subprocess.Popen(
+                self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+        except OSError as exc:
+            raise TransportError(f"{what}: cannot run {self.argv[0]!r}: {exc}") from exc
+        assert self.proc.stdin is not None
+        self.fd = self.proc.stdin.fileno()
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]  # BrokenPipeError: see finish()
+
+    def finish(self, timeout: float | None = None) -> CommandResult:
+        import subprocess
+
+        stdin, self.proc.stdin = self.proc.stdin, None  # communicate() must not flush it
+        try:
+            if stdin is not None:
+                stdin.close()
+        except OSError:  # the command already ended: its output says why
+            pass
+        try:
+            out, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            self.abort()
+            raise TransportError(f"{self.what}: {self.argv[0]} timed out after {timeout}s") from exc
+        return CommandResult(
+            self.argv,
+            self.proc.returncode,
+            out.decode(errors="replace"),
+            err.decode(errors="replace"),
+        )
+
+    def abort(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                if f is not None:
+                    f.close()
+            except OSError:
+                pass
+
+
 class Transport(abc.ABC):
     """Run argument lists (never shell strings) and copy files to one device."""
 
@@ -172,6 +242,10 @@ class Transport(abc.ABC):
             if on_done:
                 on_done(task)
         return sent
+
+    def open_stream(self, argv: Sequence[str]) -> Stream:
+        """Start argv with a stdin the caller writes as it goes."""
+        raise NotImplementedError(f"{type(self).__name__} has no streams")
 
     def close(self) -> None:
         """Release the connection (no-op where there is none)."""

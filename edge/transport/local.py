@@ -12,7 +12,9 @@ from pathlib import Path
 
 from edge.transport.base import (
     CommandResult,
+    ProcessStream,
     RangeTask,
+    Stream,
     Transport,
     TransportError,
     copy_range,
@@ -59,6 +61,9 @@ class LocalTransport(Transport):
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+
+    def open_stream(self, argv: Sequence[str]) -> Stream:
+        return ProcessStream(argv, self.device_name)
 
     def write_range(self, task: RangeTask, progress: Callable[[int], None] | None = None) -> int:
         with open(Path(task.remote).expanduser(), "r+b") as dst:

@@ -21,7 +21,7 @@ import paramiko
 from edge.core.settings import settings
 from edge.core.trace import span
 from edge.transport.banner import BANNER_TIMEOUT, connect_error, quiet_paramiko
-from edge.transport.base import CommandResult, RangeTask, Transport, TransportError
+from edge.transport.base import CommandResult, RangeTask, Stream, Transport, TransportError
 from edge.transport.deadlink import DeadLinkError
 from edge.transport.hostkey_policy import (
     HostKeyError,
@@ -227,6 +227,12 @@ class SSHTransport(Transport):
             chan.shutdown_write()
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise self._lost(f"sending input to {argv[0]} failed", exc) from exc
+        return self._collect(chan, argv, timeout)
+
+    def _collect(
+        self, chan: paramiko.Channel, argv: Sequence[str], timeout: float | None
+    ) -> CommandResult:
+        """Read a started command's output until it exits."""
         out, err = bytearray(), bytearray()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -249,6 +255,9 @@ class SSHTransport(Transport):
         return CommandResult(
             list(argv), code, out.decode(errors="replace"), err.decode(errors="replace")
         )
+
+    def open_stream(self, argv: Sequence[str]) -> Stream:
+        return _ChannelStream(self, argv, self._open_exec(argv))
 
     def stream(
         self, argv: Sequence[str], idle_timeout: float | None = None
@@ -391,6 +400,31 @@ class SSHTransport(Transport):
             ) from exc
         except OSError as exc:
             raise TransportError(f"{what}: download failed: {exc}") from exc
+
+
+class _ChannelStream(Stream):
+    """A Stream over one exec channel of the transport's connection."""
+
+    def __init__(self, transport: SSHTransport, argv: Sequence[str], chan: paramiko.Channel):
+        self.transport, self.argv, self.chan = transport, list(argv), chan
+
+    def write(self, data: bytes) -> None:
+        try:  # a dead link wakes a sendall waiting for window: the watchdog closes it
+            self.chan.sendall(data)
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            if self.chan.exit_status_ready():  # the command ended: finish() says why
+                raise BrokenPipeError(str(exc)) from exc
+            raise self.transport._lost(f"sending to {self.argv[0]} failed", exc) from exc
+
+    def finish(self, timeout: float | None = None) -> CommandResult:
+        try:
+            self.chan.shutdown_write()
+        except (OSError, paramiko.SSHException, EOFError):
+            pass
+        return self.transport._collect(self.chan, self.argv, timeout)
+
+    def abort(self) -> None:
+        self.chan.close()
 
 
 def _dropped(chan: paramiko.Channel) -> bool:

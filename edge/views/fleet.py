@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
@@ -17,11 +18,13 @@ from rich.text import Text
 from edge.core.errors import EdgeError
 from edge.core.untrusted import safe_text
 from edge.fleet.devices import Device
-from edge.ops.agents import AgentInstall
-from edge.ops.info import ProbeResult
-from edge.ops.joblist import Listing
 from edge.views.engines import backends_cell
 from edge.views.layout import FitTable
+
+if TYPE_CHECKING:  # the results' modules are loaded by the commands that make them
+    from edge.ops.agents import AgentInstall
+    from edge.ops.info import ProbeResult
+    from edge.ops.joblist import Listing
 
 
 def inventory_table(devices: Sequence[Device], path: Path) -> Table:

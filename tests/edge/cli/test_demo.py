@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-from pathlib import Path
-
 import numpy as np
 import pytest
-from helpers import edge_bin
+from demo_run import DemoRun
 
 from edge.ops.demo_model import synthetic_digits
 
@@ -23,19 +19,13 @@ def test_synthetic_digits_are_learnable_labels() -> None:
 
 
 @pytest.mark.slow
-def test_demo_end_to_end(tmp_path: Path) -> None:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", COLUMNS="200")
-    proc = subprocess.run(
-        [edge_bin(), "demo", "--workdir", str(tmp_path), "--duration", "0.3"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    out = proc.stdout
-    assert (tmp_path / "mnist_saved_model" / "saved_model.pb").is_file()
-    assert (tmp_path / "mnist_converted" / "saved_model.pb").is_file()
+def test_demo_end_to_end(demo_runs: dict[str, DemoRun]) -> None:
+    """The session's one human-readable demo (tests/demo_run.py), piped at COLUMNS=80."""
+    run = demo_runs["human"]
+    assert run.returncode == 0, run.stdout + run.stderr
+    out = run.stdout
+    assert (run.workdir / "mnist_saved_model" / "saved_model.pb").is_file()
+    assert (run.workdir / "mnist_converted" / "saved_model.pb").is_file()
     assert "Conversion" in out and "native vs converted" in out
     assert "not built with TensorRT" in out  # says honestly why no engine was built
     assert "On a Jetson" in out

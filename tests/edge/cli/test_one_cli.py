@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import typer
+from demo_run import DemoRun
 from helpers import edge_bin
 from typer.testing import CliRunner
 
@@ -318,19 +319,10 @@ def test_dry_run_exits_1_for_plans_that_cannot_work(mnist_model: Path) -> None:
 
 
 @pytest.mark.slow
-def test_demo_json(tmp_path: Path, mnist_model: Path) -> None:
-    proc = edge(
-        "demo",
-        "--model",
-        str(mnist_model),
-        "--workdir",
-        str(tmp_path),
-        "--duration",
-        "0.2",
-        "--json",
-    )
-    assert proc.returncode == 0, proc.stderr
-    data = json.loads(proc.stdout)  # stdout is the JSON alone: no step lines, no tables
+def test_demo_json(demo_runs: dict[str, DemoRun]) -> None:
+    run = demo_runs["json"]  # `edge demo --model MNIST --json`, run once (tests/demo_run.py)
+    assert run.returncode == 0, run.stderr
+    data = json.loads(run.stdout)  # stdout is the JSON alone: no step lines, no tables
     assert [r["device"] for r in data["convert"]] == ["local"]
     assert [BenchResult.from_dict(r).status for r in data["bench"]] == ["succeeded"] * 2
     assert len(data["runs"]) == 3

@@ -77,6 +77,7 @@ def test_every_reader_follows_the_environment_between_calls(
     from edge.fleet.devices import local_device
     from edge.fleet.inventory import inventory_path, known_hosts_path
     from edge.recipes.loader import recipes_dir
+    from edge.transport.banner import banner_timeout
     from edge.transport.deadlink import dead_link_seconds
     from edge.transport.ssh import FAST_CIPHERS, cipher_preference
     from edge.transport.ssh_config import ssh_config_path
@@ -93,6 +94,7 @@ def test_every_reader_follows_the_environment_between_calls(
             "EDGE_RECIPES": str(d / "recipes"),
             "EDGE_DEAD_LINK_SECONDS": "2.5" if round_ == "a" else "7",
             "EDGE_RECONNECT_TRIES": "0" if round_ == "a" else "3",
+            "EDGE_SSH_BANNER_TIMEOUT": "0.5" if round_ == "a" else "12",
         }
         for name, value in env.items():
             clean_env.setenv(name, value)
@@ -104,6 +106,7 @@ def test_every_reader_follows_the_environment_between_calls(
         assert local_device().python == str(d / "py")
         assert dead_link_seconds() == float(env["EDGE_DEAD_LINK_SECONDS"])
         assert reconnect_tries() == int(env["EDGE_RECONNECT_TRIES"])
+        assert banner_timeout() == float(env["EDGE_SSH_BANNER_TIMEOUT"])
     clean_env.setenv("EDGE_SSH_CIPHERS", " aes256-ctr, ,aes128-ctr ")
     assert settings().ssh_ciphers == ("aes256-ctr", "aes128-ctr")
     offered = ("aes128-ctr", "aes256-ctr", *FAST_CIPHERS)
@@ -164,6 +167,9 @@ BAD = [
     ("EDGE_DEBUG", "2", "1 or 0"),
     ("EDGE_TRACE", "verbose", "1 or 0"),
     ("EDGE_SSH_CIPHERS", " , ", "comma-separated cipher names"),
+    ("EDGE_SSH_BANNER_TIMEOUT", "0", "a number of seconds greater than 0"),
+    ("EDGE_PUSH_VIA", "pigeon", "one of auto, openssh, paramiko, sftp"),
+    ("EDGE_SSH_BANNER_TIMEOUT", "ten", "a number of seconds greater than 0"),
 ]
 
 
@@ -284,7 +290,7 @@ def test_edge_trace_shows_the_push_spans_on_stderr(tmp_path: Path) -> None:
     spans = [TRACE_LINE.match(line) for line in proc.stderr.splitlines()]
     assert all(spans), proc.stderr
     seen = [(m.group(1), m.group(2)) for m in spans if m]
-    for phase in ("push-plan", "upload", "push-commit"):
+    for phase in ("push-plan", "upload"):  # a one-stream push commits in its stream
         assert ("local", phase) in seen, proc.stderr
     assert "[trace" not in proc.stdout
     quiet = run_edge("push", str(model), "--to", "local", env={"EDGE_TRACE": "0"}, cwd=tmp_path)

@@ -25,6 +25,7 @@ from sshfleet import SshFleet, SshServer
 from tcpproxy import TcpProxy
 
 import edge.ops.push
+import edge.ops.push_stream
 from edge.agent.sessions import open_client
 from edge.fleet.devices import Device
 from edge.fleet.inventory import Inventory
@@ -155,7 +156,7 @@ def test_cli_push_on_a_black_holed_link_dumps_stacks_fails_in_30s_then_resumes(
         )
         time.sleep(0.5)
         text = stacks.read_text()
-        assert "upload_ranges" in text and "push_to" in text  # where the push was blocked
+        assert "send_streams" in text and "push_to" in text  # where the push was blocked
         out, err = proc.communicate(timeout=60)
         took = time.monotonic() - silent_at
     finally:
@@ -171,7 +172,7 @@ def test_cli_push_on_a_black_holed_link_dumps_stacks_fails_in_30s_then_resumes(
     proxy.heal()
     proxy.delay_ms = 0
     again = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
-    assert again.returncode == 0, again.stderr
+    assert again.returncode == 0, again.stdout
     (row,) = json.loads(again.stdout)
     total = sum(p.stat().st_size for p in big_model.rglob("*") if p.is_file())
     assert 0 < row["bytes_sent"] < total and row["bytes_skipped"] + row["bytes_sent"] == total
@@ -183,8 +184,8 @@ def test_ranged_push_on_a_black_holed_link_fails_within_the_bound_then_resumes_b
     wifi: Device, proxy: TcpProxy, big_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("EDGE_DEAD_LINK_SECONDS", str(FAST_BOUND))
-    monkeypatch.setattr(edge.ops.push, "RANGE_BYTES", 2 << 20)  # many ranges, each recorded
-    monkeypatch.setattr(edge.ops.push, "SIDECAR_EVERY_S", 0.0)
+    monkeypatch.setattr(edge.ops.push_stream, "RANGE_BYTES", 2 << 20)  # many ranges, each
+    monkeypatch.setattr(edge.ops.push_stream, "RECORD_EVERY_S", 0.0)  # recorded on arrival
     payload = make_payload(big_model)
     total = payload.manifest.total_bytes()
     store = Path(wifi.root) / "store"

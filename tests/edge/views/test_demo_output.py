@@ -4,29 +4,21 @@ and nothing is cut."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-from pathlib import Path
-
 import pytest
-from helpers import edge_bin
+from demo_run import DemoRun
 
 from edge.history.store import RunStore
 
 
 @pytest.mark.slow
-def test_demo_names_native_and_converted_rows(tmp_path: Path) -> None:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", COLUMNS="80")
-    proc = subprocess.run(
-        [edge_bin(), "demo", "--workdir", str(tmp_path), "--duration", "0.3"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    out = proc.stdout
+def test_demo_names_native_and_converted_rows(
+    demo_runs: dict[str, DemoRun], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = demo_runs["human"]  # the session's one, piped at COLUMNS=80 (tests/demo_run.py)
+    assert run.returncode == 0, run.stdout + run.stderr
+    out = run.stdout
     assert "…" not in out
+    monkeypatch.setenv("EDGE_HOME", str(run.home))  # the history that run recorded
     with RunStore() as store:  # what the conversion did, as recorded
         (conv,) = store.list(kind="convert")
     backend, precision = conv.metrics["backend"], conv.metrics["precision"]

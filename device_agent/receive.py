@@ -1,0 +1,226 @@
+"""`push-receive`: the bytes of a push as one framed stream on stdin, written into the
+store's uploads, hashed as they arrive.
+
+Stream: one header line, JSON `{"manifest": Manifest, "blobs": [sha256, ...],
+"record_every": seconds, "commit": bool}`, then
+frames until end of input: `FRAME` (blob index into "blobs", offset, length) followed by
+`length` bytes. The host names no path: a blob's upload is `store/<sha>.partial`, as the
+push plan made it. A blob whose bytes arrive in order from its resume offset is hashed on
+the way in; when it is whole and its sha256 matches, it is fsynced and moved into the
+store, so that `push-commit` need not read it again. Any other blob (byte ranges from
+several streams) is verified by the commit, as before. Finished ranges of a ranged upload
+are merged into its record (`.partial.ranges`) under a lock on the upload, every
+`record_every` seconds (1 by default) and at the end, so an interrupted push resumes by range.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import time
+from typing import IO, Dict, List, Optional
+
+from .durable import atomic_write, fsync_dir
+from .errors import AgentError
+from .manifest import gaps, manifest_from_json, validate_manifest
+from .protocol import PUSH_FRAME as FRAME
+from .protocol import ManifestEntry, PushReceived
+from .store import RANGES_SUFFIX, BlobStore, file_mode
+
+MAX_FRAME = 16 << 20
+MAX_HEADER = 64 << 20
+RECORD_EVERY_S = 1.0
+READ = 1 << 20
+
+
+class _Upload:
+    """One blob's `.partial` while this stream writes into it."""
+
+    def __init__(self, store: BlobStore, sha: str, entries: List[ManifestEntry]) -> None:
+        self.sha, self.entries, self.size = sha, entries, entries[0].size
+        self.path = store.blob_path(sha) + ".partial"
+        flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
+        try:  # never through a symlink planted at the upload
+            self.fd = os.open(self.path, flags, 0o600)
+        except OSError as exc:
+            raise AgentError(
+                f"push-receive: cannot open the upload of {sha}: {exc.strerror}",
+                "remove the file at that path on the device, then push again",
+            ) from None
+        self.record = self.path + RANGES_SUFFIX
+        self.ranged = os.path.isfile(self.record) and not os.path.islink(self.record)
+        self.done: List[List[int]] = []  # ranges this stream wrote (for the record)
+        self.dirty = False
+        self.hasher: Optional[hashlib._Hash] = None
+        self.next = -1  # where the in-order hash continues; -1: not hashing
+        self.started = False
+        self.rfd = -1
+
+    def begin(self, offset: int) -> None:
+        """At the first frame: hash in order if it starts where the upload stands."""
+        self.started = True
+        have = os.fstat(self.fd).st_size
+        if offset != have or self.ranged and offset != 0:
+            return
+        h = hashlib.sha256()
+        pos = 0
+        while pos < offset:  # the part an earlier push left
+            chunk = os.pread(self.fd_read(), min(READ, offset - pos), pos)
+            if not chunk:
+                return
+            h.update(chunk)
+            pos += len(chunk)
+        self.hasher, self.next = h, offset
+
+    def fd_read(self) -> int:
+        if self.rfd < 0:
+            self.rfd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC)
+        return self.rfd
+
+    def wrote(self, offset: int, data: memoryview) -> None:
+        if self.hasher is not None:
+            if offset == self.next:
+                self.hasher.update(data)
+                self.next += len(data)
+            else:
+                self.hasher = None
+        if self.ranged:
+            if self.done and self.done[-1][1] == offset:
+                self.done[-1][1] = offset + len(data)
+            else:
+                self.done.append([offset, offset + len(data)])
+            self.dirty = True
+
+    def save_record(self) -> None:
+        """Merge this stream's ranges into the record, under a lock other streams share."""
+        if not (self.ranged and self.dirty):
+            return
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            try:
+                with open(self.record) as f:
+                    have = [[int(a), int(b)] for a, b in json.load(f)["done"]]
+            except (OSError, ValueError, KeyError, TypeError):
+                have = []
+            merged = gaps(gaps(have + self.done, self.size), self.size)  # the complement's
+            atomic_write(self.record, json.dumps({"done": merged}).encode("ascii"))
+            self.dirty = False
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+    def finish(self, store: BlobStore, out: PushReceived) -> bool:
+        """Verify and promote a whole, in-order blob; True when it was promoted."""
+        if self.hasher is None or self.next != self.size:
+            return False
+        if os.fstat(self.fd).st_size != self.size:
+            return False
+        if self.hasher.hexdigest() != self.sha:
+            os.remove(self.path)
+            _remove(self.record)
+            self.ranged = self.dirty = False  # no record of bytes that are gone
+            names = ", ".join(e.path for e in self.entries)
+            out.problems.append(f"{names}: the bytes received do not match sha256 {self.sha}")
+            return False
+        os.fsync(self.fd)
+        os.fchmod(self.fd, file_mode(self.entries[0]))
+        _remove(self.record)
+        try:
+            os.replace(self.path, store.blob_path(self.sha))
+        except FileNotFoundError:  # a concurrent push of the same blob promoted it first
+            if os.stat(store.blob_path(self.sha)).st_size != self.size:
+                raise
+        self.ranged = False  # its record is gone with it
+        out.verified.append(self.sha)
+        out.bytes_verified += self.size
+        return True
+
+    def close(self) -> None:
+        os.close(self.fd)
+        if self.rfd >= 0:
+            os.close(self.rfd)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+def _read_exact(inp: IO[bytes], n: int) -> bytes:
+    data = inp.read(n)
+    return data if data is not None else b""
+
+
+def receive(root: str, inp: IO[bytes]) -> PushReceived:
+    """Read one push stream from `inp` into the store under `root`."""
+    store = BlobStore(root)
+    line = inp.readline(MAX_HEADER)
+    if not line.endswith(b"\n"):
+        raise AgentError("push-receive: no header line", "send the header line first")
+    try:
+        header = json.loads(line.decode())
+        manifest = manifest_from_json(json.dumps(header["manifest"]))
+        blobs = [str(s) for s in header["blobs"]]
+        commit = header.get("commit") is True
+        every = min(max(float(header.get("record_every", RECORD_EVERY_S)), 0.0), 60.0)
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise AgentError(f"push-receive: bad header: {exc}", "send the push's header") from None
+    validate_manifest(manifest)
+    by_sha: Dict[str, List[ManifestEntry]] = {}
+    for e in manifest.entries:
+        by_sha.setdefault(e.sha256, []).append(e)
+    if any(s not in by_sha for s in blobs) or len(blobs) > 0xFFFF:
+        raise AgentError("push-receive: the header names blobs outside its manifest")
+    os.makedirs(store.store_dir, exist_ok=True)
+    out = PushReceived()
+    uploads: Dict[int, _Upload] = {}
+    last_save = time.monotonic()
+    try:
+        while True:
+            head = _read_exact(inp, FRAME.size)
+            if not head:
+                break
+            if len(head) < FRAME.size:
+                raise AgentError("push-receive: the stream ended inside a frame header")
+            index, offset, length = FRAME.unpack(head)
+            if index >= len(blobs) or length > MAX_FRAME:
+                raise AgentError(f"push-receive: bad frame (blob {index}, {length} bytes)")
+            up = uploads.get(index)
+            if up is None:
+                up = uploads[index] = _Upload(store, blobs[index], by_sha[blobs[index]])
+            if offset + length > up.size:
+                raise AgentError(
+                    f"push-receive: a frame past the end of blob {up.sha} "
+                    f"({offset}+{length} > {up.size})"
+                )
+            if not up.started:
+                up.begin(offset)
+            data = _read_exact(inp, length)
+            if len(data) < length:
+                raise AgentError("push-receive: the stream ended inside a frame")
+            view = memoryview(data)
+            while view:
+                n = os.pwrite(up.fd, view, offset)
+                up.wrote(offset, view[:n])
+                offset += n
+                out.bytes_written += n
+                view = view[n:]
+            if time.monotonic() - last_save >= every:
+                for u in uploads.values():
+                    u.save_record()
+                last_save = time.monotonic()
+        promoted = [up.finish(store, out) for up in uploads.values()]
+        if any(promoted):
+            fsync_dir(store.store_dir)
+        if commit and not out.problems:  # the push's only stream: no second command
+            out.commit = store.commit(manifest)
+    finally:
+        for up in uploads.values():
+            try:
+                up.save_record()  # what arrived before an error counts for the resume
+            finally:
+                up.close()
+    return out

@@ -1,0 +1,159 @@
+"""A push's bytes as framed streams into the agent's `push-receive` (device_agent/receive.py):
+one stream per channel, each a command on the device's one connection. No request waits
+for an acknowledgement and no file costs a round trip; the device hashes what arrives in
+order, so the commit need not read it again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from device_agent.protocol import PUSH_FRAME, Manifest, PushPlan, PushReceived
+from edge.agent.client import AgentClient
+from edge.agent.replies import decode, malformed
+from edge.core.errors import UserError
+from edge.transport.base import Stream
+
+FRAME_BYTES = 1 << 20
+RANGE_BYTES = 8 << 20  # a ranged blob's pieces, taken by whichever stream is free
+STREAM_MIN_BYTES = 4 << 20  # another stream costs a command start: one per 4 MiB
+RECORD_EVERY_S = 1.0  # how often the device records a ranged upload's finished ranges
+
+
+@dataclass
+class Piece:
+    """Bytes [start, end) of blob `index` (its position in the header's list)."""
+
+    index: int
+    local: Path
+    start: int
+    end: int
+
+
+def pieces(plan: PushPlan, local_for: Callable[[str], Path]) -> list[Piece]:
+    """What to send: each missing blob from its resume offset, or its missing ranges cut
+    into RANGE_BYTES pieces (those may go on different streams)."""
+    out = []
+    for i, need in enumerate(plan.missing):
+        local = local_for(need.sha256)
+        if not need.ranges:
+            out.append(Piece(i, local, need.offset, need.size))
+            continue
+        for a, b in need.ranges:
+            out += [Piece(i, local, s, min(s + RANGE_BYTES, b)) for s in range(a, b, RANGE_BYTES)]
+    return out
+
+
+def _send(stream: Stream, piece: Piece, progress: Callable[[int], None] | None) -> int:
+    sent = 0
+    fd = os.open(piece.local, os.O_RDONLY)
+    try:
+        pos = piece.start
+        while pos < piece.end:
+            block = os.pread(fd, min(FRAME_BYTES, piece.end - pos), pos)
+            if not block:
+                raise OSError(f"{piece.local} is shorter than expected ({pos} bytes)")
+            stream.write(PUSH_FRAME.pack(piece.index, pos, len(block)) + block)
+            pos += len(block)
+            sent += len(block)
+            if progress:
+                progress(len(block))
+    finally:
+        os.close(fd)
+    return sent
+
+
+def send_streams(
+    client: AgentClient,
+    manifest: Manifest,
+    plan: PushPlan,
+    local_for: Callable[[str], Path],
+    channels: int,
+    progress: Callable[[int], None] | None = None,
+) -> PushReceived:
+    """Send every missing byte of `plan` over up to `channels` streams; what the device
+    wrote and verified, summed over the streams."""
+    todo = pieces(plan, local_for)
+    nbytes = sum(p.end - p.start for p in todo)
+    n = max(1, min(channels, len(todo), -(-nbytes // STREAM_MIN_BYTES)))
+    header = (
+        json.dumps(
+            {
+                "manifest": manifest.to_dict(),
+                "blobs": [need.sha256 for need in plan.missing],
+                "record_every": RECORD_EVERY_S,
+                "commit": n == 1,
+            }
+        ).encode()
+        + b"\n"
+    )
+    pending: queue.SimpleQueue[Piece] = queue.SimpleQueue()
+    for p in todo:
+        pending.put(p)
+    lock = threading.Lock()
+    replies: list[PushReceived] = []
+    errors: list[BaseException] = []
+
+    def locked(nbytes: int) -> None:
+        assert progress is not None
+        with lock:
+            progress(nbytes)
+
+    def worker() -> None:
+        try:
+            replies.append(_one_stream(client, header, pending, errors, progress and locked))
+        except BaseException as exc:  # reported once every stream stopped
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(n - 1)]
+    for t in threads:
+        t.start()
+    worker()
+    for t in threads:
+        t.join()
+    if errors:
+        user = [e for e in errors if isinstance(e, UserError)]
+        raise user[0] if user else errors[0]
+    total = PushReceived()
+    for r in replies:
+        total.bytes_written += r.bytes_written
+        total.bytes_verified += r.bytes_verified
+        total.verified += r.verified
+        total.problems += r.problems
+        total.commit = r.commit
+    return total
+
+
+def _one_stream(
+    client: AgentClient,
+    header: bytes,
+    pending: queue.SimpleQueue[Piece],
+    errors: list[BaseException],
+    progress: Callable[[int], None] | None,
+) -> PushReceived:
+    name = client.device.name
+    stream = client.transport.open_stream(client.argv("push-receive"))
+    try:
+        stream.write(header)
+        while not errors:
+            try:
+                piece = pending.get_nowait()
+            except queue.Empty:
+                break
+            _send(stream, piece, progress)
+    except BrokenPipeError:  # the agent stopped reading: its reply says why
+        pass
+    except BaseException:
+        stream.abort()
+        raise
+    data = client.decode_result(stream.finish(timeout=600), "push-receive")
+    reply = decode(name, "push-receive", PushReceived, data)
+    if not isinstance(reply, PushReceived):  # pragma: no cover - decode checks the type
+        raise malformed(name, "push-receive", "not a PushReceived")
+    return reply

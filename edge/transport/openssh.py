@@ -1,0 +1,205 @@
+"""OpenSSH's own client as the data path: one master connection per device
+(ControlMaster), every command and stream a channel on it through `ssh -S`.
+
+The system `ssh` does its crypto in C, in its own process: a fan-out to many devices runs
+on every core, where paramiko's threads share one GIL. It checks host keys against the
+same known_hosts files as paramiko (the fleet's first), strictly, with BatchMode (no
+prompt). When the master cannot start (no `ssh`, an option it refuses, a key it lacks,
+an unknown host key), this transport is the paramiko one, and paramiko's error is the
+one a user sees.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from edge.core.settings import settings
+from edge.core.trace import span
+from edge.transport.base import CommandResult, ProcessStream, Stream, TransportError
+from edge.transport.deadlink import DeadLinkError
+from edge.transport.ssh import FAST_CIPHERS, SSHTransport
+from edge.transport.ssh_config import Endpoint, ssh_config_path
+
+_log = logging.getLogger(__name__)
+# paramiko's key exchange: the master offers it first, so both paths cost the same
+FAST_KEX = ("curve25519-sha256", "curve25519-sha256@libssh.org")
+
+
+def _quoted(path: str) -> str:
+    return f'"{path}"' if " " in path else path
+
+
+def master_argv(endpoint: Endpoint, control: Path, known_hosts: Sequence[str]) -> list[str]:
+    """The `ssh` command line of the master connection to `endpoint`."""
+    s = settings()
+    argv = ["ssh"]
+    if s.ssh_config:
+        argv += ["-F", str(ssh_config_path())]
+    ciphers = ",".join(s.ssh_ciphers or FAST_CIPHERS)
+    argv += [
+        "-o", "BatchMode=yes",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", "UserKnownHostsFile=" + " ".join(_quoted(k) for k in known_hosts),
+        "-o", "ControlMaster=yes",
+        "-o", f"ControlPath={control}",
+        "-o", "ControlPersist=no",
+        "-o", f"ConnectTimeout={max(1, int(endpoint.connect_timeout))}",
+        "-o", f"ServerAliveInterval={max(1, round(s.dead_link_seconds / 3))}",
+        "-o", "ServerAliveCountMax=3",
+        "-o", f"Ciphers=^{ciphers}",
+        "-o", f"KexAlgorithms=^{','.join(FAST_KEX)}",
+        "-o", f"HostName={endpoint.hostname}",
+        "-p", str(endpoint.port),
+        "-l", endpoint.user,
+    ]  # fmt: skip
+    if endpoint.proxy_jump:
+        argv += ["-J", ",".join(endpoint.proxy_jump)]
+    elif endpoint.proxy_command:
+        argv += ["-o", f"ProxyCommand={endpoint.proxy_command}"]
+    for key in endpoint.key_files:
+        if os.path.isfile(key):
+            argv += ["-i", key]
+    return [*argv, "-N", endpoint.alias]
+
+
+class OpenSSHTransport(SSHTransport):
+    """SSHTransport whose commands and streams ride an OpenSSH master connection; SFTP
+    (downloads, small files) stays paramiko's, connected only if it is used."""
+
+    def __init__(
+        self, device_name: str, endpoint: Endpoint, fleet_known_hosts: Path | None = None
+    ) -> None:
+        super().__init__(device_name, endpoint, fleet_known_hosts)
+        self._dir: str | None = None
+        self._master: subprocess.Popen[bytes] | None = None
+        self._failed = shutil.which("ssh") is None
+
+    @property
+    def control(self) -> Path:
+        assert self._dir is not None
+        return Path(self._dir) / "c"
+
+    def _known_hosts(self) -> list[str]:
+        files = [str(self.fleet_known_hosts)] if self.fleet_known_hosts else []
+        return files + [f for f in self.endpoint.known_hosts_files if f not in files]
+
+    def master(self) -> bool:
+        """Start the master connection once; False (paramiko from now on) if it fails."""
+        if self._failed:
+            return False
+        if self._master is not None:
+            if self._master.poll() is None:
+                return True
+            raise TransportError(f"{self.device_name}: the SSH connection closed")
+        with span("openssh master", self.device_name):
+            return self._start_master()
+
+    def _start_master(self) -> bool:
+        self._dir = tempfile.mkdtemp(prefix="edge-ssh-")  # private (0700), short for a socket
+        argv = master_argv(self.endpoint, self.control, self._known_hosts())
+        log = open(Path(self._dir) / "log", "wb")
+        try:
+            self._master = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log
+            )
+        except OSError as exc:
+            return self._give_up(f"cannot run ssh: {exc}")
+        finally:
+            log.close()
+        deadline = time.monotonic() + self.endpoint.connect_timeout + 5
+        while not self.control.exists():
+            if self._master.poll() is not None or time.monotonic() > deadline:
+                why = (Path(self._dir) / "log").read_text(errors="replace").strip()
+                return self._give_up(why or "the master connection did not start")
+            time.sleep(0.01)
+        return True
+
+    def _give_up(self, why: str) -> bool:
+        _log.debug("%s: OpenSSH master failed, using paramiko: %s", self.device_name, why)
+        self._stop_master()
+        self._failed = True
+        return False
+
+    def _client_argv(self, argv: Sequence[str]) -> list[str]:
+        return [
+            "ssh", "-S", str(self.control), "-o", "ControlMaster=no", "-o", "BatchMode=yes",
+            "-T", self.endpoint.alias, "--", shlex.join(argv),
+        ]  # fmt: skip
+
+    def run(
+        self, argv: Sequence[str], input: bytes | None = None, timeout: float | None = None
+    ) -> CommandResult:
+        if not self.master():
+            return super().run(argv, input, timeout)
+        stream = self.open_stream(argv)
+        if input:
+            try:
+                stream.write(input)
+            except BrokenPipeError:  # the command ended early: its output says why
+                pass
+        return self._checked(stream.finish(timeout))
+
+    def open_stream(self, argv: Sequence[str]) -> Stream:
+        if not self.master():
+            return super().open_stream(argv)
+        return _MuxStream(self, self._client_argv(argv), argv)
+
+    def _checked(self, result: CommandResult) -> CommandResult:
+        """ssh's own failure (255, the master gone) is a transport error; a master that
+        heard nothing for the dead-link bound says so, as paramiko's watchdog does."""
+        if result.exit_code != 255 or self._master is None:
+            return result
+        try:  # a client that lost its master ends a moment before the master itself
+            self._master.wait(2)
+        except subprocess.TimeoutExpired:
+            return result
+        log = Path(self._dir) / "log" if self._dir else None
+        why = log.read_text(errors="replace").strip() if log and log.is_file() else ""
+        if "Timeout" in why or "not responding" in why:
+            raise DeadLinkError(
+                f"{self.device_name}: {result.argv[0]}: no reply for "
+                f"{settings().dead_link_seconds:g} s; the link is dead",
+                "Check the device's network and power, then run the command again (a push "
+                "resumes where it stopped). EDGE_DEAD_LINK_SECONDS sets the silence allowed.",
+            )
+        raise TransportError(
+            f"{self.device_name}: the SSH connection dropped: {why or result.tail(2)}",
+            "Check the link to the device and run the command again (a push resumes).",
+        )
+
+    def _stop_master(self) -> None:
+        if self._master is not None and self._master.poll() is None:
+            self._master.terminate()
+            try:
+                self._master.wait(5)
+            except subprocess.TimeoutExpired:
+                self._master.kill()
+                self._master.wait()
+        self._master = None
+        if self._dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def close(self) -> None:
+        self._stop_master()
+        super().close()
+
+
+class _MuxStream(ProcessStream):
+    """An `ssh -S` client: a channel on the master; its result checked for ssh's own 255."""
+
+    def __init__(self, transport: OpenSSHTransport, ssh_argv: list[str], argv: Sequence[str]):
+        super().__init__(ssh_argv, transport.device_name)
+        self.transport = transport
+        self.argv = list(argv)
+
+    def finish(self, timeout: float | None = None) -> CommandResult:
+        return self.transport._checked(super().finish(timeout))

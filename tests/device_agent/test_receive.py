@@ -1,0 +1,224 @@
+"""`push-receive`: a framed byte stream on stdin, written into a real BlobStore."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import stat
+import subprocess
+from pathlib import Path
+from typing import List, Tuple
+
+import pytest
+
+from device_agent.errors import AgentError
+from device_agent.manifest import build_manifest
+from device_agent.protocol import PUSH_FRAME, Manifest
+from device_agent.receive import MAX_FRAME, receive
+from device_agent.store import RANGES_SUFFIX, BlobStore, file_mode
+from edge.agent.package import build_zipapp
+
+Frame = Tuple[int, int, bytes]
+
+
+def _model(tmp_path: Path, size: int = 300_000, seed: int = 1) -> Tuple[Manifest, bytes, str]:
+    src = tmp_path / f"src{seed}"
+    src.mkdir()
+    data = hashlib.sha256(str(seed).encode()).digest() * (size // 32 + 1)
+    data = data[:size]
+    (src / "weights.bin").write_bytes(data)
+    os.chmod(src / "weights.bin", 0o755)
+    manifest = build_manifest(str(src), name="m")
+    return manifest, data, hashlib.sha256(data).hexdigest()
+
+
+def _stream(
+    manifest: Manifest, blobs: List[str], frames: List[Frame], commit: bool = False
+) -> bytes:
+    header = {"manifest": manifest.to_dict(), "blobs": blobs, "commit": commit}
+    out = [json.dumps(header).encode() + b"\n"]
+    for index, offset, data in frames:
+        out.append(PUSH_FRAME.pack(index, offset, len(data)) + data)
+    return b"".join(out)
+
+
+def _chunks(data: bytes, start: int = 0, step: int = 65536) -> List[Frame]:
+    return [(0, o, data[o : o + step]) for o in range(start, len(data), step)]
+
+
+def _files(root: Path) -> List[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_whole_blob_in_order_is_promoted(tmp_path: Path) -> None:
+    manifest, data, sha = _model(tmp_path)
+    store = BlobStore(str(tmp_path / "root"))
+    store.plan(manifest, ranged_min=1 << 30)
+    got = receive(store.root, io.BytesIO(_stream(manifest, [sha], _chunks(data))))
+    blob = Path(store.blob_path(sha))
+    assert got.verified == [sha] and got.bytes_verified == len(data)
+    assert got.bytes_written == len(data) and not got.problems
+    assert blob.read_bytes() == data
+    assert not Path(str(blob) + ".partial").exists()
+    assert stat.S_IMODE(blob.stat().st_mode) == file_mode(manifest.entries[0])
+    assert got.commit is None
+
+
+def test_resumed_blob_is_hashed_with_its_prefix(tmp_path: Path) -> None:
+    manifest, data, sha = _model(tmp_path)
+    store = BlobStore(str(tmp_path / "root"))
+    os.makedirs(store.store_dir)
+    cut = 100_003
+    Path(store.blob_path(sha) + ".partial").write_bytes(data[:cut])
+    (need,) = store.plan(manifest, ranged_min=1 << 30).missing
+    assert need.offset == cut
+    got = receive(store.root, io.BytesIO(_stream(manifest, [sha], _chunks(data, cut))))
+    assert got.verified == [sha] and got.bytes_written == len(data) - cut
+    assert Path(store.blob_path(sha)).read_bytes() == data
+
+
+def test_wrong_bytes_are_a_problem_and_the_partial_goes(tmp_path: Path) -> None:
+    manifest, data, sha = _model(tmp_path)
+    store = BlobStore(str(tmp_path / "root"))
+    store.plan(manifest, ranged_min=1 << 30)
+    bad = bytearray(data)
+    bad[1234] ^= 0xFF
+    got = receive(store.root, io.BytesIO(_stream(manifest, [sha], _chunks(bytes(bad)))))
+    assert got.verified == [] and len(got.problems) == 1 and sha in got.problems[0]
+    assert not Path(store.blob_path(sha)).exists()
+    assert not Path(store.blob_path(sha) + ".partial").exists()
+
+
+def test_out_of_order_frames_are_left_to_the_commit(tmp_path: Path) -> None:
+    manifest, data, sha = _model(tmp_path)
+    store = BlobStore(str(tmp_path / "root"))
+    store.plan(manifest, ranged_min=1 << 30)
+    frames = list(reversed(_chunks(data)))
+    got = receive(store.root, io.BytesIO(_stream(manifest, [sha], frames)))
+    assert got.verified == [] and not got.problems and got.bytes_written == len(data)
+    assert not Path(store.blob_path(sha)).exists()
+    commit = store.commit(manifest)
+    assert commit.bytes_verified == len(data)
+    assert (Path(commit.model_path) / "weights.bin").read_bytes() == data
+
+
+def test_two_receivers_merge_their_ranges_and_plan_resumes_the_gaps(tmp_path: Path) -> None:
+    manifest, data, sha = _model(tmp_path, size=400_000)
+    store = BlobStore(str(tmp_path / "root"))
+    (need,) = store.plan(manifest, ranged_min=1000).missing
+    assert need.ranges == [[0, len(data)]]
+    record = Path(store.blob_path(sha) + ".partial" + RANGES_SUFFIX)
+    assert record.exists()
+    a, b = (0, 100_000), (200_000, 300_000)
+    for start, end in (b, a):  # two streams, one after the other, disjoint ranges
+        frames = [(0, start, data[start:end])]
+        got = receive(store.root, io.BytesIO(_stream(manifest, [sha], frames)))
+        assert got.verified == [] and got.bytes_written == end - start
+    assert json.loads(record.read_text())["done"] == [[0, 100_000], [200_000, 300_000]]
+    (need,) = store.plan(manifest).missing
+    assert need.ranges == [[100_000, 200_000], [300_000, len(data)]]
+    for start, end in need.ranges:
+        receive(store.root, io.BytesIO(_stream(manifest, [sha], [(0, start, data[start:end])])))
+    commit = store.commit(manifest)
+    assert (Path(commit.model_path) / "weights.bin").read_bytes() == data
+
+
+def test_commit_in_header_materializes_the_tree(tmp_path: Path) -> None:
+    manifest, data, sha = _model(tmp_path)
+    store = BlobStore(str(tmp_path / "root"))
+    store.plan(manifest, ranged_min=1 << 30)
+    stream = _stream(manifest, [sha], _chunks(data), commit=True)
+    got = receive(store.root, io.BytesIO(stream))
+    assert got.commit is not None
+    assert (Path(got.commit.model_path) / "weights.bin").read_bytes() == data
+    assert store.plan(manifest).model_path == got.commit.model_path
+
+
+def _header_only(manifest: Manifest, blobs: List[str]) -> bytes:
+    return _stream(manifest, blobs, [])
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["no_header", "bad_json", "foreign_blob", "index", "too_long", "past_end"],
+)
+def test_hostile_streams_are_agent_errors(tmp_path: Path, case: str) -> None:
+    manifest, data, sha = _model(tmp_path)
+    root = tmp_path / "root"
+    store = BlobStore(str(root))
+    store.plan(manifest, ranged_min=1 << 30)
+    before = _files(tmp_path)
+    streams = {
+        "no_header": b"\x00\x01no newline at all",
+        "bad_json": b"{not json\n",
+        "foreign_blob": _header_only(manifest, ["0" * 64]),
+        "index": _header_only(manifest, [sha]) + PUSH_FRAME.pack(1, 0, 4) + b"abcd",
+        "too_long": _header_only(manifest, [sha]) + PUSH_FRAME.pack(0, 0, MAX_FRAME + 1),
+        "past_end": _header_only(manifest, [sha]) + PUSH_FRAME.pack(0, len(data) - 2, 4) + b"abcd",
+    }
+    with pytest.raises(AgentError):
+        receive(str(root), io.BytesIO(streams[case]))
+    assert _files(tmp_path) == before
+    assert Path(store.blob_path(sha) + ".partial").stat().st_size == 0
+
+
+def test_truncated_frame_keeps_the_bytes_before(tmp_path: Path) -> None:
+    manifest, data, sha = _model(tmp_path)
+    store = BlobStore(str(tmp_path / "root"))
+    store.plan(manifest, ranged_min=1 << 30)
+    stream = _stream(manifest, [sha], _chunks(data)[:2])
+    stream += PUSH_FRAME.pack(0, 131072, 65536) + data[131072:131100]
+    with pytest.raises(AgentError):
+        receive(store.root, io.BytesIO(stream))
+    partial = Path(store.blob_path(sha) + ".partial")
+    assert partial.read_bytes() == data[:131072]
+    assert not Path(store.blob_path(sha)).exists()
+    (need,) = store.plan(manifest).missing
+    assert need.offset == 131072
+
+
+def test_symlink_at_partial_is_not_written_through(tmp_path: Path) -> None:
+    manifest, data, sha = _model(tmp_path)
+    store = BlobStore(str(tmp_path / "root"))
+    os.makedirs(store.store_dir)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    os.symlink(victim, store.blob_path(sha) + ".partial")
+    with pytest.raises(AgentError):  # a clean agent error, not a raw OSError traceback
+        receive(store.root, io.BytesIO(_stream(manifest, [sha], _chunks(data))))
+    assert victim.read_bytes() == b"keep me"
+    assert not Path(store.blob_path(sha)).exists()
+
+
+def test_agent_cli_push_receive_in_an_isolated_python(tmp_path: Path) -> None:
+    manifest, data, sha = _model(tmp_path)
+    root = tmp_path / "root"
+    BlobStore(str(root)).plan(manifest, ranged_min=1 << 30)
+    pyz = build_zipapp(tmp_path / "agent")
+    proc = subprocess.run(
+        ["/usr/bin/python3", "-I", str(pyz), "--root", str(root), "push-receive"],
+        input=_stream(manifest, [sha], _chunks(data), commit=True),
+        capture_output=True,
+        cwd=str(tmp_path),
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    reply = json.loads(proc.stdout)
+    assert reply["verified"] == [sha] and reply["bytes_written"] == len(data)
+    model = Path(reply["commit"]["model_path"])
+    assert (model / "weights.bin").read_bytes() == data
+
+
+def test_wrong_bytes_of_a_ranged_upload_leave_no_stale_record(tmp_path: Path) -> None:
+    manifest, data, sha = _model(tmp_path)
+    store = BlobStore(str(tmp_path / "root"))
+    store.plan(manifest, ranged_min=1000)
+    record = Path(store.blob_path(sha) + ".partial" + RANGES_SUFFIX)
+    assert record.exists()
+    bad = bytearray(data)
+    bad[-1] ^= 0xFF
+    got = receive(store.root, io.BytesIO(_stream(manifest, [sha], _chunks(bytes(bad)))))
+    assert got.problems and not Path(store.blob_path(sha) + ".partial").exists()
+    assert not record.exists()  # else a later plan trusts ranges of deleted bytes

@@ -1,0 +1,104 @@
+"""OpenSSHTransport on the real sshd fleet: one ControlMaster per device, paramiko as fallback."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from fleet_fixtures import JUMP_DEVICE
+from sshfleet import SshFleet
+
+from edge.transport.hostkey_policy import HostKeyError
+from edge.transport.openssh import OpenSSHTransport, master_argv
+from edge.transport.ssh import SSHTransport
+from edge.transport.ssh_config import resolve_endpoint
+
+
+def _transport(fleet: SshFleet, name: str, known_hosts: Path | None = None) -> OpenSSHTransport:
+    return OpenSSHTransport(name, resolve_endpoint(name), known_hosts or fleet.known_hosts_path)
+
+
+def _children_named_ssh() -> list[int]:
+    out = subprocess.run(
+        ["ps", "-o", "pid=,comm=", "--ppid", str(os.getpid())], capture_output=True, text=True
+    ).stdout
+    return [int(p) for p, c in (line.split(None, 1) for line in out.splitlines()) if c == "ssh"]
+
+
+def test_run_matches_paramiko(ssh_env: SshFleet) -> None:
+    argv = ["sh", "-c", "echo out; echo err >&2; exit 3"]
+    t = _transport(ssh_env, "d1")
+    try:
+        got = t.run(argv)
+        assert t.master() and t._master is not None  # really the OpenSSH path
+    finally:
+        t.close()
+    with SSHTransport("d1", resolve_endpoint("d1"), ssh_env.known_hosts_path) as p:
+        want = p.run(argv)
+    assert (got.exit_code, got.stdout, got.stderr) == (want.exit_code, want.stdout, want.stderr)
+    assert got.exit_code == 3 and got.stdout.strip() == "out" and got.stderr.strip() == "err"
+
+
+def test_stream_20mib_and_one_master_then_close(ssh_env: SshFleet, tmp_path: Path) -> None:
+    data = os.urandom(1 << 20) * 20
+    target = tmp_path / "streamed.bin"
+    t = _transport(ssh_env, "d2")
+    try:
+        for _ in range(3):
+            assert t.run(["true"]).ok
+        stream = t.open_stream(["sh", "-c", f"cat > {target}"])
+        for i in range(0, len(data), 1 << 20):
+            stream.write(data[i : i + (1 << 20)])
+        assert stream.finish(120).ok
+        assert hashlib.sha256(target.read_bytes()).digest() == hashlib.sha256(data).digest()
+        assert t._master is not None
+        masters = [p for p in _children_named_ssh() if p == t._master.pid]
+        assert len(masters) == 1 and len(_children_named_ssh()) == 1
+        control_dir = t.control.parent
+        assert control_dir.is_dir()
+        master = t._master
+    finally:
+        t.close()
+    assert not control_dir.exists()
+    assert master.poll() is not None
+
+
+def test_unknown_host_key_falls_back_to_paramikos_error(
+    ssh_env: SshFleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    monkeypatch.setenv("EDGE_KNOWN_HOSTS", str(empty))
+    server = ssh_env["d3"]
+    endpoint = resolve_endpoint(server.host, server.port, server.user, str(ssh_env.client_key_path))
+    t = OpenSSHTransport("raw", endpoint, empty)
+    try:
+        with pytest.raises(HostKeyError, match="unknown host key"):
+            t.run(["true"])
+        assert t._failed and t._master is None and t._dir is None
+    finally:
+        t.close()
+
+
+def test_master_argv_keeps_strict_checking_and_fleet_known_hosts_first(
+    ssh_env: SshFleet, tmp_path: Path
+) -> None:
+    t = _transport(ssh_env, "d1")
+    argv = master_argv(t.endpoint, tmp_path / "c", t._known_hosts())
+    assert "BatchMode=yes" in argv and "StrictHostKeyChecking=yes" in argv
+    (known,) = [a for a in argv if a.startswith("UserKnownHostsFile=")]
+    first = known.split("=", 1)[1].split(" ")[0].strip("\"'")
+    assert first == str(ssh_env.known_hosts_path)
+
+
+def test_proxyjump_device_through_the_bastion(ssh_env: SshFleet) -> None:
+    t = _transport(ssh_env, JUMP_DEVICE)
+    try:
+        assert "-J" in master_argv(t.endpoint, Path("/tmp/x"), t._known_hosts())
+        got = t.run(["echo", "behind"])
+        assert t._master is not None and got.stdout.strip() == "behind"
+    finally:
+        t.close()
