@@ -37,7 +37,7 @@ from edge.core.trace import span
 from edge.fleet.devices import Device
 from edge.fleet.group import GroupResult, fan_out
 from edge.ops.hashcache import HashCache
-from edge.ops.push_stream import send_streams
+from edge.ops.push_stream import send_streams, split
 from edge.transport import LocalTransport, RangeTask, Transport
 from edge.transport.deadlink import DeadLinkError
 
@@ -212,7 +212,6 @@ def _check_paths(device: str, plan: PushPlan) -> None:
 
 
 PARALLEL_MIN = 16 << 20  # blobs with more than this left go out in ranges on channels
-RANGE_BYTES = 8 << 20
 SIDECAR_EVERY_S = 1.0
 
 
@@ -290,12 +289,6 @@ class _Tasks:
     records: dict[str, str]  # upload path -> its range record's path
 
 
-def _split(start: int, end: int) -> list[list[int]]:
-    return [[a, min(a + RANGE_BYTES, end)] for a in range(start, end, RANGE_BYTES)] or [
-        [start, end]
-    ]
-
-
 def _tasks(payload: Payload, plan: PushPlan, by_sha: dict[str, str]) -> _Tasks:
     """Byte-range tasks for every missing blob. A blob the device set up for ranges (big,
     or an interrupted parallel upload) is cut into ranges written in parallel, with the
@@ -307,7 +300,7 @@ def _tasks(payload: Payload, plan: PushPlan, by_sha: dict[str, str]) -> _Tasks:
         if not need.ranges:
             out.ranges.append(RangeTask(local, remote, need.offset, need.size))
             continue
-        todo = [piece for a, b in need.ranges for piece in _split(a, b)]
+        todo = [piece for a, b in need.ranges for piece in split(a, b)]
         out.sidecars[remote] = gaps(need.ranges, need.size)  # what is already there
         out.records[remote] = need.record_path
         out.ranges.extend(RangeTask(local, remote, a, b) for a, b in todo)

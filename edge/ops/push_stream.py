@@ -16,7 +16,7 @@ from pathlib import Path
 
 from device_agent.protocol import PUSH_FRAME, Manifest, PushPlan, PushReceived
 from edge.agent.client import AgentClient
-from edge.agent.replies import decode, malformed
+from edge.agent.replies import decode
 from edge.core.errors import UserError
 from edge.transport.base import Stream
 
@@ -45,9 +45,15 @@ def pieces(plan: PushPlan, local_for: Callable[[str], Path]) -> list[Piece]:
         if not need.ranges:
             out.append(Piece(i, local, need.offset, need.size))
             continue
-        for a, b in need.ranges:
-            out += [Piece(i, local, s, min(s + RANGE_BYTES, b)) for s in range(a, b, RANGE_BYTES)]
+        out += [Piece(i, local, a, b) for start, end in need.ranges for a, b in split(start, end)]
     return out
+
+
+def split(start: int, end: int) -> list[list[int]]:
+    """[start, end) in RANGE_BYTES pieces (one empty piece for an empty range)."""
+    return [[a, min(a + RANGE_BYTES, end)] for a in range(start, end, RANGE_BYTES)] or [
+        [start, end]
+    ]
 
 
 def _send(stream: Stream, piece: Piece, progress: Callable[[int], None] | None) -> int:
@@ -137,7 +143,6 @@ def _one_stream(
     errors: list[BaseException],
     progress: Callable[[int], None] | None,
 ) -> PushReceived:
-    name = client.device.name
     stream = client.transport.open_stream(client.argv("push-receive"))
     try:
         stream.write(header)
@@ -153,7 +158,5 @@ def _one_stream(
         stream.abort()
         raise
     data = client.decode_result(stream.finish(timeout=600), "push-receive")
-    reply = decode(name, "push-receive", PushReceived, data)
-    if not isinstance(reply, PushReceived):  # pragma: no cover - decode checks the type
-        raise malformed(name, "push-receive", "not a PushReceived")
+    reply: PushReceived = decode(client.device.name, "push-receive", PushReceived, data)
     return reply

@@ -130,11 +130,11 @@ def test_interrupted_push_resumes(
     ssh_env: SshFleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, big_model: Path
 ) -> None:
     register(tmp_path, monkeypatch, ["d1"])
-    import edge.ops.push
+    import edge.ops.push_stream
 
     # small ranges, each recorded at once, so the cut lands between recorded ranges
-    monkeypatch.setattr(edge.ops.push, "RANGE_BYTES", 2 << 20)
-    monkeypatch.setattr(edge.ops.push, "SIDECAR_EVERY_S", 0.0)
+    monkeypatch.setattr(edge.ops.push_stream, "RANGE_BYTES", 2 << 20)
+    monkeypatch.setattr(edge.ops.push_stream, "RECORD_EVERY_S", 0.0)
     (device,) = resolve_targets("d1")
     payload = make_payload(big_model)
     total = payload.manifest.total_bytes()
