@@ -21,17 +21,21 @@ def open_transport(device: Device, openssh: bool = False) -> Transport:
         return LocalTransport(device.name)
     from edge.fleet.inventory import known_hosts_path
     from edge.transport import mux
-    from edge.transport.ssh import SSHTransport
 
     endpoint = device.endpoint()
     # With `edge mux start`, commands ride the multiplexer's warm connections: only one
     # this user started, in a private directory, answered by a server of this uid.
-    cls = mux.MuxTransport if mux.running() else SSHTransport
-    if openssh and cls is SSHTransport and settings().push_via in ("auto", "openssh"):
-        from edge.transport.openssh import OpenSSHTransport
+    if mux.running():
+        from edge.transport.muxtransport import MuxTransport
 
-        cls = OpenSSHTransport
-    return cls(device.name, endpoint, known_hosts_path())
+        return MuxTransport(device.name, endpoint, known_hosts_path())
+    if openssh and settings().push_via in ("auto", "openssh"):
+        from edge.transport.openssh import OpenSSHTransport  # no paramiko until it is needed
+
+        return OpenSSHTransport(device.name, endpoint, known_hosts_path())
+    from edge.transport.ssh import SSHTransport
+
+    return SSHTransport(device.name, endpoint, known_hosts_path())
 
 
 @contextmanager

@@ -317,8 +317,9 @@ def push(
     """Push `source` to every device concurrently (bounded); one PushResult per device."""
     from edge.agent.sessions import open_client
 
-    if any(not d.is_local for d in devices):
-        # paramiko takes ~0.25 s to import: let that overlap the hashing
+    if settings().push_via not in ("auto", "openssh") and any(not d.is_local for d in devices):
+        # paramiko takes ~0.5 s to import: let that overlap the hashing (the system ssh's
+        # path needs no paramiko, and would only wait for that import's lock)
         threading.Thread(
             target=importlib.import_module, args=("edge.transport.ssh",), daemon=True
         ).start()

@@ -19,47 +19,45 @@ READ_TIMEOUT. Failures answer {"error", "hint", "kind"}.
 
 from __future__ import annotations
 
-import base64
 import json
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Generator, Sequence
-from contextlib import closing
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from edge.core.errors import EdgeError
 from edge.transport import muxdir
-from edge.transport.base import CommandResult, TransportError
-from edge.transport.hostkey_policy import HostKeyError
+from edge.transport.base import TransportError
 from edge.transport.muxdir import SOCKET, UnsafeMuxPath
-from edge.transport.muxserver import CLIENT_TIMEOUT, HEARTBEAT_SECONDS, IDLE_SECONDS, send, serve
-from edge.transport.ssh import SSHTransport
-from edge.transport.ssh_config import Endpoint
 
 __all__ = [
     "HEARTBEAT_SECONDS",
     "IDLE_SECONDS",
-    "MuxTransport",
     "UnsafeMuxPath",
     "running",
-    "serve",
     "socket_path",
     "start",
     "state",
     "stop",
 ]
 
+IDLE_SECONDS = 600.0
+HEARTBEAT_SECONDS = 5.0  # how often the server shows it is alive while a request runs
+CLIENT_TIMEOUT = 30.0  # the server drops a client that sends or reads nothing this long
 CONNECT_TIMEOUT = 5.0  # connecting to the socket
 READ_TIMEOUT = 30.0  # the heartbeat rule: a client gives up on a silent multiplexer
 PING_TIMEOUT = 2.0
 
 
-class _NotRunning(Exception):
+class NotRunning(Exception):
     """No multiplexer of this user's (none started, or it is gone)."""
+
+
+def send(sock: socket.socket, obj: dict[str, Any]) -> None:
+    """One JSON line."""
+    sock.sendall((json.dumps(obj) + "\n").encode())
 
 
 def socket_path() -> Path:
@@ -69,16 +67,16 @@ def socket_path() -> Path:
 
 def _started() -> tuple[Path, dict[str, Any]]:
     """The socket and start record of a multiplexer this user started (file checks only).
-    Raises _NotRunning when there is none and UnsafeMuxPath when something is not the
+    Raises NotRunning when there is none and UnsafeMuxPath when something is not the
     user's own."""
     d = muxdir.private_dir()
     record = muxdir.read_record(d) if d is not None else None
     if d is None or record is None or not muxdir.require_private(d / SOCKET, "socket"):
-        raise _NotRunning("no multiplexer was started")
+        raise NotRunning("no multiplexer was started")
     return d / SOCKET, record
 
 
-def _connect() -> socket.socket:
+def connect() -> socket.socket:
     """A checked connection to the multiplexer this user started: the files as in
     `_started`, then the peer's uid and pid. Raises as `_started` does."""
     path, record = _started()
@@ -90,7 +88,7 @@ def _connect() -> socket.socket:
         sock.settimeout(READ_TIMEOUT)
     except OSError as exc:
         sock.close()
-        raise _NotRunning(str(exc)) from exc
+        raise NotRunning(str(exc)) from exc
     except BaseException:
         sock.close()
         raise
@@ -100,8 +98,8 @@ def _connect() -> socket.socket:
 def _ping() -> dict[str, Any] | None:
     """The running multiplexer's answer to a ping, or None. Raises UnsafeMuxPath."""
     try:
-        sock = _connect()
-    except _NotRunning:
+        sock = connect()
+    except NotRunning:
         return None
     with sock:
         sock.settimeout(PING_TIMEOUT)
@@ -117,6 +115,11 @@ def _ping() -> dict[str, Any] | None:
 _seen: dict[str, float] = {}  # socket path -> when it last answered (this process)
 
 
+def forget() -> None:
+    """Ask again next time: the multiplexer was found gone, stuck or refused."""
+    _seen.clear()
+
+
 def running() -> bool:
     """Whether a multiplexer this user started answers (remembered for a second, so a
     fleet command asks once, not once per device). Never raises: anything unsafe is
@@ -127,7 +130,7 @@ def running() -> bool:
         if time.monotonic() - _seen.get(path, -10.0) < 1.0:
             return True
         alive = _ping() is not None
-    except (_NotRunning, EdgeError):
+    except (NotRunning, EdgeError):
         return False
     if alive:
         _seen[path] = time.monotonic()
@@ -177,134 +180,15 @@ def start(idle: float = IDLE_SECONDS, client_timeout: float = CLIENT_TIMEOUT) ->
 
 def stop() -> bool:
     """Ask the multiplexer to exit and wait for it; True if one was running."""
-    _seen.clear()
+    forget()
     if _ping() is None:
         return False
     try:
-        with _connect() as sock:
+        with connect() as sock:
             send(sock, {"op": "quit"})
-    except (_NotRunning, OSError):
+    except (NotRunning, OSError):
         return False
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and _ping() is not None:
         time.sleep(0.05)
     return True
-
-
-class MuxTransport(SSHTransport):
-    """An SSHTransport whose commands go through the multiplexer's warm connection;
-    file transfers use a direct connection of its own, and so does everything once the
-    multiplexer is found gone, stuck or refused."""
-
-    def __init__(
-        self, device_name: str, endpoint: Endpoint, fleet_known_hosts: Path | None = None
-    ) -> None:
-        super().__init__(device_name, endpoint, fleet_known_hosts)
-        self.direct = False
-
-    def _go_direct(self) -> None:
-        self.direct = True
-        _seen.clear()
-
-    def _open(self, req: dict[str, Any]) -> socket.socket | None:
-        """A connection to the multiplexer with `req` sent on it; None (and direct from
-        now on) when there is no usable multiplexer, so nothing was sent."""
-        if self.direct:
-            return None
-        req.update(
-            device=self.device_name,
-            endpoint=asdict(self.endpoint),
-            known_hosts=str(self.fleet_known_hosts) if self.fleet_known_hosts else None,
-        )
-        try:
-            sock = _connect()
-        except (_NotRunning, EdgeError):
-            self._go_direct()
-            return None
-        try:
-            send(sock, req)
-        except OSError:  # it went away before it had the whole request
-            sock.close()
-            self._go_direct()
-            return None
-        return sock
-
-    def _replies(self, sock: socket.socket) -> Generator[dict[str, Any], None, None]:
-        with sock, sock.makefile("rb") as replies:
-            while True:
-                try:
-                    raw = replies.readline()
-                except TimeoutError as exc:
-                    self._go_direct()
-                    raise TransportError(
-                        f"{self.device_name}: the connection multiplexer sent nothing for "
-                        f"{READ_TIMEOUT:.0f}s; it looks stuck",
-                        "Later commands connect directly. Restart it: edge mux stop; "
-                        "edge mux start (or kill its process).",
-                    ) from exc
-                except OSError as exc:
-                    self._go_direct()
-                    raise TransportError(
-                        f"{self.device_name}: lost the connection multiplexer: {exc}"
-                    ) from exc
-                if not raw:
-                    self._go_direct()
-                    raise TransportError(
-                        f"{self.device_name}: the connection multiplexer went away mid-command",
-                        "Run it again: commands connect directly while it is gone "
-                        "(edge mux start brings it back).",
-                    )
-                reply = json.loads(raw)
-                if "beat" in reply:
-                    continue
-                if "error" in reply:
-                    cls = HostKeyError if reply.get("kind") == "hostkey" else TransportError
-                    raise cls(reply["error"], reply.get("hint"))
-                yield reply
-                if "end" in reply or "exit" in reply or "reply" in reply:
-                    return
-
-    def _one(self, sock: socket.socket) -> dict[str, Any]:
-        with closing(self._replies(sock)) as replies:
-            return next(replies)
-
-    def run(
-        self, argv: Sequence[str], input: bytes | None = None, timeout: float | None = None
-    ) -> CommandResult:
-        sock = self._open(
-            {
-                "op": "run",
-                "argv": list(argv),
-                "timeout": timeout,
-                "stdin": base64.b64encode(input).decode() if input else None,
-            }
-        )
-        if sock is None:
-            return super().run(argv, input=input, timeout=timeout)
-        reply = self._one(sock)
-        return CommandResult(list(argv), reply["exit"], reply["stdout"], reply["stderr"])
-
-    def serve_request(
-        self, server_argv: Sequence[str], line: str, timeout: float | None = None
-    ) -> str:
-        """One request line to a server process the multiplexer keeps on the device
-        (started with `server_argv` on first use); returns its reply line. Without a
-        multiplexer, a TransportError: the caller runs the command the usual way."""
-        sock = self._open(
-            {"op": "serve", "argv": list(server_argv), "line": line, "timeout": timeout}
-        )
-        if sock is None:
-            raise TransportError(f"{self.device_name}: no connection multiplexer")
-        return str(self._one(sock)["reply"])
-
-    def stream(
-        self, argv: Sequence[str], idle_timeout: float | None = None
-    ) -> Generator[str, None, None]:
-        sock = self._open({"op": "stream", "argv": list(argv), "idle_timeout": idle_timeout})
-        if sock is None:
-            yield from super().stream(argv, idle_timeout=idle_timeout)
-            return
-        with closing(self._replies(sock)) as replies:
-            for reply in replies:
-                if "line" in reply:
-                    yield reply["line"]

@@ -24,18 +24,10 @@ from edge.core.trace import span
 from edge.transport import muxdir
 from edge.transport.base import TransportError
 from edge.transport.hostkey_policy import HostKeyError
+from edge.transport.mux import CLIENT_TIMEOUT, HEARTBEAT_SECONDS, IDLE_SECONDS, send
 from edge.transport.muxdir import SOCKET
 from edge.transport.ssh import SSHTransport
 from edge.transport.ssh_config import Endpoint
-
-IDLE_SECONDS = 600.0
-HEARTBEAT_SECONDS = 5.0  # how often the server shows it is alive while a request runs
-CLIENT_TIMEOUT = 30.0  # the server drops a client that sends or reads nothing this long
-
-
-def send(sock: socket.socket, obj: dict[str, Any]) -> None:
-    """One JSON line."""
-    sock.sendall((json.dumps(obj) + "\n").encode())
 
 
 @contextmanager

@@ -6,7 +6,8 @@ on every core, where paramiko's threads share one GIL. It checks host keys again
 same known_hosts files as paramiko (the fleet's first), strictly, with BatchMode (no
 prompt). When the master cannot start (no `ssh`, an option it refuses, a key it lacks,
 an unknown host key), this transport is the paramiko one, and paramiko's error is the
-one a user sees.
+one a user sees. paramiko is imported only then, or for SFTP: its import alone costs
+~0.5 s of CPU, which a push to many devices would otherwise spend before connecting.
 """
 
 from __future__ import annotations
@@ -18,15 +19,25 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge.core.settings import settings
 from edge.core.trace import span
-from edge.transport.base import CommandResult, ProcessStream, Stream, TransportError
+from edge.transport.base import (
+    CommandResult,
+    ProcessStream,
+    RangeTask,
+    Stream,
+    Transport,
+    TransportError,
+)
 from edge.transport.deadlink import DeadLinkError
-from edge.transport.ssh import FAST_CIPHERS, SSHTransport
-from edge.transport.ssh_config import Endpoint, ssh_config_path
+from edge.transport.ssh_config import FAST_CIPHERS, Endpoint, ssh_config_path
+
+if TYPE_CHECKING:
+    from edge.transport.ssh import SSHTransport
 
 _log = logging.getLogger(__name__)
 # paramiko's key exchange: the master offers it first, so both paths cost the same
@@ -70,17 +81,29 @@ def master_argv(endpoint: Endpoint, control: Path, known_hosts: Sequence[str]) -
     return [*argv, "-N", endpoint.alias]
 
 
-class OpenSSHTransport(SSHTransport):
-    """SSHTransport whose commands and streams ride an OpenSSH master connection; SFTP
-    (downloads, small files) stays paramiko's, connected only if it is used."""
+class OpenSSHTransport(Transport):
+    """A transport whose commands and streams ride an OpenSSH master connection; SFTP
+    (downloads, small files) and line streams are a paramiko SSHTransport's, connected
+    only if they are used (and everything is, once the master cannot start)."""
 
     def __init__(
         self, device_name: str, endpoint: Endpoint, fleet_known_hosts: Path | None = None
     ) -> None:
-        super().__init__(device_name, endpoint, fleet_known_hosts)
+        super().__init__(device_name)
+        self.endpoint = endpoint
+        self.fleet_known_hosts = fleet_known_hosts
         self._dir: str | None = None
         self._master: subprocess.Popen[bytes] | None = None
         self._failed = shutil.which("ssh") is None
+        self._ssh: SSHTransport | None = None
+
+    def paramiko(self) -> SSHTransport:
+        """The paramiko transport to the same device (made on first use)."""
+        if self._ssh is None:
+            from edge.transport.ssh import SSHTransport
+
+            self._ssh = SSHTransport(self.device_name, self.endpoint, self.fleet_known_hosts)
+        return self._ssh
 
     @property
     def control(self) -> Path:
@@ -138,7 +161,7 @@ class OpenSSHTransport(SSHTransport):
         self, argv: Sequence[str], input: bytes | None = None, timeout: float | None = None
     ) -> CommandResult:
         if not self.master():
-            return super().run(argv, input, timeout)
+            return self.paramiko().run(argv, input, timeout)
         stream = self.open_stream(argv)
         if input:
             try:
@@ -149,8 +172,34 @@ class OpenSSHTransport(SSHTransport):
 
     def open_stream(self, argv: Sequence[str]) -> Stream:
         if not self.master():
-            return super().open_stream(argv)
+            return self.paramiko().open_stream(argv)
         return _MuxStream(self, self._client_argv(argv), argv)
+
+    def stream(
+        self, argv: Sequence[str], idle_timeout: float | None = None
+    ) -> Generator[str, None, None]:
+        return self.paramiko().stream(argv, idle_timeout)
+
+    def put(self, local: Path, remote: str) -> None:
+        self.paramiko().put(local, remote)
+
+    def download(self, remote: str, local: Path, max_bytes: int | None = None) -> int:
+        return self.paramiko().download(remote, local, max_bytes)
+
+    def write_range(self, task: RangeTask, progress: Callable[[int], None] | None = None) -> int:
+        return self.paramiko().write_range(task, progress)
+
+    def write_bytes(self, remote: str, data: bytes) -> None:
+        self.paramiko().write_bytes(remote, data)
+
+    def upload_ranges(
+        self,
+        tasks: Sequence[RangeTask],
+        channels: int = 1,
+        progress: Callable[[int], None] | None = None,
+        on_done: Callable[[RangeTask], None] | None = None,
+    ) -> int:
+        return self.paramiko().upload_ranges(tasks, channels, progress, on_done)
 
     def _checked(self, result: CommandResult) -> CommandResult:
         """ssh's own failure (255, the master gone) is a transport error; a master that
@@ -190,7 +239,8 @@ class OpenSSHTransport(SSHTransport):
 
     def close(self) -> None:
         self._stop_master()
-        super().close()
+        if self._ssh is not None:
+            self._ssh.close()
 
 
 class _MuxStream(ProcessStream):

@@ -23,11 +23,12 @@ from sshfleet import SshFleet
 from edge.agent.sessions import open_client
 from edge.fleet.devices import Device
 from edge.transport import TransportError, mux
+from edge.transport.muxtransport import MuxTransport
 from edge.transport.ssh_config import resolve_endpoint
 
 
-def transport(name: str = "d1") -> mux.MuxTransport:
-    return mux.MuxTransport(name, resolve_endpoint(name), Path(os.environ["EDGE_KNOWN_HOSTS"]))
+def transport(name: str = "d1") -> MuxTransport:
+    return MuxTransport(name, resolve_endpoint(name), Path(os.environ["EDGE_KNOWN_HOSTS"]))
 
 
 def logins(fleet: SshFleet, name: str = "d1") -> int:
@@ -79,7 +80,7 @@ def test_commands_fall_back_to_direct_ssh_when_the_mux_is_killed(
         name="d1", host="d1", python=str(device_python), root=str(tmp_path / "roots" / "d1")
     )
     with open_client(dev) as client:
-        assert isinstance(client.transport, mux.MuxTransport)
+        assert isinstance(client.transport, MuxTransport)
         assert client.call("jobs") == []  # installs the agent, through the multiplexer
         before = logins(ssh_env)
         assert client.call("jobs") == []
@@ -90,7 +91,7 @@ def test_commands_fall_back_to_direct_ssh_when_the_mux_is_killed(
         assert client.info().python
         assert logins(ssh_env) == before + 1  # one direct login, not one per command
     with open_client(dev) as client:  # a later command does not pick the dead socket
-        assert not isinstance(client.transport, mux.MuxTransport)
+        assert not isinstance(client.transport, MuxTransport)
         assert client.call("jobs") == []
 
 

@@ -29,6 +29,7 @@ from edge.core.errors import EdgeError
 from edge.fleet.devices import Device
 from edge.fleet.inventory import Inventory
 from edge.transport import mux
+from edge.transport.muxtransport import MuxTransport
 from edge.transport.ssh_config import resolve_endpoint
 
 NOBODY = 65534
@@ -204,11 +205,11 @@ def test_the_client_refuses_a_server_of_another_uid(
         dev = Device(
             name="d1", host="d1", python=str(device_python), root=str(tmp_path / "roots" / "d1")
         )
-        t = mux.MuxTransport("d1", resolve_endpoint("d1"), Path(os.environ["EDGE_KNOWN_HOSTS"]))
+        t = MuxTransport("d1", resolve_endpoint("d1"), Path(os.environ["EDGE_KNOWN_HOSTS"]))
         with t:
             assert AgentClient(dev, t).call("jobs") == []  # over a direct connection
         with open_client(dev) as client:
-            assert not isinstance(client.transport, mux.MuxTransport)
+            assert not isinstance(client.transport, MuxTransport)
         assert [e for e in listener.heard() if e.startswith("data")] == []
     finally:
         listener.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,23 @@ def test_proxyjump_device_through_the_bastion(ssh_env: SshFleet) -> None:
         assert t._master is not None and got.stdout.strip() == "behind"
     finally:
         t.close()
+
+
+def test_the_openssh_path_never_imports_paramiko(ssh_env: SshFleet) -> None:
+    """paramiko's import costs ~0.5 s of CPU: a push over the system ssh does without it."""
+    known = str(ssh_env.known_hosts_path)
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from edge.transport import mux\n"
+        "from edge.transport.openssh import OpenSSHTransport\n"
+        "from edge.transport.ssh_config import resolve_endpoint\n"
+        "assert not mux.running()\n"
+        f"t = OpenSSHTransport('d1', resolve_endpoint('d1'), Path({known!r}))\n"
+        "out = t.run(['echo', 'via-openssh']).stdout.strip()\n"
+        "t.close()\n"
+        "print(out, 'paramiko' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["via-openssh", "False"]

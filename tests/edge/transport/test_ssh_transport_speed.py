@@ -17,6 +17,7 @@ import edge.transport.sftp_writer as sftp_writer
 from edge.agent.client import AgentClient
 from edge.fleet.devices import Device
 from edge.transport import RangeTask, TransportError
+from edge.transport.muxtransport import MuxTransport
 from edge.transport.ssh import SSHTransport, cipher_preference
 from edge.transport.ssh_config import resolve_endpoint
 
@@ -132,7 +133,7 @@ def test_mux_resident_agent_serves_commands(
     mux.start(idle=60)
     try:
         with open_client(dev) as client:  # no agent yet: runs, installs, runs again
-            assert isinstance(client.transport, mux.MuxTransport)
+            assert isinstance(client.transport, MuxTransport)
             first = client.info()
         with open_client(dev) as client:
             runs: list[list[str]] = []
