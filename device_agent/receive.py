@@ -27,7 +27,7 @@ from .errors import AgentError
 from .manifest import gaps, manifest_from_json, validate_manifest
 from .protocol import PUSH_FRAME as FRAME
 from .protocol import ManifestEntry, PushReceived
-from .store import RANGES_SUFFIX, BlobStore, file_mode
+from .store import RANGES_SUFFIX, BlobStore, file_mode, is_same_file
 
 MAX_FRAME = 16 << 20
 MAX_HEADER = 64 << 20
@@ -41,6 +41,18 @@ class _Upload:
     def __init__(self, store: BlobStore, sha: str, entries: List[ManifestEntry]) -> None:
         self.sha, self.entries, self.size = sha, entries, entries[0].size
         self.path = store.blob_path(sha) + ".partial"
+        self.done: List[List[int]] = []  # ranges this stream wrote (for the record)
+        self.dirty = self.started = False
+        self.hasher: Optional[hashlib._Hash] = None
+        self.next = -1  # where the in-order hash continues; -1: not hashing
+        self.rfd = self.fd = -1
+        self.record = self.path + RANGES_SUFFIX
+        self.ranged = False
+        try:  # a concurrent push of the blob promoted it: its bytes are dropped
+            if os.stat(store.blob_path(sha)).st_size == self.size:
+                return
+        except OSError:
+            pass
         flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
         try:  # never through a symlink planted at the upload
             self.fd = os.open(self.path, flags, 0o600)
@@ -49,18 +61,18 @@ class _Upload:
                 f"push-receive: cannot open the upload of {sha}: {exc.strerror}",
                 "remove the file at that path on the device, then push again",
             ) from None
-        self.record = self.path + RANGES_SUFFIX
         self.ranged = os.path.isfile(self.record) and not os.path.islink(self.record)
-        self.done: List[List[int]] = []  # ranges this stream wrote (for the record)
-        self.dirty = False
-        self.hasher: Optional[hashlib._Hash] = None
-        self.next = -1  # where the in-order hash continues; -1: not hashing
-        self.started = False
-        self.rfd = -1
+
+    @property
+    def dropped(self) -> bool:
+        """True when the blob was in the store already as this stream began."""
+        return self.fd < 0
 
     def begin(self, offset: int) -> None:
         """At the first frame: hash in order if it starts where the upload stands."""
         self.started = True
+        if self.dropped:
+            return
         have = os.fstat(self.fd).st_size
         if offset != have or self.ranged and offset != 0:
             return
@@ -99,6 +111,8 @@ class _Upload:
             return
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         try:
+            if not is_same_file(self.path, self.fd):  # promoted or dropped meanwhile
+                return
             try:
                 with open(self.record) as f:
                     have = [[int(a), int(b)] for a, b in json.load(f)["done"]]
@@ -112,32 +126,39 @@ class _Upload:
 
     def finish(self, store: BlobStore, out: PushReceived) -> bool:
         """Verify and promote a whole, in-order blob; True when it was promoted."""
-        if self.hasher is None or self.next != self.size:
+        if self.dropped or self.hasher is None or self.next != self.size:
             return False
         if os.fstat(self.fd).st_size != self.size:
             return False
         if self.hasher.hexdigest() != self.sha:
-            os.remove(self.path)
-            _remove(self.record)
+            if is_same_file(self.path, self.fd):
+                _remove(self.path)
+                _remove(self.record)
             self.ranged = self.dirty = False  # no record of bytes that are gone
             names = ", ".join(e.path for e in self.entries)
             out.problems.append(f"{names}: the bytes received do not match sha256 {self.sha}")
             return False
         os.fsync(self.fd)
         os.fchmod(self.fd, file_mode(self.entries[0]))
-        _remove(self.record)
+        if is_same_file(self.path, self.fd):  # not a newer upload at the same name
+            _remove(self.record)
+            try:
+                os.replace(self.path, store.blob_path(self.sha))
+            except FileNotFoundError:  # a concurrent push of the same blob promoted it first
+                pass
         try:
-            os.replace(self.path, store.blob_path(self.sha))
-        except FileNotFoundError:  # a concurrent push of the same blob promoted it first
             if os.stat(store.blob_path(self.sha)).st_size != self.size:
-                raise
+                return False
+        except FileNotFoundError:
+            return False
         self.ranged = False  # its record is gone with it
         out.verified.append(self.sha)
         out.bytes_verified += self.size
         return True
 
     def close(self) -> None:
-        os.close(self.fd)
+        if self.fd >= 0:
+            os.close(self.fd)
         if self.rfd >= 0:
             os.close(self.rfd)
 
@@ -201,6 +222,8 @@ def receive(root: str, inp: IO[bytes]) -> PushReceived:
             data = _read_exact(inp, length)
             if len(data) < length:
                 raise AgentError("push-receive: the stream ended inside a frame")
+            if up.dropped:
+                continue
             view = memoryview(data)
             while view:
                 n = os.pwrite(up.fd, view, offset)

@@ -189,14 +189,17 @@ class BlobStore:
                 )
             os.fsync(fd)
             os.fchmod(fd, file_mode(entries[0]))
+            same = is_same_file(partial, fd)
         finally:
             os.close(fd)
-        _remove(partial + RANGES_SUFFIX)
-        try:
-            os.replace(partial, blob)
-        except FileNotFoundError:  # a concurrent commit promoted it first
-            if self._size(blob) != size:
-                return have, f"{names}: blob {sha} vanished while it was committed"
+        if same:
+            _remove(partial + RANGES_SUFFIX)
+            try:
+                os.replace(partial, blob)
+            except FileNotFoundError:  # a concurrent commit promoted it first
+                pass
+        if self._size(blob) != size:
+            return have, f"{names}: blob {sha} vanished while it was committed"
         return size, None
 
     def commit(self, manifest: Manifest) -> PushCommit:
@@ -208,11 +211,14 @@ class BlobStore:
         os.makedirs(self.store_dir, exist_ok=True)
         tree = self.tree_path(manifest, digest)
         result = PushCommit(tree_digest=digest, model_path=tree, files=len(manifest.entries))
+        blobs = self._blobs(manifest)
         if self._complete(tree, manifest):
+            self._drop_stale_uploads(blobs)
             return result
         problems: List[str] = []
-        for sha, es in sorted(self._blobs(manifest).items()):
+        for sha, es in sorted(blobs.items()):
             if self._size(self.blob_path(sha)) == es[0].size:
+                self._drop_stale_uploads({sha: es})
                 continue
             hashed, problem = self._promote(sha, es)
             if problem:
@@ -227,6 +233,20 @@ class BlobStore:
         fsync_dir(self.store_dir)
         self._materialize(manifest, tree)
         return result
+
+    def _drop_stale_uploads(self, blobs: Dict[str, List[ManifestEntry]]) -> None:
+        """Remove the uploads of blobs already in the store.
+
+        A concurrent push of the same blob may create its `.partial` again after another
+        push promoted it; every push commits after its own writes, so its commit is the
+        place to drop what it left. A writer still busy holds an unlinked file, which is
+        harmless: its own commit finds the blob present too."""
+        for sha, es in blobs.items():
+            blob = self.blob_path(sha)
+            if self._size(blob) != es[0].size:
+                continue
+            _remove(blob + ".partial")
+            _remove(blob + ".partial" + RANGES_SUFFIX)
 
     def _materialize(self, manifest: Manifest, tree: str) -> None:
         parent = os.path.dirname(tree)
@@ -280,14 +300,19 @@ def _remove(path: str) -> None:
         pass
 
 
-def _remove_same(path: str, fd: int) -> None:
-    """Remove `path` if it is still the file open as `fd` (not a newer upload's)."""
+def is_same_file(path: str, fd: int) -> bool:
+    """True when `path` is still the file open as `fd` (not a newer upload's)."""
     try:
         st, now = os.fstat(fd), os.lstat(path)
-        if (st.st_dev, st.st_ino) == (now.st_dev, now.st_ino):
-            os.remove(path)
     except FileNotFoundError:
-        pass
+        return False
+    return (st.st_dev, st.st_ino) == (now.st_dev, now.st_ino)
+
+
+def _remove_same(path: str, fd: int) -> None:
+    """Remove `path` if it is still the file open as `fd` (not a newer upload's)."""
+    if is_same_file(path, fd):
+        _remove(path)
 
 
 def _prepare(partial: str, need: BlobNeed, ranged_min: int) -> None:

@@ -7,6 +7,7 @@ and a commit that loses the race to promote the blob takes the winner's."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -17,8 +18,9 @@ from helpers import agent_cmd, agent_env
 from sshfleet import SshFleet
 
 from device_agent.manifest import build_manifest
-from device_agent.protocol import SUCCEEDED, PushPlan
-from device_agent.store import BlobStore
+from device_agent.protocol import PUSH_FRAME, SUCCEEDED, PushPlan
+from device_agent.receive import receive
+from device_agent.store import RANGES_SUFFIX, BlobStore
 from edge.fleet.devices import Device
 from edge.ops.push import push
 
@@ -136,3 +138,77 @@ def test_range_record_temp_names_are_not_shared(tmp_path: Path, payload: Path) -
     theirs.write_text('{"done": [[0, 1')  # half written by the other push
     store.plan(manifest, ranged_min=0)
     assert theirs.read_text() == '{"done": [[0, 1'
+
+
+def _frames(sha_index: int, data: bytes, start: int, end: int) -> bytes:
+    step = 1 << 20
+    return b"".join(
+        PUSH_FRAME.pack(sha_index, o, min(step, end - o)) + data[o : min(o + step, end)]
+        for o in range(start, end, step)
+    )
+
+
+def test_a_push_that_loses_the_race_leaves_no_upload(tmp_path: Path, payload: Path) -> None:
+    """Push A commits the blobs while push B still sends its byte ranges: B's streams that
+    begin after A promoted a blob drop its bytes instead of opening a new `.partial`, and
+    B's commit removes an upload made again at the promoted name (the SFTP path's, here
+    written by hand), its range record too."""
+    manifest = build_manifest(str(payload))
+    store = BlobStore(str(tmp_path / "root"))
+    plan = store.plan(manifest, ranged_min=0)
+    blobs = [n.sha256 for n in plan.missing]
+    data = {e.sha256: (payload / e.path).read_bytes() for e in manifest.entries}
+    header = json.dumps({"manifest": manifest.to_dict(), "blobs": blobs}).encode() + b"\n"
+
+    def stream(part: int) -> bytes:  # push B's stream `part` of 2: one half of each blob
+        body = b""
+        for i, sha in enumerate(blobs):
+            half = len(data[sha]) // 2
+            body += _frames(i, data[sha], *((0, half) if part == 0 else (half, len(data[sha]))))
+        return header + body
+
+    first = receive(store.root, io.BytesIO(stream(0)))  # B's first stream, before A
+    assert first.bytes_written == sum(len(data[s]) // 2 for s in blobs)
+    for sha in blobs:  # push A: every blob whole and in place, then its commit
+        Path(store.blob_path(sha) + ".partial").write_bytes(data[sha])
+    store.commit(manifest)
+    later = receive(store.root, io.BytesIO(stream(1)))  # B's second stream, after A
+    assert later.bytes_written == 0 and not later.problems
+    sha = blobs[0]
+    Path(store.blob_path(sha) + ".partial").write_bytes(data[sha][:1000])
+    Path(store.blob_path(sha) + ".partial" + RANGES_SUFFIX).write_text('{"done": [[0, 1000]]}')
+    store.commit(manifest)  # B's commit
+    check_store(tmp_path / "root", payload)
+
+
+def test_a_commit_never_promotes_a_newer_upload_it_did_not_verify(
+    tmp_path: Path, payload: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between a commit's hash of a `.partial` and its rename, another push may promote
+    that file and a third create a new, short one at the same name: the commit renames
+    only the file it verified, and the short one stays an upload, not a blob."""
+    manifest = build_manifest(str(payload))
+    store = BlobStore(str(tmp_path / "root"))
+    plan = store.plan(manifest, ranged_min=0)
+    data = {e.sha256: (payload / e.path).read_bytes() for e in manifest.entries}
+    for need in plan.missing:
+        Path(need.upload_path).write_bytes(data[need.sha256])
+    real_fsync = os.fsync
+    swapped: list[str] = []
+
+    def fsync(fd: int) -> None:  # at the commit's fsync of a verified upload: the race
+        real_fsync(fd)
+        path = f"/proc/self/fd/{fd}"
+        target = os.readlink(path) if os.path.exists(path) else ""
+        if target.endswith(".partial") and not swapped:
+            sha = os.path.basename(target)[: -len(".partial")]
+            os.replace(target, store.blob_path(sha))  # the other push's promotion
+            Path(target).write_bytes(data[sha][:10])  # the third push's new upload
+            swapped.append(sha)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    store.commit(manifest)
+    monkeypatch.undo()
+    (sha,) = swapped
+    assert hashlib.sha256(Path(store.blob_path(sha)).read_bytes()).hexdigest() == sha
+    assert Path(store.blob_path(sha) + ".partial").read_bytes() == data[sha][:10]
