@@ -193,7 +193,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "push-receive":
         from .receive import receive
 
-        _print(receive(args.root, sys.stdin.buffer).to_dict())
+        _print(receive(args.root, sys.stdin.buffer, _print).to_dict())
         return 0
     if args.command == "cache":
         from .convert import ModelCache

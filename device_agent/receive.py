@@ -2,15 +2,17 @@
 store's uploads, hashed as they arrive.
 
 Stream: one header line, JSON `{"manifest": Manifest, "blobs": [sha256, ...],
-"record_every": seconds, "commit": bool}`, then
-frames until end of input: `FRAME` (blob index into "blobs", offset, length) followed by
-`length` bytes. The host names no path: a blob's upload is `store/<sha>.partial`, as the
-push plan made it. A blob whose bytes arrive in order from its resume offset is hashed on
-the way in; when it is whole and its sha256 matches, it is fsynced and moved into the
-store, so that `push-commit` need not read it again. Any other blob (byte ranges from
-several streams) is verified by the commit, as before. Finished ranges of a ranged upload
-are merged into its record (`.partial.ranges`) under a lock on the upload, every
-`record_every` seconds (1 by default) and at the end, so an interrupted push resumes by range.
+"record_every": seconds, "commit": bool}`, then frames until end of input: `FRAME` (blob
+index into "blobs", offset, length) followed by `length` bytes. The push's first stream
+may ask for the plan instead of naming blobs (see `receive`), which saves a command per
+device. The host names no path: a blob's upload is `store/<sha>.partial`, as the push
+plan made it. A blob whose bytes arrive in order from its resume offset is hashed on the
+way in; when it is whole and its sha256 matches, it is fsynced and moved into the store,
+so that `push-commit` need not read it again. Any other blob (byte ranges from several
+streams) is verified by the commit, as before. Finished ranges of a ranged upload are
+merged into its record (`.partial.ranges`) under a lock on the upload, every
+`record_every` seconds (1 by default) and at the end, so an interrupted push resumes by
+range. A blob that a concurrent push already stored is not written again.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import hashlib
 import json
 import os
 import time
-from typing import IO, Dict, List, Optional
+from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 
 from .durable import atomic_write, fsync_dir
 from .errors import AgentError
@@ -32,6 +34,7 @@ from .store import RANGES_SUFFIX, BlobStore, file_mode, is_same_file
 MAX_FRAME = 16 << 20
 MAX_HEADER = 64 << 20
 RECORD_EVERY_S = 1.0
+MAX_PINGS = 8
 READ = 1 << 20
 
 
@@ -175,21 +178,75 @@ def _read_exact(inp: IO[bytes], n: int) -> bytes:
     return data if data is not None else b""
 
 
-def receive(root: str, inp: IO[bytes]) -> PushReceived:
-    """Read one push stream from `inp` into the store under `root`."""
-    store = BlobStore(root)
+def _line(inp: IO[bytes], what: str) -> Optional[Dict[str, Any]]:
+    """One JSON object line of the stream; None at the end of input."""
     line = inp.readline(MAX_HEADER)
+    if not line:
+        return None
     if not line.endswith(b"\n"):
+        raise AgentError(f"push-receive: no {what} line", f"send the {what} line first")
+    try:
+        obj = json.loads(line.decode())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise AgentError(f"push-receive: bad {what}: {exc}", "send the push's header") from None
+    if not isinstance(obj, dict):
+        raise AgentError(f"push-receive: bad {what}: not an object", "send the push's header")
+    return obj
+
+
+def _options(obj: Dict[str, Any]) -> Tuple[bool, float]:
+    """(commit, record_every) of a header or go line."""
+    commit = obj.get("commit") is True
+    every = min(max(float(obj.get("record_every", RECORD_EVERY_S)), 0.0), 60.0)
+    return commit, every
+
+
+def receive(
+    root: str, inp: IO[bytes], say: Optional[Callable[[Dict[str, Any]], None]] = None
+) -> PushReceived:
+    """Read one push stream from `inp` into the store under `root`.
+
+    A header with `"plan": {"ranged_min": N}` instead of "blobs" makes this the push's
+    first stream: the push plan goes out through `say` (a line on stdout) while the command
+    runs; then up to MAX_PINGS `{"ping": true}` lines, each answered at once with a
+    `{"pong": n}` line (the host measures the round trip by them), then one go line
+    `{"commit", "record_every"}`, then the frames of the plan's missing blobs, in its
+    order. No go line (end of input): nothing to send."""
+    store = BlobStore(root)
+    header = _line(inp, "header")
+    if header is None:
         raise AgentError("push-receive: no header line", "send the header line first")
     try:
-        header = json.loads(line.decode())
         manifest = manifest_from_json(json.dumps(header["manifest"]))
-        blobs = [str(s) for s in header["blobs"]]
-        commit = header.get("commit") is True
-        every = min(max(float(header.get("record_every", RECORD_EVERY_S)), 0.0), 60.0)
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        asked = header.get("plan")
+        if asked is None:
+            blobs = [str(s) for s in header["blobs"]]
+            commit, every = _options(header)
+        else:
+            ranged_min = asked["ranged_min"]
+            if ranged_min is not None and (not isinstance(ranged_min, int) or ranged_min < 0):
+                raise ValueError(f"ranged_min {ranged_min!r}")
+    except (ValueError, KeyError, TypeError) as exc:
         raise AgentError(f"push-receive: bad header: {exc}", "send the push's header") from None
     validate_manifest(manifest)
+    if asked is not None:
+        plan = store.plan(manifest, ranged_min)
+        if say is None:
+            raise AgentError("push-receive: nowhere to send the plan")
+        say(plan.to_dict())
+        go = _line(inp, "go")
+        pings = 0
+        while go is not None and "ping" in go and pings < MAX_PINGS:  # the host times them
+            pings += 1
+            say({"pong": pings})
+            go = _line(inp, "go")
+        if go is None:  # the host had nothing to send
+            return PushReceived()
+        try:
+            commit, every = _options(go)
+        except (ValueError, TypeError) as exc:
+            raise AgentError(f"push-receive: bad go line: {exc}", "send the go line") from None
+        blobs = [need.sha256 for need in plan.missing]
     by_sha: Dict[str, List[ManifestEntry]] = {}
     for e in manifest.entries:
         by_sha.setdefault(e.sha256, []).append(e)

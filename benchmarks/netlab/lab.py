@@ -43,6 +43,12 @@ SSHD_SETTINGS = {  # on top of sshd.BASE_SETTINGS
     "ClientAliveCountMax": "3",
     "PrintLastLog": "no",
     "LogLevel": "ERROR",
+    # A board's stock ~/.bashrc returns at once in a non-interactive shell; this machine's
+    # root runs `pyenv init` there (~90 ms of CPU), which bash sources for every command
+    # run over ssh. At SHLVL 1 bash takes the session's shell for a nested one and skips
+    # it, so an exec (edge, rsync, Ansible) costs what it costs on a board; scp's SFTP
+    # subsystem never starts a shell.
+    "SetEnv": "SHLVL=1",
 }
 
 

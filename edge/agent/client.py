@@ -26,8 +26,12 @@ from edge.agent.package import agent_filename, build_zipapp
 from edge.core.errors import DeviceError
 from edge.fleet.devices import Device
 from edge.transport import CommandResult, Transport, TransportError
+from edge.transport.base import Stream
 
 EXIT_AGENT_ERROR = 3  # device_agent.__main__.EXIT_AGENT_ERROR
+# Commands that need only the stdlib run with `-S`: no site-packages, so neither the time
+# the device's .pth files take at every start nor a broken one touches a push.
+STDLIB_COMMANDS = ("push-plan", "push-receive", "push-commit")
 
 T = TypeVar("T")
 
@@ -89,7 +93,8 @@ class AgentClient:
     def argv(self, *args: str) -> list[str]:
         """The agent command line on the device: `-I` keeps the login's cwd (its home) and
         PYTHONPATH off sys.path, so only the installed zipapp runs."""
-        return [self.device.python, "-I", self.agent_path, "--root", self.root, *args]
+        flags = ["-I", "-S"] if args and args[0] in STDLIB_COMMANDS else ["-I"]
+        return [self.device.python, *flags, self.agent_path, "--root", self.root, *args]
 
     def path(self, *parts: str) -> str:
         """A path under the device root, as the device's SFTP/exec see it."""
@@ -165,6 +170,39 @@ class AgentClient:
             if self.check is not None and self.check.installed:
                 result = self.transport.run(argv, input=input, timeout=timeout)
         return self._decode(result, command)
+
+    def start_call(self, *args: str, input: bytes, timeout: float = 120) -> tuple[Any, Stream]:
+        """Start an agent command that keeps running after its first reply line: send
+        `input`, then return that line (decoded JSON) and the open stream, which the caller
+        writes on and finishes. A missing agent is installed first, as `call` does; an
+        error reply, or none, raises after the command ended."""
+        command = args[0] if args else ""
+        for attempt in (1, 2):
+            stream = self.transport.open_stream(self.argv(*args))
+            try:
+                try:
+                    stream.write(input)
+                except BrokenPipeError:  # the command ended early: its output says why
+                    pass
+                line = stream.read_line(replies.MAX_REPLY_CHARS, timeout)
+                if line.endswith(b"\n"):
+                    data = replies.parse(self.device.name, command, line.decode(errors="replace"))
+                    if not (isinstance(data, dict) and "error" in data):
+                        return data, stream
+            except BaseException:
+                stream.abort()
+                raise
+            result = stream.finish(timeout)
+            result.stdout = line.decode(errors="replace") + result.stdout  # an error reply
+            failed = result.exit_code not in (0, EXIT_AGENT_ERROR)
+            if attempt == 1 and self.check is None and failed:
+                missing = result.exit_code == 2 and "can't open file" in result.stderr
+                self.ensure_agent(install=missing)
+                if self.check is not None and self.check.installed:
+                    continue
+            self._decode(result, command)  # raises the agent's error, or says it failed
+            break
+        raise replies.malformed(self.device.name, command, "no reply line before the data")
 
     def call_as(
         self, cls: type[T], *args: str, input: bytes | None = None, timeout: float | None = 120

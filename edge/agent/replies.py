@@ -151,19 +151,20 @@ def served(device: str, command: str, data: Any) -> tuple[int, str, str]:
     return data["exit"], data["stdout"], data["stderr"]
 
 
-def check_plan(device: str, plan: PushPlan, manifest: Manifest) -> None:
-    """A push plan may only ask for blobs of the manifest, at their sizes."""
+def check_plan(device: str, plan: PushPlan, manifest: Manifest, command: str = "push-plan") -> None:
+    """A push plan (the reply to `command`) may only ask for blobs of the manifest, at
+    their sizes."""
     sizes = {e.sha256: e.size for e in manifest.entries}
     for i, need in enumerate(plan.missing):
         if need.sha256 not in sizes:
             raise malformed(
                 device,
-                "push-plan",
+                command,
                 f"missing[{i}]: blob {_shown(need.sha256)} is not in the manifest",
             )
         if need.size != sizes[need.sha256]:
             raise malformed(
                 device,
-                "push-plan",
+                command,
                 f"missing[{i}]: size {need.size} is not the blob's size {sizes[need.sha256]}",
             )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,18 +28,20 @@ from device_agent.protocol import (
     Manifest,
     PushCommit,
     PushPlan,
+    PushReceived,
 )
 from device_agent.trt_types import ENGINE_FILES
 from edge.agent.client import AgentClient
-from edge.agent.replies import check_plan, malformed
+from edge.agent.replies import check_plan, decode, malformed
 from edge.core.errors import DeviceError, EdgeError, ModelError, UserError
 from edge.core.settings import settings
-from edge.core.trace import span
+from edge.core.trace import mark, span
 from edge.fleet.devices import Device
 from edge.fleet.group import GroupResult, fan_out
 from edge.ops.hashcache import HashCache
-from edge.ops.push_stream import send_streams, split
+from edge.ops.push_stream import STREAM_MIN_BYTES, plan_header, round_trip, send_streams, split
 from edge.transport import LocalTransport, RangeTask, Transport
+from edge.transport.base import Stream
 from edge.transport.deadlink import DeadLinkError
 
 
@@ -116,18 +119,8 @@ def push_to(
     name = client.device.name
     manifest = payload.manifest
     transport: Transport = client.transport
-    channels = channels_for(transport, concurrent)
-    ranged_min = PARALLEL_MIN if channels > 1 else manifest.total_bytes() + 1
     with span("push-plan", name):
-        plan = client.call_as(
-            PushPlan,
-            "push-plan",
-            "--ranged-min",
-            str(ranged_min),
-            input=manifest.to_json().encode(),
-        )
-    check_plan(name, plan, manifest)
-    _check_paths(name, plan)
+        plan, first, channels = _plan(client, manifest, channels_for(transport, concurrent))
     by_sha: dict[str, str] = {}
     for entry in manifest.entries:
         by_sha.setdefault(entry.sha256, entry.path)
@@ -136,6 +129,8 @@ def push_to(
         progress.start(name, plan.bytes_missing)
     sent = 0
     commit: PushCommit | None = None
+    if not plan.missing and first is not None:  # every blob there: at most a commit
+        commit = _commit_only(client, first, plan)
     if plan.missing:
         advance = (lambda n: progress.advance(name, n)) if progress else None
         with span("upload", name):
@@ -144,7 +139,7 @@ def push_to(
             else:
                 received = send_streams(
                     client, manifest, plan, lambda sha: payload.local_file(by_sha[sha]),
-                    channels, advance,
+                    channels, advance, first,
                 )  # fmt: skip
                 if received.problems:
                     raise DeviceError(
@@ -176,6 +171,59 @@ def push_to(
     )
 
 
+def _plan(
+    client: AgentClient, manifest: Manifest, channels: int
+) -> tuple[PushPlan, Stream | None, int]:
+    """The device's push plan, the stream that asked for it (None on the paths that plan
+    with a command of its own) and how many channels to use (the window rule on the
+    measured round trip, unless EDGE_PUSH_CHANNELS fixes it)."""
+    name = client.device.name
+    ranged_min = PARALLEL_MIN if channels > 1 else manifest.total_bytes() + 1
+    if settings().push_via == "sftp" or hasattr(client.transport, "serve_request"):
+        # the old path, or a resident agent (`edge mux`) that plans with no Python start
+        plan = client.call_as(
+            PushPlan, "push-plan", "--ranged-min", str(ranged_min),
+            input=manifest.to_json().encode(),
+        )  # fmt: skip
+        check_plan(name, plan, manifest)
+        _check_paths(name, plan, "push-plan")
+        return plan, None, channels
+    # the first stream plans, then carries bytes: one command less per device
+    data, first = client.start_call(
+        "push-receive", input=plan_header(manifest, ranged_min), timeout=120
+    )
+    try:
+        plan = decode(name, "push-receive", PushPlan, data)
+        check_plan(name, plan, manifest, "push-receive")
+        _check_paths(name, plan, "push-receive")
+        many = channels > 1 and plan.bytes_missing > 2 * STREAM_MIN_BYTES
+        if many and not settings().push_channels:
+            rtt = round_trip(client, first)
+            channels = channels_by_rtt(rtt, channels)
+            mark(f"round trip {rtt * 1000:.1f} ms: {channels} channels", name)
+    except BaseException:
+        first.abort()
+        raise
+    return plan, first, channels
+
+
+def _commit_only(client: AgentClient, first: Stream, plan: PushPlan) -> PushCommit | None:
+    """End the planning stream of a push that sends no bytes; where the tree is not
+    there yet, its go line asks for the commit (no second command)."""
+    name = client.device.name
+    try:
+        if not plan.model_path:
+            first.write(json.dumps({"commit": True}).encode() + b"\n")
+    except BrokenPipeError:  # the command ended early: its output says why
+        pass
+    except BaseException:
+        first.abort()
+        raise
+    with span("push-commit", name):
+        data = client.decode_result(first.finish(timeout=600), "push-receive")
+    return decode(name, "push-receive", PushReceived, data).commit
+
+
 def _upload_sftp(
     transport: Transport,
     payload: Payload,
@@ -200,7 +248,7 @@ def _upload_sftp(
     return sent
 
 
-def _check_paths(device: str, plan: PushPlan) -> None:
+def _check_paths(device: str, plan: PushPlan, command: str) -> None:
     """Every missing blob comes with the path to write it to (and its range record's)."""
     for i, need in enumerate(plan.missing):
         if (
@@ -208,7 +256,7 @@ def _check_paths(device: str, plan: PushPlan) -> None:
             or (need.ranges and not need.record_path)
             or "\x00" in need.upload_path + need.record_path
         ):
-            raise malformed(device, "push-plan", f"missing[{i}]: no usable upload path")
+            raise malformed(device, command, f"missing[{i}]: no usable upload path")
 
 
 PARALLEL_MIN = 16 << 20  # blobs with more than this left go out in ranges on channels
@@ -266,6 +314,17 @@ class _SidecarSaver:
 
 
 CHANNEL_BUDGET = 8  # SFTP channels across all devices pushed at once
+# sshd lets 2 MiB be in flight per channel (CHAN_SES_WINDOW_DEFAULT), so one channel
+# carries at most 2 MiB per round trip: a channel for each RTT_PER_CHANNEL of round trip
+# keeps a 1 Gbit/s link full (one channel up to ~17 ms, three at 50 ms).
+SSHD_WINDOW = 2 << 20
+FILL_RATE = 125e6  # bytes/s
+RTT_PER_CHANNEL = SSHD_WINDOW / FILL_RATE
+
+
+def channels_by_rtt(rtt: float, most: int) -> int:
+    """Channels for a link with this round trip (seconds): the window rule, at most `most`."""
+    return max(1, min(most, math.ceil(rtt / RTT_PER_CHANNEL - 0.05)))
 
 
 def channels_for(transport: Transport, devices: int = 1) -> int:

@@ -10,19 +10,21 @@ import json
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from device_agent.protocol import PUSH_FRAME, Manifest, PushPlan, PushReceived
 from edge.agent.client import AgentClient
-from edge.agent.replies import decode
+from edge.agent.replies import decode, malformed
 from edge.core.errors import UserError
 from edge.transport.base import Stream
 
 FRAME_BYTES = 1 << 20
 RANGE_BYTES = 8 << 20  # a ranged blob's pieces, taken by whichever stream is free
 STREAM_MIN_BYTES = 4 << 20  # another stream costs a command start: one per 4 MiB
+PING_TIMEOUT_S = 30.0
 RECORD_EVERY_S = 1.0  # how often the device records a ranged upload's finished ranges
 
 
@@ -75,6 +77,29 @@ def _send(stream: Stream, piece: Piece, progress: Callable[[int], None] | None) 
     return sent
 
 
+def plan_header(manifest: Manifest, ranged_min: int | None) -> bytes:
+    """The header of a push's first stream: the device plans, then receives."""
+    return _line({"manifest": manifest.to_dict(), "plan": {"ranged_min": ranged_min}})
+
+
+def round_trip(client: AgentClient, first: Stream, pings: int = 2) -> float:
+    """The link's round trip in seconds, timed on the planning stream (the agent answers
+    each ping line at once): the quickest of `pings`."""
+    best = float("inf")
+    for _ in range(pings):
+        sent = time.monotonic()
+        first.write(_line({"ping": True}))
+        line = first.read_line(1024, PING_TIMEOUT_S)
+        best = min(best, time.monotonic() - sent)
+        if not line.startswith(b'{"pong"'):
+            raise malformed(client.device.name, "push-receive", f"no pong: {line[:80]!r}")
+    return best
+
+
+def _line(obj: object) -> bytes:
+    return json.dumps(obj).encode() + b"\n"
+
+
 def send_streams(
     client: AgentClient,
     manifest: Manifest,
@@ -82,22 +107,17 @@ def send_streams(
     local_for: Callable[[str], Path],
     channels: int,
     progress: Callable[[int], None] | None = None,
+    first: Stream | None = None,
 ) -> PushReceived:
     """Send every missing byte of `plan` over up to `channels` streams; what the device
-    wrote and verified, summed over the streams."""
+    wrote and verified, summed over the streams. `first`: the stream that made the plan
+    (`plan_header`), waiting for its go line; it carries bytes too."""
     todo = pieces(plan, local_for)
     nbytes = sum(p.end - p.start for p in todo)
     n = max(1, min(channels, len(todo), -(-nbytes // STREAM_MIN_BYTES)))
-    header = (
-        json.dumps(
-            {
-                "manifest": manifest.to_dict(),
-                "blobs": [need.sha256 for need in plan.missing],
-                "record_every": RECORD_EVERY_S,
-                "commit": n == 1,
-            }
-        ).encode()
-        + b"\n"
+    options = {"record_every": RECORD_EVERY_S, "commit": n == 1}
+    header = _line(
+        {"manifest": manifest.to_dict(), "blobs": [need.sha256 for need in plan.missing], **options}
     )
     pending: queue.SimpleQueue[Piece] = queue.SimpleQueue()
     for p in todo:
@@ -111,16 +131,21 @@ def send_streams(
         with lock:
             progress(nbytes)
 
-    def worker() -> None:
+    def worker(stream: Stream | None = None) -> None:
         try:
-            replies.append(_one_stream(client, header, pending, errors, progress and locked))
+            if stream is None:
+                stream = client.transport.open_stream(client.argv("push-receive"))
+                start = header
+            else:
+                start = _line(options)
+            replies.append(_one_stream(client, stream, start, pending, errors, progress and locked))
         except BaseException as exc:  # reported once every stream stopped
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(n - 1)]
     for t in threads:
         t.start()
-    worker()
+    worker(first)
     for t in threads:
         t.join()
     if errors:
@@ -138,14 +163,14 @@ def send_streams(
 
 def _one_stream(
     client: AgentClient,
-    header: bytes,
+    stream: Stream,
+    start: bytes,
     pending: queue.SimpleQueue[Piece],
     errors: list[BaseException],
     progress: Callable[[int], None] | None,
 ) -> PushReceived:
-    stream = client.transport.open_stream(client.argv("push-receive"))
     try:
-        stream.write(header)
+        stream.write(start)
         while not errors:
             try:
                 piece = pending.get_nowait()

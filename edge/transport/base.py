@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import os
 import stat
+import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,6 +129,12 @@ class Stream(abc.ABC):
         """Send every byte of `data` to the command's stdin."""
 
     @abc.abstractmethod
+    def read_line(self, limit: int, timeout: float) -> bytes:
+        """The command's next stdout line while it runs (b"" once its stdout ended); what
+        follows the line stays for `finish`. A line longer than `limit` bytes, or none
+        within `timeout` seconds, is a TransportError."""
+
+    @abc.abstractmethod
     def finish(self, timeout: float | None = None) -> CommandResult:
         """End the input and wait for the command: its exit code and output."""
 
@@ -151,6 +158,27 @@ class ProcessStream(Stream):
             raise TransportError(f"{what}: cannot run {self.argv[0]!r}: {exc}") from exc
         assert self.proc.stdin is not None
         self.fd = self.proc.stdin.fileno()
+        self.early = b""  # stdout read by read_line past its line
+
+    def read_line(self, limit: int, timeout: float) -> bytes:
+        import select
+
+        assert self.proc.stdout is not None
+        out = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.early:
+            if len(self.early) > limit:
+                raise TransportError(f"{self.what}: a reply line over {limit} bytes")
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([out], [], [], left)[0]:
+                raise TransportError(f"{self.what}: no reply from {self.argv[0]} in {timeout}s")
+            chunk = os.read(out, 65536)  # raw reads: communicate() reads the fd, not a buffer
+            if not chunk:
+                line, self.early = self.early, b""
+                return line
+            self.early += chunk
+        line, _, self.early = self.early.partition(b"\n")
+        return line + b"\n"
 
     def write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -174,7 +202,7 @@ class ProcessStream(Stream):
         return CommandResult(
             self.argv,
             self.proc.returncode,
-            out.decode(errors="replace"),
+            (self.early + out).decode(errors="replace"),
             err.decode(errors="replace"),
         )
 

@@ -404,6 +404,26 @@ class _ChannelStream(Stream):
 
     def __init__(self, transport: SSHTransport, argv: Sequence[str], chan: paramiko.Channel):
         self.transport, self.argv, self.chan = transport, list(argv), chan
+        self.early = b""  # stdout read by read_line past its line
+
+    def read_line(self, limit: int, timeout: float) -> bytes:
+        what = f"{self.transport.device_name}: {self.argv[0]}"
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.early:
+            if len(self.early) > limit:
+                raise TransportError(f"{what}: a reply line over {limit} bytes")
+            if time.monotonic() > deadline:
+                raise TransportError(f"{what}: no reply in {timeout}s")
+            select.select([self.chan], [], [], 0.5)
+            if self.chan.recv_ready():
+                self.early += self.chan.recv(65536)
+            elif self.chan.exit_status_ready() or self.chan.closed:
+                if self.chan.recv_ready():
+                    continue
+                line, self.early = self.early, b""
+                return line
+        line, _, self.early = self.early.partition(b"\n")
+        return line + b"\n"
 
     def write(self, data: bytes) -> None:
         try:  # a dead link wakes a sendall waiting for window: the watchdog closes it
@@ -418,7 +438,10 @@ class _ChannelStream(Stream):
             self.chan.shutdown_write()
         except (OSError, paramiko.SSHException, EOFError):
             pass
-        return self.transport._collect(self.chan, self.argv, timeout)
+        result = self.transport._collect(self.chan, self.argv, timeout)
+        if self.early:
+            result.stdout = self.early.decode(errors="replace") + result.stdout
+        return result
 
     def abort(self) -> None:
         self.chan.close()

@@ -222,3 +222,50 @@ def test_wrong_bytes_of_a_ranged_upload_leave_no_stale_record(tmp_path: Path) ->
     got = receive(store.root, io.BytesIO(_stream(manifest, [sha], _chunks(bytes(bad)))))
     assert got.problems and not Path(store.blob_path(sha) + ".partial").exists()
     assert not record.exists()  # else a later plan trusts ranges of deleted bytes
+
+
+def test_a_first_stream_plans_then_receives_in_one_process(tmp_path: Path) -> None:
+    """The push's first stream in a real agent: the plan line comes out while the command
+    waits; each ping line gets its pong at once; the go line and the frames follow, and
+    the one process commits."""
+    manifest, data, sha = _model(tmp_path)
+    root = tmp_path / "root"
+    pyz = build_zipapp(tmp_path / "agent")
+    proc = subprocess.Popen(
+        ["/usr/bin/python3", "-I", "-S", str(pyz), "--root", str(root), "push-receive"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=str(tmp_path),
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    header = {"manifest": manifest.to_dict(), "plan": {"ranged_min": None}}
+    proc.stdin.write(json.dumps(header).encode() + b"\n")
+    proc.stdin.flush()
+    plan = json.loads(proc.stdout.readline())
+    assert [n["sha256"] for n in plan["missing"]] == [sha]
+    for n in (1, 2):
+        proc.stdin.write(b'{"ping": true}\n')
+        proc.stdin.flush()
+        assert json.loads(proc.stdout.readline()) == {"pong": n}
+    proc.stdin.write(json.dumps({"commit": True}).encode() + b"\n")
+    proc.stdin.write(b"".join(PUSH_FRAME.pack(i, o, len(d)) + d for i, o, d in _chunks(data)))
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    reply = json.loads(out)
+    assert reply["verified"] == [sha] and reply["commit"]["files"] == 1
+    assert (Path(reply["commit"]["model_path"]) / "weights.bin").read_bytes() == data
+
+
+def test_a_first_stream_with_nothing_to_send_ends_cleanly(tmp_path: Path) -> None:
+    """Every blob already there: the host ends the input after the plan; nothing is
+    written and the command succeeds."""
+    manifest, data, sha = _model(tmp_path)
+    store = BlobStore(str(tmp_path / "root"))
+    store.plan(manifest, ranged_min=1 << 30)
+    receive(store.root, io.BytesIO(_stream(manifest, [sha], _chunks(data), commit=True)))
+    said: list[dict[str, object]] = []
+    header = {"manifest": manifest.to_dict(), "plan": {"ranged_min": 0}}
+    got = receive(store.root, io.BytesIO(json.dumps(header).encode() + b"\n"), said.append)
+    (plan,) = said
+    assert plan["missing"] == [] and plan["model_path"]
+    assert got.bytes_written == 0 and got.commit is None

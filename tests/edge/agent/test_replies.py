@@ -90,7 +90,7 @@ CASES: dict[str, tuple[Callable[[AgentClient, Path], Any], dict[str, dict[str, A
             "null-for-str": json_reply(FACTS | {"hostname": None}),
         },
     ),
-    "push-plan": (
+    "push-receive": (  # its first line is the push plan
         _push,
         {
             "bad-json": text("plan: all good\n"),
@@ -335,7 +335,7 @@ def test_fleet_keeps_the_good_devices_results(
         liar,
         {
             "info": json_reply(without(FACTS, "memory_total_mb")),
-            "push-plan": json_reply({"missing": []}),
+            "push-receive": json_reply({"missing": []}),
         },
     )
     targets = "d1,d2,d3"
@@ -360,7 +360,7 @@ def test_fleet_keeps_the_good_devices_results(
     tree.mkdir()
     (tree / "saved_model.pb").write_bytes(b"not really a model, but pushed all the same")
     proc = _edge("push", str(tree), "--to", targets, "--json")
-    _one_clear_failure(proc, "push-plan")
+    _one_clear_failure(proc, "push-receive")
     rows = {r["device"]: r for r in json.loads(proc.stdout)}
     assert [rows[d]["status"] for d in ("d1", "d2", "d3")] == ["succeeded", "failed", "succeeded"]
     for good in ("d1", "d3"):

@@ -76,3 +76,34 @@ def test_push_over_each_path_gives_identical_trees(
             assert _tree_hashes(tree) == expected, via
         again = _push(model, via)
         assert [(r["status"], r["bytes_sent"]) for r in again] == [("succeeded", 0)] * 2, via
+
+
+def test_a_broken_pth_on_the_device_does_not_stop_a_push(tmp_path: Path) -> None:
+    """The push's agent commands need only the stdlib and skip site-packages (`-S`): once
+    the agent is installed, a device Python whose site-packages hold a .pth that kills
+    every start still takes a push (and, to show the .pth bites, fails any other agent
+    command)."""
+    import sys
+
+    from edge.agent.sessions import open_client
+    from edge.core.errors import DeviceError
+    from edge.ops.push import push
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    (site,) = venv.glob("lib/python*/site-packages")
+    (site / "broken.pth").write_text("import sys; sys.exit('a broken .pth')\n")
+    src = tmp_path / "model"
+    src.mkdir()
+    (src / "saved_model.pb").write_bytes(os.urandom(3000))
+    root = str(tmp_path / "root")
+    (installed,) = push(src, [Device(name="b", python=sys.executable, root=root)]).results
+    assert installed.status == "succeeded", installed.error
+    (src / "variables.bin").write_bytes(os.urandom(5000))  # a new tree, a new blob
+    device = Device(name="b", python=str(venv / "bin" / "python"), root=root)
+    (result,) = push(src, [device]).results
+    assert result.status == "succeeded", result.error
+    model = Path(str(result.model_path))
+    assert _tree_hashes(model) == _tree_hashes(src)
+    with open_client(device) as client, pytest.raises(DeviceError, match="broken .pth"):
+        client.call("jobs")
