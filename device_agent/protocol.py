@@ -474,6 +474,9 @@ class PushCommit(JsonMixin):
 
 # A `push-receive` frame header: blob index (in the stream header's list), offset, length.
 PUSH_FRAME = struct.Struct(">HQI")
+# A frame with this blob index (and no bytes) ends a stream's frames and asks it to commit
+# the push: the host sends it on the first stream once every other stream has ended.
+PUSH_COMMIT_INDEX = 0xFFFF
 
 
 @dataclass

@@ -27,8 +27,8 @@ from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 from .durable import atomic_write, fsync_dir
 from .errors import AgentError
 from .manifest import gaps, manifest_from_json, validate_manifest
+from .protocol import PUSH_COMMIT_INDEX, ManifestEntry, PushReceived
 from .protocol import PUSH_FRAME as FRAME
-from .protocol import ManifestEntry, PushReceived
 from .store import RANGES_SUFFIX, BlobStore, file_mode, is_same_file
 
 MAX_FRAME = 16 << 20
@@ -206,12 +206,13 @@ def receive(
 ) -> PushReceived:
     """Read one push stream from `inp` into the store under `root`.
 
-    A header with `"plan": {"ranged_min": N}` instead of "blobs" makes this the push's
-    first stream: the push plan goes out through `say` (a line on stdout) while the command
-    runs; then up to MAX_PINGS `{"ping": true}` lines, each answered at once with a
-    `{"pong": n}` line (the host measures the round trip by them), then one go line
-    `{"commit", "record_every"}`, then the frames of the plan's missing blobs, in its
-    order. No go line (end of input): nothing to send."""
+        A header with `"plan": {"ranged_min": N}` instead of "blobs" makes this the push's
+        first stream: the push plan goes out through `say` (a line on stdout) while the command
+        runs; then up to MAX_PINGS `{"ping": true}` lines, each answered at once with a
+        `{"pong": n}` line (the host measures the round trip by them), then one go line
+        `{"commit", "record_every"}`, then the frames of the plan's missing blobs, in its
+        order. No go line (end of input): nothing to send. A commit frame (PUSH_COMMIT_INDEX)
+    ends any stream's frames and makes it commit the push."""
     store = BlobStore(root)
     header = _line(inp, "header")
     if header is None:
@@ -264,6 +265,9 @@ def receive(
             if len(head) < FRAME.size:
                 raise AgentError("push-receive: the stream ended inside a frame header")
             index, offset, length = FRAME.unpack(head)
+            if index == PUSH_COMMIT_INDEX and offset == length == 0:
+                commit = True  # every other stream has ended: this one commits
+                break
             if index >= len(blobs) or length > MAX_FRAME:
                 raise AgentError(f"push-receive: bad frame (blob {index}, {length} bytes)")
             up = uploads.get(index)

@@ -120,7 +120,7 @@ def push_to(
     manifest = payload.manifest
     transport: Transport = client.transport
     with span("push-plan", name):
-        plan, first, channels = _plan(client, manifest, channels_for(transport, concurrent))
+        plan, first, channels = _plan(client, manifest, transport, concurrent)
     by_sha: dict[str, str] = {}
     for entry in manifest.entries:
         by_sha.setdefault(entry.sha256, entry.path)
@@ -172,14 +172,15 @@ def push_to(
 
 
 def _plan(
-    client: AgentClient, manifest: Manifest, channels: int
+    client: AgentClient, manifest: Manifest, transport: Transport, concurrent: int
 ) -> tuple[PushPlan, Stream | None, int]:
     """The device's push plan, the stream that asked for it (None on the paths that plan
     with a command of its own) and how many channels to use (the window rule on the
     measured round trip, unless EDGE_PUSH_CHANNELS fixes it)."""
     name = client.device.name
+    channels = channels_for(transport, concurrent)
     ranged_min = PARALLEL_MIN if channels > 1 else manifest.total_bytes() + 1
-    if settings().push_via == "sftp" or hasattr(client.transport, "serve_request"):
+    if settings().push_via == "sftp" or hasattr(transport, "serve_request"):
         # the old path, or a resident agent (`edge mux`) that plans with no Python start
         plan = client.call_as(
             PushPlan, "push-plan", "--ranged-min", str(ranged_min),
@@ -199,7 +200,7 @@ def _plan(
         many = channels > 1 and plan.bytes_missing > 2 * STREAM_MIN_BYTES
         if many and not settings().push_channels:
             rtt = round_trip(client, first)
-            channels = channels_by_rtt(rtt, channels)
+            channels = channels_by_rtt(rtt, channels_for(transport, concurrent, MAX_STREAMS))
             mark(f"round trip {rtt * 1000:.1f} ms: {channels} channels", name)
     except BaseException:
         first.abort()
@@ -316,10 +317,13 @@ class _SidecarSaver:
 CHANNEL_BUDGET = 8  # SFTP channels across all devices pushed at once
 # sshd lets 2 MiB be in flight per channel (CHAN_SES_WINDOW_DEFAULT), so one channel
 # carries at most 2 MiB per round trip: a channel for each RTT_PER_CHANNEL of round trip
-# keeps a 1 Gbit/s link full (one channel up to ~17 ms, three at 50 ms).
+# keeps FILL_RATE going (one channel up to ~8 ms, six at 50 ms).
 SSHD_WINDOW = 2 << 20
-FILL_RATE = 125e6  # bytes/s
+# 2 Gbit/s: twice a board's gigabit port, as a window is not kept full (measured here,
+# 4 channels at 51 ms RTT carried 55% of 4 windows per round trip)
+FILL_RATE = 250e6  # bytes/s
 RTT_PER_CHANNEL = SSHD_WINDOW / FILL_RATE
+MAX_STREAMS = 8  # a device's streams when the round trip asks for many
 
 
 def channels_by_rtt(rtt: float, most: int) -> int:
@@ -327,18 +331,19 @@ def channels_by_rtt(rtt: float, most: int) -> int:
     return max(1, min(most, math.ceil(rtt / RTT_PER_CHANNEL - 0.05)))
 
 
-def channels_for(transport: Transport, devices: int = 1) -> int:
-    """SFTP channels for one device: EDGE_PUSH_CHANNELS when set; else 4, shared out of
-    a budget of 8 when several devices are pushed at once. Parallel channels beat the
-    window limit of a long link; across many devices the links are already kept busy,
-    and more channels only cost client CPU (measured: 16 devices, 4 channels each, ran
-    ~15% slower than 1 each)."""
+def channels_for(transport: Transport, devices: int = 1, most: int = 4) -> int:
+    """Channels for one device: EDGE_PUSH_CHANNELS when set; else `most`, shared out of a
+    budget of 8 when several devices are pushed at once (the stream path then takes as
+    many as the window rule asks, up to that). Parallel channels beat the window limit
+    of a long link; across many devices the links are already kept busy, and more
+    channels only cost client CPU (measured: 16 devices, 4 channels each, ran ~15%
+    slower than 1 each)."""
     if isinstance(transport, LocalTransport):
         return 1
     fixed = settings().push_channels
     if fixed:
         return fixed
-    return max(1, min(4, CHANNEL_BUDGET // max(1, devices)))
+    return max(1, min(most, CHANNEL_BUDGET // max(1, devices)))
 
 
 @dataclass

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from device_agent.protocol import PUSH_FRAME, Manifest, PushPlan, PushReceived
+from device_agent.protocol import PUSH_COMMIT_INDEX, PUSH_FRAME, Manifest, PushPlan, PushReceived
 from edge.agent.client import AgentClient
 from edge.agent.replies import decode, malformed
 from edge.core.errors import UserError
@@ -82,7 +82,7 @@ def plan_header(manifest: Manifest, ranged_min: int | None) -> bytes:
     return _line({"manifest": manifest.to_dict(), "plan": {"ranged_min": ranged_min}})
 
 
-def round_trip(client: AgentClient, first: Stream, pings: int = 2) -> float:
+def round_trip(client: AgentClient, first: Stream, pings: int = 1) -> float:
     """The link's round trip in seconds, timed on the planning stream (the agent answers
     each ping line at once): the quickest of `pings`."""
     best = float("inf")
@@ -131,18 +131,31 @@ def send_streams(
         with lock:
             progress(nbytes)
 
+    threads: list[threading.Thread] = []
+
+    def last_of_all(stream: Stream) -> None:
+        """On the planning stream of a push of several: once the others have ended, the
+        commit frame, so that this command commits (no command of its own for that)."""
+        for t in threads:
+            t.join()
+        if not errors:
+            stream.write(PUSH_FRAME.pack(PUSH_COMMIT_INDEX, 0, 0))
+
     def worker(stream: Stream | None = None) -> None:
         try:
+            then: Callable[[Stream], None] | None = None
             if stream is None:
                 stream = client.transport.open_stream(client.argv("push-receive"))
                 start = header
             else:
                 start = _line(options)
-            replies.append(_one_stream(client, stream, start, pending, errors, progress and locked))
+                then = last_of_all if n > 1 else None
+            got = _one_stream(client, stream, start, pending, errors, progress and locked, then)
+            replies.append(got)
         except BaseException as exc:  # reported once every stream stopped
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(n - 1)]
+    threads += [threading.Thread(target=worker, daemon=True) for _ in range(n - 1)]
     for t in threads:
         t.start()
     worker(first)
@@ -168,6 +181,7 @@ def _one_stream(
     pending: queue.SimpleQueue[Piece],
     errors: list[BaseException],
     progress: Callable[[int], None] | None,
+    then: Callable[[Stream], None] | None = None,
 ) -> PushReceived:
     try:
         stream.write(start)
@@ -177,6 +191,8 @@ def _one_stream(
             except queue.Empty:
                 break
             _send(stream, piece, progress)
+        if then is not None:
+            then(stream)
     except BrokenPipeError:  # the agent stopped reading: its reply says why
         pass
     except BaseException:

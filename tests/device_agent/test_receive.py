@@ -269,3 +269,21 @@ def test_a_first_stream_with_nothing_to_send_ends_cleanly(tmp_path: Path) -> Non
     (plan,) = said
     assert plan["missing"] == [] and plan["model_path"]
     assert got.bytes_written == 0 and got.commit is None
+
+
+def test_a_commit_frame_ends_the_frames_and_commits(tmp_path: Path) -> None:
+    """Two streams of byte ranges: the second ends with the commit frame, which makes it
+    commit the push (verifying the ranged blob), and nothing after that frame is read."""
+    from device_agent.protocol import PUSH_COMMIT_INDEX
+
+    manifest, data, sha = _model(tmp_path, size=400_000)
+    store = BlobStore(str(tmp_path / "root"))
+    store.plan(manifest, ranged_min=1000)
+    half = len(data) // 2
+    first = receive(store.root, io.BytesIO(_stream(manifest, [sha], [(0, 0, data[:half])])))
+    assert first.commit is None
+    tail = _stream(manifest, [sha], _chunks(data, half))
+    tail += PUSH_FRAME.pack(PUSH_COMMIT_INDEX, 0, 0) + b"never read"
+    got = receive(store.root, io.BytesIO(tail))
+    assert got.commit is not None and got.commit.bytes_verified == len(data)
+    assert (Path(got.commit.model_path) / "weights.bin").read_bytes() == data

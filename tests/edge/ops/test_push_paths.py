@@ -6,7 +6,9 @@ import hashlib
 import json
 import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from sshfleet import SshFleet
 
 from edge.fleet.devices import Device
 from edge.fleet.inventory import Inventory
+from edge.transport.base import Stream
 
 NAMES = ["d1", "d2"]
 
@@ -107,3 +110,46 @@ def test_a_broken_pth_on_the_device_does_not_stop_a_push(tmp_path: Path) -> None
     assert _tree_hashes(model) == _tree_hashes(src)
     with open_client(device) as client, pytest.raises(DeviceError, match="broken .pth"):
         client.call("jobs")
+
+
+def test_a_push_of_several_streams_commits_on_its_planning_stream(
+    ssh_env: SshFleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over real sshd, three streams: the first plans and, once the other two have
+    ended, commits; no other agent command runs, and the tree is whole."""
+    import sys
+
+    from edge.agent.client import AgentClient
+    from edge.ops.push import push
+    from edge.transport.openssh import OpenSSHTransport
+
+    monkeypatch.setenv("EDGE_PUSH_CHANNELS", "3")
+    src = tmp_path / "model"
+    src.mkdir()
+    (src / "saved_model.pb").write_bytes(os.urandom(1000))
+    (src / "big.bin").write_bytes(os.urandom(40 << 20))  # ranged: > PARALLEL_MIN
+    commands: list[str] = []
+    streams: list[str] = []
+    real_call, real_open = AgentClient.call, OpenSSHTransport.open_stream
+
+    def call(self: AgentClient, *args: str, **kw: Any) -> Any:
+        commands.append(args[0])
+        return real_call(self, *args, **kw)
+
+    def open_stream(self: OpenSSHTransport, argv: Sequence[str]) -> Stream:
+        streams.append(argv[-1])
+        return real_open(self, argv)
+
+    monkeypatch.setattr(AgentClient, "call", call)
+    monkeypatch.setattr(OpenSSHTransport, "open_stream", open_stream)
+    root = str(tmp_path / "root")
+    device = Device(name="d1", host="d1", python=sys.executable, root=root)
+    (installed,) = push(src, [device]).results  # installs the agent (other commands)
+    assert installed.status == "succeeded", installed.error
+    (src / "big.bin").write_bytes(os.urandom(40 << 20))
+    commands.clear()
+    streams.clear()
+    (result,) = push(src, [device]).results
+    assert result.status == "succeeded", result.error
+    assert commands == [] and streams == ["push-receive"] * 3
+    assert _tree_hashes(Path(str(result.model_path))) == _tree_hashes(src)
