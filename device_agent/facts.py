@@ -17,6 +17,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 from device_agent import __version__, jetson
 from device_agent.protocol import PROTOCOL_VERSION, DeviceFacts, JetsonInfo
+from device_agent.trt_types import Capabilities
 
 DEFAULT_ROOT_DIR = "~/.edge"
 _MAX_READ = 1 << 20  # no file read here is legitimately larger
@@ -239,8 +240,20 @@ def collect(sysroot: str = "/", deep: bool = False, root_dir: Optional[str] = No
         jetson=read_jetson(sysroot, mem_total_mb or None),
     )
     if deep:
-        from device_agent.capabilities import collect as collect_capabilities
+        from device_agent.simulate import active
 
-        facts.tensorrt_enabled, facts.tensorrt_linked, facts.tensorrt_loaded = probe_tensorrt()
-        facts.capabilities = collect_capabilities(deep=True)
+        if sysroot == "/" and root_dir is not None and active() is None:
+            from device_agent.deep_cache import cached_deep
+
+            found = cached_deep(root_dir, installed, _deep_probe)
+        else:
+            found = _deep_probe()
+        facts.tensorrt_enabled, facts.tensorrt_linked, facts.tensorrt_loaded = found[:3]
+        facts.capabilities = found[3]
     return facts
+
+
+def _deep_probe() -> Tuple[Optional[bool], Optional[str], Optional[str], Capabilities]:
+    from device_agent.capabilities import collect as collect_capabilities
+
+    return (*probe_tensorrt(), collect_capabilities(deep=True))

@@ -48,6 +48,9 @@ def test_facts_identify_a_jetson_with_tensorrt(board: Device) -> None:
     assert facts.jetson is not None and facts.jetson.module
     assert facts.jetson.l4t and facts.jetson.compute_capability
     assert facts.tensorrt_enabled, "TensorFlow on the board is not built with TensorRT"
+    again = device_facts(board, deep=True)  # the board's deep-probe cache answers
+    assert again.capabilities == facts.capabilities
+    assert again.tensorrt_linked == facts.tensorrt_linked
 
 
 def test_fp16_conversion_builds_engines_and_runs(board: Device, mnist_model: Path) -> None:
