@@ -170,8 +170,9 @@ class Settings:
         "EDGE_PUSH_CHANNELS",
         None,
         _whole(1, 64),
-        "4; 8 shared out when several devices push at once",
-        "SFTP channels per device for a push (1 to 64).",
+        "by the round trip (one per 8 ms, up to 8), out of 8 shared when several devices "
+        "push at once; 4 on the SFTP path",
+        "Channels (streams) per device for a push (1 to 64).",
     )
     push_via: str = _var(
         "EDGE_PUSH_VIA",
