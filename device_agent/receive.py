@@ -206,12 +206,12 @@ def receive(
 ) -> PushReceived:
     """Read one push stream from `inp` into the store under `root`.
 
-        A header with `"plan": {"ranged_min": N}` instead of "blobs" makes this the push's
-        first stream: the push plan goes out through `say` (a line on stdout) while the command
-        runs; then up to MAX_PINGS `{"ping": true}` lines, each answered at once with a
-        `{"pong": n}` line (the host measures the round trip by them), then one go line
-        `{"commit", "record_every"}`, then the frames of the plan's missing blobs, in its
-        order. No go line (end of input): nothing to send. A commit frame (PUSH_COMMIT_INDEX)
+    A header with `"plan": {"ranged_min": N}` instead of "blobs" makes this the push's
+    first stream: the push plan goes out through `say` (a line on stdout) while the command
+    runs; then up to MAX_PINGS `{"ping": true}` lines, each answered at once with a
+    `{"pong": n}` line (the host measures the round trip by them), then one go line
+    `{"commit", "record_every"}`, then the frames of the plan's missing blobs, in its
+    order. No go line (end of input): nothing to send. A commit frame (PUSH_COMMIT_INDEX)
     ends any stream's frames and makes it commit the push."""
     store = BlobStore(root)
     header = _line(inp, "header")

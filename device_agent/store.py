@@ -213,12 +213,14 @@ class BlobStore:
         result = PushCommit(tree_digest=digest, model_path=tree, files=len(manifest.entries))
         blobs = self._blobs(manifest)
         if self._complete(tree, manifest):
-            self._drop_stale_uploads(blobs)
+            for sha, es in blobs.items():
+                if self._size(self.blob_path(sha)) == es[0].size:
+                    self._drop_stale_upload(sha)
             return result
         problems: List[str] = []
         for sha, es in sorted(blobs.items()):
             if self._size(self.blob_path(sha)) == es[0].size:
-                self._drop_stale_uploads({sha: es})
+                self._drop_stale_upload(sha)
                 continue
             hashed, problem = self._promote(sha, es)
             if problem:
@@ -234,19 +236,16 @@ class BlobStore:
         self._materialize(manifest, tree)
         return result
 
-    def _drop_stale_uploads(self, blobs: Dict[str, List[ManifestEntry]]) -> None:
-        """Remove the uploads of blobs already in the store.
+    def _drop_stale_upload(self, sha: str) -> None:
+        """Remove the upload of a blob already in the store.
 
         A concurrent push of the same blob may create its `.partial` again after another
         push promoted it; every push commits after its own writes, so its commit is the
         place to drop what it left. A writer still busy holds an unlinked file, which is
         harmless: its own commit finds the blob present too."""
-        for sha, es in blobs.items():
-            blob = self.blob_path(sha)
-            if self._size(blob) != es[0].size:
-                continue
-            _remove(blob + ".partial")
-            _remove(blob + ".partial" + RANGES_SUFFIX)
+        partial = self.blob_path(sha) + ".partial"
+        _remove(partial)
+        _remove(partial + RANGES_SUFFIX)
 
     def _materialize(self, manifest: Manifest, tree: str) -> None:
         parent = os.path.dirname(tree)

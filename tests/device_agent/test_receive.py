@@ -15,7 +15,7 @@ import pytest
 
 from device_agent.errors import AgentError
 from device_agent.manifest import build_manifest
-from device_agent.protocol import PUSH_FRAME, Manifest
+from device_agent.protocol import PUSH_COMMIT_INDEX, PUSH_FRAME, Manifest
 from device_agent.receive import MAX_FRAME, receive
 from device_agent.store import RANGES_SUFFIX, BlobStore, file_mode
 from edge.agent.package import build_zipapp
@@ -142,14 +142,22 @@ def _header_only(manifest: Manifest, blobs: List[str]) -> bytes:
 
 @pytest.mark.parametrize(
     "case",
-    ["no_header", "bad_json", "foreign_blob", "index", "too_long", "past_end"],
-)
+    [
+        "no_header", "bad_json", "foreign_blob", "index", "too_long", "past_end",
+        "bad_ranged_min", "go_not_an_object", "go_bad_record_every", "commit_frame_with_bytes",
+    ],
+)  # fmt: skip
 def test_hostile_streams_are_agent_errors(tmp_path: Path, case: str) -> None:
     manifest, data, sha = _model(tmp_path)
     root = tmp_path / "root"
     store = BlobStore(str(root))
     store.plan(manifest, ranged_min=1 << 30)
     before = _files(tmp_path)
+
+    def planning(ranged_min: int | None) -> bytes:  # a first stream's header
+        header = {"manifest": manifest.to_dict(), "plan": {"ranged_min": ranged_min}}
+        return json.dumps(header).encode() + b"\n"
+
     streams = {
         "no_header": b"\x00\x01no newline at all",
         "bad_json": b"{not json\n",
@@ -157,9 +165,16 @@ def test_hostile_streams_are_agent_errors(tmp_path: Path, case: str) -> None:
         "index": _header_only(manifest, [sha]) + PUSH_FRAME.pack(1, 0, 4) + b"abcd",
         "too_long": _header_only(manifest, [sha]) + PUSH_FRAME.pack(0, 0, MAX_FRAME + 1),
         "past_end": _header_only(manifest, [sha]) + PUSH_FRAME.pack(0, len(data) - 2, 4) + b"abcd",
+        "bad_ranged_min": planning(-1),
+        "go_not_an_object": planning(None) + b"[1]\n",
+        "go_bad_record_every": planning(None) + b'{"record_every": "soon"}\n',
+        "commit_frame_with_bytes": _header_only(manifest, [sha])
+        + PUSH_FRAME.pack(PUSH_COMMIT_INDEX, 0, 4)
+        + b"abcd",
     }
+    said: list[dict[str, object]] = []
     with pytest.raises(AgentError):
-        receive(str(root), io.BytesIO(streams[case]))
+        receive(str(root), io.BytesIO(streams[case]), said.append)
     assert _files(tmp_path) == before
     assert Path(store.blob_path(sha) + ".partial").stat().st_size == 0
 
