@@ -81,7 +81,9 @@ def test_push_over_each_path_gives_identical_trees(
         assert [(r["status"], r["bytes_sent"]) for r in again] == [("succeeded", 0)] * 2, via
 
 
-def test_a_broken_pth_on_the_device_does_not_stop_a_push(tmp_path: Path) -> None:
+def test_a_broken_pth_on_the_device_does_not_stop_a_push(
+    tmp_path: Path, device_python: Path
+) -> None:
     """The push's agent commands need only the stdlib and skip site-packages (`-S`): once
     the agent is installed, a device Python whose site-packages hold a .pth that kills
     every start still takes a push (and, to show the .pth bites, fails any other agent
@@ -100,7 +102,7 @@ def test_a_broken_pth_on_the_device_does_not_stop_a_push(tmp_path: Path) -> None
     src.mkdir()
     (src / "saved_model.pb").write_bytes(os.urandom(3000))
     root = str(tmp_path / "root")
-    (installed,) = push(src, [Device(name="b", python=sys.executable, root=root)]).results
+    (installed,) = push(src, [Device(name="b", python=str(device_python), root=root)]).results
     assert installed.status == "succeeded", installed.error
     (src / "variables.bin").write_bytes(os.urandom(5000))  # a new tree, a new blob
     device = Device(name="b", python=str(venv / "bin" / "python"), root=root)
@@ -113,11 +115,10 @@ def test_a_broken_pth_on_the_device_does_not_stop_a_push(tmp_path: Path) -> None
 
 
 def test_a_push_of_several_streams_commits_on_its_planning_stream(
-    ssh_env: SshFleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ssh_env: SshFleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device_python: Path
 ) -> None:
     """Over real sshd, three streams: the first plans and, once the other two have
     ended, commits; no other agent command runs, and the tree is whole."""
-    import sys
 
     from edge.agent.client import AgentClient
     from edge.ops.push import push
@@ -143,7 +144,7 @@ def test_a_push_of_several_streams_commits_on_its_planning_stream(
     monkeypatch.setattr(AgentClient, "call", call)
     monkeypatch.setattr(OpenSSHTransport, "open_stream", open_stream)
     root = str(tmp_path / "root")
-    device = Device(name="d1", host="d1", python=sys.executable, root=root)
+    device = Device(name="d1", host="d1", python=str(device_python), root=root)
     (installed,) = push(src, [device]).results  # installs the agent (other commands)
     assert installed.status == "succeeded", installed.error
     (src / "big.bin").write_bytes(os.urandom(40 << 20))
