@@ -5,7 +5,8 @@ standard library and each other (import-linter checks both, `make lint`):
 
 - `device_agent` itself (`__version__`);
 - `protocol`: the wire types, job specs, events and results, and `wire`, their JSON
-  codec (which checks every field a peer sends);
+  codec (which checks every field a peer sends); `protocol_core` holds the few that the
+  quick commands (info, push) need, so those start fast, and `protocol` re-exports them;
 - `errors`: `AgentError`, which the host's errors wrap;
 - `manifest`: build, check, decode and digest a manifest (`build_manifest`,
   `validate_manifest`, `tree_digest`, `file_sha256`, `gaps`); the store that keeps the

@@ -16,7 +16,7 @@ import sys
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from device_agent import __version__, jetson
-from device_agent.protocol import PROTOCOL_VERSION, DeviceFacts, JetsonInfo
+from device_agent.protocol_core import PROTOCOL_VERSION, DeviceFacts, JetsonInfo
 from device_agent.trt_types import Capabilities
 
 DEFAULT_ROOT_DIR = "~/.edge"

@@ -16,7 +16,7 @@ import stat
 from typing import Callable, Iterable, List, Sequence, Set, Tuple
 
 from .errors import AgentError
-from .protocol import Manifest, ManifestEntry
+from .protocol_core import Manifest, ManifestEntry
 
 CHUNK = 1 << 20
 #: The kinds of tree a manifest describes (the store keeps each kind in its own directory).

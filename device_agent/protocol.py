@@ -10,10 +10,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import struct
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Dict, List, Optional, Tuple, Type, TypeVar
+from typing import Any, ClassVar, Dict, List, Optional, Tuple, Type, TypeVar
 
+from .protocol_core import PROTOCOL_VERSION as PROTOCOL_VERSION
+from .protocol_core import PUSH_COMMIT_INDEX as PUSH_COMMIT_INDEX
+from .protocol_core import PUSH_FRAME as PUSH_FRAME
+from .protocol_core import BlobNeed as BlobNeed
+from .protocol_core import DeviceFacts as DeviceFacts
+from .protocol_core import JetsonInfo as JetsonInfo
+from .protocol_core import Manifest as Manifest
+from .protocol_core import ManifestEntry as ManifestEntry
+from .protocol_core import PushCommit as PushCommit
+from .protocol_core import PushPlan as PushPlan
+from .protocol_core import PushReceived as PushReceived
+from .protocol_core import non_negative
 from .trt_types import (
     INT8_MODES,
     Capabilities,
@@ -25,7 +36,6 @@ from .wire import RANGE_CHECKS, JsonMixin, ProtocolError, from_dict
 from .wire import dumps as dumps  # re-exported: the protocol's users encode with it
 from .wire import to_dict as to_dict
 
-PROTOCOL_VERSION = 1
 # The agent commands its `serve` answers (the multiplexer's resident agent): short ones that
 # answer and return. Part of the protocol: the host decides by it what it may send there.
 SERVED = frozenset(
@@ -81,48 +91,6 @@ class DeviceResult(JsonMixin):
     def failure(cls: Type[R], device: str, error: str, hint: Optional[str] = None) -> R:
         """A failed result of this type (every other field at its default)."""
         return cls(device=device, status=FAILED, error=error, hint=hint)
-
-
-# --------------------------------------------------------------------------- device facts
-
-
-@dataclass
-class JetsonInfo(JsonMixin):
-    module: str
-    l4t: Optional[str] = None
-    jetpack: Optional[str] = None
-    compute_capability: Optional[str] = None
-    memory_mb: Optional[int] = None
-    soc: Optional[str] = None
-    device_tree_model: Optional[str] = None
-    nvpmodel: Optional[str] = None
-    device_class: Optional[str] = None  # recipe override key, e.g. "orin-nano-8gb"
-    # jetson_clocks in effect (every CPU's and the GPU's minimum clock pinned to its maximum);
-    # None where the clocks could not be read
-    jetson_clocks: Optional[bool] = None
-
-
-@dataclass
-class DeviceFacts(JsonMixin):
-    agent_version: str
-    protocol: int
-    python: str
-    machine: str
-    hostname: str
-    memory_total_mb: int
-    memory_available_mb: int
-    swap_total_mb: int
-    disk_free_mb: int
-    tensorflow: Optional[str] = None
-    numpy: Optional[str] = None
-    jetson: Optional[JetsonInfo] = None
-    # Filled by `info --deep` only (it imports TensorFlow).
-    tensorrt_enabled: Optional[bool] = None
-    tensorrt_linked: Optional[str] = None
-    tensorrt_loaded: Optional[str] = None
-    # The TensorRT stack (the tensorrt module, pycuda, DLA, trtexec, CUDA) and which
-    # backends can run: `info --deep` and every plan.
-    capabilities: Optional[Capabilities] = None
 
 
 # --------------------------------------------------------------------------- job specs
@@ -405,90 +373,6 @@ class JobState(JsonMixin):
     error: Optional[str] = None
     log_tail: Optional[str] = None
     queue_position: Optional[int] = None
-
-
-# --------------------------------------------------------------------------- push
-
-
-@dataclass
-class ManifestEntry(JsonMixin):
-    """One file of a pushed tree: a relative POSIX path, its size and sha256."""
-
-    path: str
-    size: int
-    sha256: str
-    mode: int = 0o644
-
-
-@dataclass
-class Manifest(JsonMixin):
-    """A tree to push (a SavedModel, or calibration data). `name` is for people only."""
-
-    entries: List[ManifestEntry] = field(default_factory=list)
-    name: str = ""
-    kind: str = "model"  # "model" | "calib"
-
-    def total_bytes(self) -> int:
-        return sum(e.size for e in self.entries)
-
-
-@dataclass
-class BlobNeed(JsonMixin):
-    """A blob the device lacks: send bytes [offset, size) to `upload_path`."""
-
-    sha256: str
-    size: int
-    offset: int = 0
-    # A parallel (multi-channel) upload that was interrupted: the byte ranges [start, end)
-    # still to send; when set, `offset` is unused.
-    ranges: List[List[int]] = field(default_factory=list)
-    # Where the host writes this blob's bytes, and (for ranges) its record of the finished
-    # ones: the device names them, so its store layout stays its own.
-    upload_path: str = ""
-    record_path: str = ""
-
-
-@dataclass
-class PushPlan(JsonMixin):
-    """The device's answer to a manifest: what it lacks, and whether it fits."""
-
-    tree_digest: str
-    missing: List[BlobNeed] = field(default_factory=list)
-    bytes_missing: int = 0
-    bytes_present: int = 0
-    disk_free_bytes: int = 0
-    store_dir: str = ""
-    model_path: Optional[str] = None  # set when the tree is already materialized
-    prepared: bool = False  # `.partial` files and range records were created by the plan
-
-
-@dataclass
-class PushCommit(JsonMixin):
-    """The device verified every blob and materialized the tree at `model_path`."""
-
-    tree_digest: str
-    model_path: str
-    files: int = 0
-    bytes_verified: int = 0
-
-
-# A `push-receive` frame header: blob index (in the stream header's list), offset, length.
-PUSH_FRAME = struct.Struct(">HQI")
-# A frame with this blob index (and no bytes) ends a stream's frames and asks it to commit
-# the push: the host sends it on the first stream once every other stream has ended.
-PUSH_COMMIT_INDEX = 0xFFFF
-
-
-@dataclass
-class PushReceived(JsonMixin):
-    """What one `push-receive` stream wrote: bytes, and the blobs it verified on the way
-    in and moved into the store (the commit need not read those again)."""
-
-    bytes_written: int = 0
-    bytes_verified: int = 0
-    verified: List[str] = field(default_factory=list)
-    problems: List[str] = field(default_factory=list)
-    commit: Optional[PushCommit] = None  # the stream was the push's only one: committed
 
 
 # --------------------------------------------------------------------------- results
@@ -802,42 +686,14 @@ def result_from_dict(kind: str, data: Dict[str, Any]) -> Any:
 # --------------------------------------------------------------------------- range checks
 
 
-def _non_negative(*names: str) -> Callable[[Any, str], None]:
-    def check(obj: Any, where: str) -> None:
-        for name in names:
-            value = getattr(obj, name)
-            if value is not None and value < 0:
-                raise ProtocolError(f"{where}.{name}: must not be negative, got {value}")
-
-    return check
-
-
-def _check_blob_need(need: BlobNeed, where: str) -> None:
-    _non_negative("size", "offset")(need, where)
-    if need.offset > need.size:
-        raise ProtocolError(f"{where}.offset: {need.offset} is past the blob's size {need.size}")
-    for i, span in enumerate(need.ranges):
-        if len(span) != 2 or not 0 <= span[0] < span[1] <= need.size:
-            raise ProtocolError(
-                f"{where}.ranges[{i}]: {span} is not a byte range "
-                f"[start, end) within 0..{need.size}"
-            )
-
-
-# Sizes, offsets and counts a broken or hostile peer could send negative.
+# Sizes, offsets and counts a broken or hostile peer could send negative (the quick
+# commands' types register theirs in protocol_core).
 RANGE_CHECKS.update(
     {
-        ManifestEntry: _non_negative("size", "mode"),
-        BlobNeed: _check_blob_need,
-        PushPlan: _non_negative("bytes_missing", "bytes_present", "disk_free_bytes"),
-        PushCommit: _non_negative("files", "bytes_verified"),
-        GcItem: _non_negative("bytes"),
-        GcCategory: _non_negative("removed", "bytes_freed", "kept", "bytes_kept"),
-        GcResult: _non_negative("keep", "grace_seconds", "bytes_freed", "disk_free_bytes"),
-        Event: _non_negative("seq"),
-        JobState: _non_negative("pid", "queue_position"),
-        DeviceFacts: _non_negative(
-            "memory_total_mb", "memory_available_mb", "swap_total_mb", "disk_free_mb"
-        ),
+        GcItem: non_negative("bytes"),
+        GcCategory: non_negative("removed", "bytes_freed", "kept", "bytes_kept"),
+        GcResult: non_negative("keep", "grace_seconds", "bytes_freed", "disk_free_bytes"),
+        Event: non_negative("seq"),
+        JobState: non_negative("pid", "queue_position"),
     }
 )

@@ -16,7 +16,7 @@ from . import __version__
 from .errors import AgentError
 from .jetpack import JetpackStack, board, dla_cores, jetpack_supports, stack_for
 from .jetson import Module
-from .protocol import PROTOCOL_VERSION, DeviceFacts, JetsonInfo
+from .protocol_core import PROTOCOL_VERSION, DeviceFacts, JetsonInfo
 
 
 @dataclass(frozen=True)

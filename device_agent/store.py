@@ -34,7 +34,7 @@ from .manifest import build_manifest as build_manifest
 from .manifest import fd_sha256, gaps, tree_digest, validate_manifest
 from .manifest import file_sha256 as file_sha256
 from .manifest import manifest_from_json as manifest_from_json
-from .protocol import BlobNeed, Manifest, ManifestEntry, PushCommit, PushPlan
+from .protocol_core import BlobNeed, Manifest, ManifestEntry, PushCommit, PushPlan
 
 MB = 1 << 20
 MIN_RESERVE = 8 * MB
