@@ -21,14 +21,15 @@ import fcntl
 import hashlib
 import json
 import os
+import stat
 import time
 from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 
 from .durable import atomic_write, fsync_dir
 from .errors import AgentError
 from .manifest import gaps, manifest_from_json, validate_manifest
-from .protocol import PUSH_COMMIT_INDEX, ManifestEntry, PushReceived
-from .protocol import PUSH_FRAME as FRAME
+from .protocol_core import PUSH_COMMIT_INDEX, ManifestEntry, PushReceived
+from .protocol_core import PUSH_FRAME as FRAME
 from .store import RANGES_SUFFIX, BlobStore, file_mode, is_same_file
 
 MAX_FRAME = 16 << 20
@@ -36,6 +37,7 @@ MAX_HEADER = 64 << 20
 RECORD_EVERY_S = 1.0
 MAX_PINGS = 8
 READ = 1 << 20
+PIPE_BYTES = 1 << 20  # Linux's default cap for an unprivileged F_SETPIPE_SZ
 
 
 class _Upload:
@@ -201,6 +203,17 @@ def _options(obj: Dict[str, Any]) -> Tuple[bool, float]:
     return commit, every
 
 
+def _widen_pipe(inp: IO[bytes]) -> None:
+    """Let the writer of a pipe on stdin (sshd) queue a whole frame: fewer, larger reads and
+    wakeups on both sides. Linux only; elsewhere, or past the system's cap, nothing."""
+    try:
+        fd = inp.fileno()
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
 def receive(
     root: str, inp: IO[bytes], say: Optional[Callable[[Dict[str, Any]], None]] = None
 ) -> PushReceived:
@@ -214,6 +227,7 @@ def receive(
     order. No go line (end of input): nothing to send. A commit frame (PUSH_COMMIT_INDEX)
     ends any stream's frames and makes it commit the push."""
     store = BlobStore(root)
+    _widen_pipe(inp)
     header = _line(inp, "header")
     if header is None:
         raise AgentError("push-receive: no header line", "send the header line first")
