@@ -19,6 +19,10 @@ class TransportError(DeviceError):
     """The device could not be reached or a transfer failed."""
 
 
+class HostKeyError(TransportError):
+    """The device's host key is unknown or has changed."""
+
+
 @dataclass
 class CommandResult:
     """What a remote command did: its argv, exit code and output."""
@@ -288,3 +292,33 @@ class Transport(abc.ABC):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class FilesElsewhere(Transport):
+    """A transport whose file transfers go over another one, made on first use (the
+    OpenSSH master's and the multiplexer's transports send files over paramiko's SFTP)."""
+
+    @abc.abstractmethod
+    def files(self) -> Transport:
+        """The transport that carries the file transfers."""
+
+    def put(self, local: Path, remote: str) -> None:
+        self.files().put(local, remote)
+
+    def download(self, remote: str, local: Path, max_bytes: int | None = None) -> int:
+        return self.files().download(remote, local, max_bytes)
+
+    def write_range(self, task: RangeTask, progress: Callable[[int], None] | None = None) -> int:
+        return self.files().write_range(task, progress)
+
+    def write_bytes(self, remote: str, data: bytes) -> None:
+        self.files().write_bytes(remote, data)
+
+    def upload_ranges(
+        self,
+        tasks: Sequence[RangeTask],
+        channels: int = 1,
+        progress: Callable[[int], None] | None = None,
+        on_done: Callable[[RangeTask], None] | None = None,
+    ) -> int:
+        return self.files().upload_ranges(tasks, channels, progress, on_done)

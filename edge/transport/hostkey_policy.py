@@ -9,13 +9,9 @@ from pathlib import Path
 
 import paramiko
 
-from edge.transport.base import TransportError
+from edge.transport.base import HostKeyError as HostKeyError  # raised here, defined apart
 from edge.transport.known_hosts import KnownHosts
 from edge.transport.ssh_config import Endpoint
-
-
-class HostKeyError(TransportError):
-    """The device's host key is unknown or has changed."""
 
 
 def fingerprint(key: paramiko.PKey) -> str:

@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,8 +27,8 @@ from edge.core.settings import settings
 from edge.core.trace import span
 from edge.transport.base import (
     CommandResult,
+    FilesElsewhere,
     ProcessStream,
-    RangeTask,
     Stream,
     Transport,
     TransportError,
@@ -86,7 +86,7 @@ def master_argv(endpoint: Endpoint, control: Path, known_hosts: Sequence[str]) -
     return [*argv, "-N", endpoint.alias]
 
 
-class OpenSSHTransport(Transport):
+class OpenSSHTransport(FilesElsewhere):
     """A transport whose commands and streams ride an OpenSSH master connection; SFTP
     (downloads, small files) and line streams are a paramiko SSHTransport's, connected
     only if they are used (and everything is, once the master cannot start)."""
@@ -185,26 +185,8 @@ class OpenSSHTransport(Transport):
     ) -> Generator[str, None, None]:
         return self.paramiko().stream(argv, idle_timeout)
 
-    def put(self, local: Path, remote: str) -> None:
-        self.paramiko().put(local, remote)
-
-    def download(self, remote: str, local: Path, max_bytes: int | None = None) -> int:
-        return self.paramiko().download(remote, local, max_bytes)
-
-    def write_range(self, task: RangeTask, progress: Callable[[int], None] | None = None) -> int:
-        return self.paramiko().write_range(task, progress)
-
-    def write_bytes(self, remote: str, data: bytes) -> None:
-        self.paramiko().write_bytes(remote, data)
-
-    def upload_ranges(
-        self,
-        tasks: Sequence[RangeTask],
-        channels: int = 1,
-        progress: Callable[[int], None] | None = None,
-        on_done: Callable[[RangeTask], None] | None = None,
-    ) -> int:
-        return self.paramiko().upload_ranges(tasks, channels, progress, on_done)
+    def files(self) -> Transport:
+        return self.paramiko()
 
     def _checked(self, result: CommandResult) -> CommandResult:
         """ssh's own failure (255, the master gone) is a transport error; a master that
