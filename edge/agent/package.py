@@ -35,15 +35,24 @@ def zipapp_main(files: dict[str, list[int | str]]) -> str:
     return source
 
 
-@functools.lru_cache(maxsize=1)
 def source_digest() -> str:
-    """sha256 over the agent's sources: names the build on the device."""
+    """sha256 over the agent's sources: names the build on the device. Computed once per
+    process: the device threads of a fleet command all ask for it at once."""
+    with _DIGEST_LOCK:
+        return _source_digest()
+
+
+@functools.lru_cache(maxsize=1)
+def _source_digest() -> str:
     pkg = Path(device_agent.__file__).resolve().parent
     digest = hashlib.sha256()
     for src in _sources():
         digest.update(str(src.relative_to(pkg)).encode())
         digest.update(src.read_bytes())
     return digest.hexdigest()
+
+
+_DIGEST_LOCK = threading.Lock()
 
 
 def agent_filename() -> str:

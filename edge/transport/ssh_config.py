@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 from edge.core.errors import EdgeError
 from edge.core.settings import settings
+from edge.transport import ssh_g_cache
 
 CONNECT_TIMEOUT = 15.0
 SSH_G_TIMEOUT = 10.0  # a `Match exec` in the config runs a command: bounded
@@ -117,6 +118,7 @@ class ClientConfig:
     """
 
     _lock = threading.Lock()
+    _defaults_lock = threading.Lock()
     _cache: dict[tuple[Any, ...], dict[str, Any]] = {}
     _defaults: dict[str, dict[str, Any]] = {}
 
@@ -132,7 +134,23 @@ class ClientConfig:
             return []
         return ["-F", str(self.path) if self.path.is_file() else "none"]
 
+    def _read_files(self, args: list[str]) -> list[Path]:
+        """The config files `ssh -G args` reads (before their Includes)."""
+        if args:
+            return [] if args[1] == "none" else [Path(args[1])]
+        return [self.path, ssh_g_cache.SYSTEM_CONFIG]
+
     def _run_g(self, ssh: str, args: list[str], alias: str) -> dict[str, Any] | None:
+        """`ssh -G`'s answer, from the disk cache when nothing it reads has changed."""
+        digest = ssh_g_cache.key(ssh, args, alias, self._read_files(args))
+        found = ssh_g_cache.load(digest) if digest else None
+        if found is None:
+            found = self._spawn_g(ssh, args, alias)
+            if found is not None and digest:
+                ssh_g_cache.save(digest, found)
+        return found
+
+    def _spawn_g(self, ssh: str, args: list[str], alias: str) -> dict[str, Any] | None:
         try:
             proc = subprocess.run(
                 [ssh, "-G", *args, "--", alias],
@@ -158,12 +176,13 @@ class ClientConfig:
         if not _PLAIN_ALIAS.match(alias):
             _log.debug("ssh config for %r: paramiko's parser (not a plain host name)", alias)
             return None
-        if ssh not in self._defaults:
-            base = self._run_g(ssh, ["-F", "none"], "edge-defaults.invalid")
-            if base is None:
-                _log.debug("ssh config for %s: paramiko's parser (ssh -G fails)", alias)
-                return None
-            self._defaults[ssh] = base
+        with self._defaults_lock:  # once per process, not once per device thread
+            if ssh not in self._defaults:
+                base = self._run_g(ssh, ["-F", "none"], "edge-defaults.invalid")
+                if base is None:
+                    _log.debug("ssh config for %s: paramiko's parser (ssh -G fails)", alias)
+                    return None
+                self._defaults[ssh] = base
         got = self._run_g(ssh, self._config_args(), alias)
         if got is None:
             _log.debug("ssh config for %s: paramiko's parser (ssh -G failed)", alias)

@@ -141,18 +141,11 @@ def test_hostile_alias_is_never_an_ssh_option(
 
 
 def test_ssh_g_is_cached_per_alias_and_config_version(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spawned: list[str]
 ) -> None:
     config = write_include_config(tmp_path)
     monkeypatch.setenv("EDGE_SSH_CONFIG", str(config))
-    calls: list[str] = []
-    real_run = subprocess.run
-
-    def spy(argv: list[str], *args: object, **kwargs: object) -> object:
-        calls.append(argv[-1])
-        return real_run(argv, *args, **kwargs)  # type: ignore[call-overload]
-
-    monkeypatch.setattr(ssh_config.subprocess, "run", spy)
+    calls = spawned
     for _ in range(5):
         assert resolve_endpoint("jet").port == 2222
         assert ClientConfig().lookup("jet")["hostname"] == "10.1.2.3"
