@@ -10,9 +10,13 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge.core.errors import DeviceError
+
+if TYPE_CHECKING:
+    from edge.transport.ssh import SSHTransport
+    from edge.transport.ssh_config import Endpoint
 
 
 class TransportError(DeviceError):
@@ -294,25 +298,39 @@ class Transport(abc.ABC):
         self.close()
 
 
-class FilesElsewhere(Transport):
-    """A transport whose file transfers go over another one, made on first use (the
-    OpenSSH master's and the multiplexer's transports send files over paramiko's SFTP)."""
+class ParamikoFiles(Transport):
+    """A transport to an SSH endpoint whose file transfers (and whatever else it cannot
+    carry itself) go over a paramiko SSHTransport to the same device, made on first use:
+    the OpenSSH master's and the multiplexer's transports. paramiko is imported only then.
+    """
 
-    @abc.abstractmethod
-    def files(self) -> Transport:
-        """The transport that carries the file transfers."""
+    def __init__(
+        self, device_name: str, endpoint: Endpoint, fleet_known_hosts: Path | None = None
+    ) -> None:
+        super().__init__(device_name)
+        self.endpoint = endpoint
+        self.fleet_known_hosts = fleet_known_hosts
+        self._ssh: SSHTransport | None = None
+
+    def paramiko(self) -> SSHTransport:
+        """The paramiko transport to the same device (made on first use)."""
+        if self._ssh is None:
+            from edge.transport.ssh import SSHTransport
+
+            self._ssh = SSHTransport(self.device_name, self.endpoint, self.fleet_known_hosts)
+        return self._ssh
 
     def put(self, local: Path, remote: str) -> None:
-        self.files().put(local, remote)
+        self.paramiko().put(local, remote)
 
     def download(self, remote: str, local: Path, max_bytes: int | None = None) -> int:
-        return self.files().download(remote, local, max_bytes)
+        return self.paramiko().download(remote, local, max_bytes)
 
     def write_range(self, task: RangeTask, progress: Callable[[int], None] | None = None) -> int:
-        return self.files().write_range(task, progress)
+        return self.paramiko().write_range(task, progress)
 
     def write_bytes(self, remote: str, data: bytes) -> None:
-        self.files().write_bytes(remote, data)
+        self.paramiko().write_bytes(remote, data)
 
     def upload_ranges(
         self,
@@ -321,4 +339,8 @@ class FilesElsewhere(Transport):
         progress: Callable[[int], None] | None = None,
         on_done: Callable[[RangeTask], None] | None = None,
     ) -> int:
-        return self.files().upload_ranges(tasks, channels, progress, on_done)
+        return self.paramiko().upload_ranges(tasks, channels, progress, on_done)
+
+    def close(self) -> None:
+        if self._ssh is not None:
+            self._ssh.close()

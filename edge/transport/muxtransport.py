@@ -12,25 +12,21 @@ from collections.abc import Generator, Sequence
 from contextlib import closing
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edge.core.errors import EdgeError
 from edge.transport import mux
 from edge.transport.base import (
     CommandResult,
-    FilesElsewhere,
     HostKeyError,
+    ParamikoFiles,
     Stream,
-    Transport,
     TransportError,
 )
 from edge.transport.ssh_config import Endpoint
 
-if TYPE_CHECKING:
-    from edge.transport.ssh import SSHTransport
 
-
-class MuxTransport(FilesElsewhere):
+class MuxTransport(ParamikoFiles):
     """A transport whose commands go through the multiplexer's warm connection; file
     transfers use a direct (paramiko) connection of its own, and so does everything once
     the multiplexer is found gone, stuck or refused."""
@@ -38,19 +34,8 @@ class MuxTransport(FilesElsewhere):
     def __init__(
         self, device_name: str, endpoint: Endpoint, fleet_known_hosts: Path | None = None
     ) -> None:
-        super().__init__(device_name)
-        self.endpoint = endpoint
-        self.fleet_known_hosts = fleet_known_hosts
+        super().__init__(device_name, endpoint, fleet_known_hosts)
         self.direct = False
-        self._ssh: SSHTransport | None = None
-
-    def ssh(self) -> SSHTransport:
-        """The direct connection to the same device (made on first use)."""
-        if self._ssh is None:
-            from edge.transport.ssh import SSHTransport
-
-            self._ssh = SSHTransport(self.device_name, self.endpoint, self.fleet_known_hosts)
-        return self._ssh
 
     def _go_direct(self) -> None:
         self.direct = True
@@ -130,7 +115,7 @@ class MuxTransport(FilesElsewhere):
             }
         )
         if sock is None:
-            return self.ssh().run(argv, input=input, timeout=timeout)
+            return self.paramiko().run(argv, input=input, timeout=timeout)
         reply = self._one(sock)
         return CommandResult(list(argv), reply["exit"], reply["stdout"], reply["stderr"])
 
@@ -152,7 +137,7 @@ class MuxTransport(FilesElsewhere):
     ) -> Generator[str, None, None]:
         sock = self._open({"op": "stream", "argv": list(argv), "idle_timeout": idle_timeout})
         if sock is None:
-            yield from self.ssh().stream(argv, idle_timeout=idle_timeout)
+            yield from self.paramiko().stream(argv, idle_timeout=idle_timeout)
             return
         with closing(self._replies(sock)) as replies:
             for reply in replies:
@@ -160,11 +145,4 @@ class MuxTransport(FilesElsewhere):
                     yield reply["line"]
 
     def open_stream(self, argv: Sequence[str]) -> Stream:
-        return self.ssh().open_stream(argv)
-
-    def files(self) -> Transport:
-        return self.ssh()
-
-    def close(self) -> None:
-        if self._ssh is not None:
-            self._ssh.close()
+        return self.paramiko().open_stream(argv)

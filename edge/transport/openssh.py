@@ -21,23 +21,18 @@ import tempfile
 import time
 from collections.abc import Generator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from edge.core.settings import settings
 from edge.core.trace import span
 from edge.transport.base import (
     CommandResult,
-    FilesElsewhere,
+    ParamikoFiles,
     ProcessStream,
     Stream,
-    Transport,
     TransportError,
 )
 from edge.transport.deadlink import DeadLinkError
 from edge.transport.ssh_config import FAST_CIPHERS, Endpoint, ssh_config_path
-
-if TYPE_CHECKING:
-    from edge.transport.ssh import SSHTransport
 
 _log = logging.getLogger(__name__)
 # paramiko's key exchange: the master offers it first, so both paths cost the same
@@ -86,7 +81,7 @@ def master_argv(endpoint: Endpoint, control: Path, known_hosts: Sequence[str]) -
     return [*argv, "-N", endpoint.alias]
 
 
-class OpenSSHTransport(FilesElsewhere):
+class OpenSSHTransport(ParamikoFiles):
     """A transport whose commands and streams ride an OpenSSH master connection; SFTP
     (downloads, small files) and line streams are a paramiko SSHTransport's, connected
     only if they are used (and everything is, once the master cannot start)."""
@@ -94,21 +89,10 @@ class OpenSSHTransport(FilesElsewhere):
     def __init__(
         self, device_name: str, endpoint: Endpoint, fleet_known_hosts: Path | None = None
     ) -> None:
-        super().__init__(device_name)
-        self.endpoint = endpoint
-        self.fleet_known_hosts = fleet_known_hosts
+        super().__init__(device_name, endpoint, fleet_known_hosts)
         self._dir: str | None = None
         self._master: subprocess.Popen[bytes] | None = None
         self._failed = shutil.which("ssh") is None
-        self._ssh: SSHTransport | None = None
-
-    def paramiko(self) -> SSHTransport:
-        """The paramiko transport to the same device (made on first use)."""
-        if self._ssh is None:
-            from edge.transport.ssh import SSHTransport
-
-            self._ssh = SSHTransport(self.device_name, self.endpoint, self.fleet_known_hosts)
-        return self._ssh
 
     @property
     def control(self) -> Path:
@@ -185,9 +169,6 @@ class OpenSSHTransport(FilesElsewhere):
     ) -> Generator[str, None, None]:
         return self.paramiko().stream(argv, idle_timeout)
 
-    def files(self) -> Transport:
-        return self.paramiko()
-
     def _checked(self, result: CommandResult) -> CommandResult:
         """ssh's own failure (255, the master gone) is a transport error; a master that
         heard nothing for the dead-link bound says so, as paramiko's watchdog does."""
@@ -226,8 +207,7 @@ class OpenSSHTransport(FilesElsewhere):
 
     def close(self) -> None:
         self._stop_master()
-        if self._ssh is not None:
-            self._ssh.close()
+        super().close()
 
 
 class _MuxStream(ProcessStream):

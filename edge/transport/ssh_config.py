@@ -81,14 +81,6 @@ def ssh_config_path() -> Path:
     return settings().ssh_config or Path.home() / ".ssh" / "config"
 
 
-def _stamp(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size)
-
-
 def _expand(value: str, tokens: dict[str, str]) -> str:
     """OpenSSH's %-tokens (`%%`, `%h`, ...); unknown ones are left as they are."""
     return _TOKEN.sub(lambda m: tokens.get(m.group(1), m.group(0)), value)
@@ -233,7 +225,7 @@ class ClientConfig:
 
     def lookup(self, alias: str) -> dict[str, Any]:
         """The values the config gives `alias` (hostname always; the rest where set)."""
-        key = (alias, str(self.path), _stamp(self.path), shutil.which("ssh"))
+        key = (alias, *ssh_g_cache.stamp(str(self.path)), shutil.which("ssh"))
         with self._lock:
             hit = self._cache.get(key)
         if hit is not None:

@@ -31,7 +31,9 @@ _LOCK = threading.Lock()
 _SCANNED: dict[tuple[Any, ...], list[list[Any]] | None] = {}
 
 
-def _stamp(path: str) -> list[Any]:
+def stamp(path: str) -> list[Any]:
+    """[path, mtime_ns, size, inode], or [path, None] where it cannot be read: a file
+    that is replaced or edited gets a new stamp."""
     try:
         st = os.stat(path)
     except OSError:
@@ -51,7 +53,7 @@ def _inputs(files: list[Path], user_dir: Path) -> list[list[Any]] | None:
         seen.add(path)
         if len(seen) > MAX_FILES:
             return None
-        stamps.append(_stamp(path))
+        stamps.append(stamp(path))
         try:
             text = Path(path).read_text(errors="replace")
         except OSError:
@@ -69,7 +71,7 @@ def _inputs(files: list[Path], user_dir: Path) -> list[list[Any]] | None:
                 pattern = os.path.expanduser(pattern)
                 if not os.path.isabs(pattern):
                     pattern = str((user_dir if user else SYSTEM_CONFIG.parent) / pattern)
-                stamps.append(_stamp(os.path.dirname(pattern)))  # a file added or removed
+                stamps.append(stamp(os.path.dirname(pattern)))  # a file added or removed
                 todo += [(p, user) for p in sorted(glob.glob(pattern))]
     return stamps
 
@@ -77,7 +79,7 @@ def _inputs(files: list[Path], user_dir: Path) -> list[list[Any]] | None:
 def _inputs_once(files: list[Path]) -> list[list[Any]] | None:
     """`_inputs`, scanned once per process while the top files stand still (a fleet
     command asks for each of its devices, from as many threads)."""
-    memo = (tuple(files), tuple(tuple(_stamp(str(f))) for f in files))
+    memo = (tuple(files), tuple(tuple(stamp(str(f))) for f in files))
     with _LOCK:
         if memo not in _SCANNED:
             _SCANNED[memo] = _inputs(files, Path.home() / ".ssh")
@@ -90,7 +92,7 @@ def key(ssh: str, args: list[str], alias: str, files: list[Path]) -> str | None:
     if stamps is None:
         return None
     parts = {
-        "ssh": _stamp(ssh),
+        "ssh": stamp(ssh),
         "args": args,
         "alias": alias,
         "inputs": stamps,
