@@ -253,7 +253,27 @@ def collect(sysroot: str = "/", deep: bool = False, root_dir: Optional[str] = No
     return facts
 
 
+class ProbeNeeded(Exception):
+    """Raised instead of a deep probe while `set_cached_only(True)` holds: the caller then
+    answers in a process whose imports do not outlive the answer."""
+
+
+_CACHED_ONLY = [False]
+
+
+def set_cached_only(on: bool) -> None:
+    """While on, `collect(deep=True)` answers only from the deep probe's cache and raises
+    ProbeNeeded where it would import TensorFlow (the resident `serve` sets it)."""
+    _CACHED_ONLY[0] = on
+
+
 def _deep_probe() -> Tuple[Optional[bool], Optional[str], Optional[str], Capabilities]:
+    if _CACHED_ONLY[0]:
+        raise ProbeNeeded("the deep probe's answer is not cached")
+    return _deep_probe_now()
+
+
+def _deep_probe_now() -> Tuple[Optional[bool], Optional[str], Optional[str], Capabilities]:
     from device_agent.capabilities import collect as collect_capabilities
 
     return (*probe_tensorrt(), collect_capabilities(deep=True))

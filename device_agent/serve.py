@@ -9,6 +9,8 @@ Wire format, one JSON object per line each way:
 Only short commands that answer and return are served; `serve` ends at end of input.
 `info --deep` and `plan` import TensorFlow, which would then stay resident (hundreds of MB
 on a 4 GB board) for the life of `serve`: they are answered by a forked child that exits.
+`info --deep` whose answer the deep probe's cache holds imports nothing of the kind, and is
+answered in this process: a fork and the imports it loses cost ~10 ms a request here.
 """
 
 from __future__ import annotations
@@ -80,7 +82,32 @@ def answer(
         reply["stderr"] = f"serve: not a served command: {argv[:1]!r}\n"
         return reply
     if fork and _imports_tensorflow(argv) and hasattr(os, "fork"):
+        if argv[0] == "plan":
+            return _answer_in_child(main, root, request)
+        from . import facts
+
+        # `info --deep` answers here while the device's deep probe is cached (a fork and
+        # the imports it loses cost more than the answer); a probe goes to the child
+        facts.set_cached_only(True)
+        try:
+            return _answer_here(main, root, argv, request, reply)
+        except facts.ProbeNeeded:
+            pass
+        finally:
+            facts.set_cached_only(False)  # before the fork: the child must probe
         return _answer_in_child(main, root, request)
+    return _answer_here(main, root, argv, request, reply)
+
+
+def _answer_here(
+    main: Callable[[Optional[List[str]]], int],
+    root: str,
+    argv: List[str],
+    request: dict,
+    reply: dict,
+) -> dict:
+    from .facts import ProbeNeeded
+
     data = request.get("stdin")
     text = base64.b64decode(data).decode() if data else ""
     saved = sys.stdin, sys.stdout, sys.stderr
@@ -90,6 +117,8 @@ def answer(
         code = main(["--root", root] + argv)
     except SystemExit as exc:  # argparse refusing the arguments
         code = exc.code if isinstance(exc.code, int) else 2
+    except ProbeNeeded:
+        raise
     except Exception:  # a bug in one command must not take the server down
         traceback.print_exc()
         code = 1

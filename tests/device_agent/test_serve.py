@@ -8,10 +8,14 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
 from helpers import agent_cmd, agent_env
 
+from device_agent import facts
+from device_agent import serve as serve_mod
 from device_agent.__main__ import main
 from device_agent.serve import answer, serve
+from device_agent.trt_types import BackendCheck, Capabilities
 
 
 def test_answer_runs_a_command_with_its_stdin(tmp_path: Path) -> None:
@@ -79,3 +83,42 @@ def test_serve_process_keeps_answering(tmp_path: Path) -> None:
     finally:
         proc.stdin.close()
         assert proc.wait(timeout=30) == 0
+
+
+def test_deep_info_is_answered_in_process_while_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`info --deep` goes to a forked child only when it would probe (import TensorFlow):
+    with the deep probe's answer cached, the resident process answers it itself."""
+    children: list[list[str]] = []
+
+    def child(main_: object, root: str, request: dict) -> dict:
+        children.append(list(request["argv"]))
+        # a child that inherited the in-process guard could never probe
+        facts.collect(deep=True, root_dir=str(tmp_path / f"child{len(children)}"))
+        return {"id": request.get("id"), "exit": 0, "stdout": "{}", "stderr": ""}
+
+    probes: list[int] = []
+    caps = Capabilities(tensorrt="10.3.0", backends=[BackendCheck("onnx-trt", True, "ok")])
+
+    def probe() -> tuple[bool, str, str, Capabilities]:
+        probes.append(1)
+        return True, "10.3.0", "10.3.0", caps
+
+    monkeypatch.setattr(serve_mod, "_answer_in_child", child)
+    monkeypatch.setattr(facts, "_deep_probe_now", probe)
+    root = str(tmp_path / "root")
+    request = {"id": 1, "argv": ["info", "--deep"]}
+    assert answer(main, root, request) == {"id": 1, "exit": 0, "stdout": "{}", "stderr": ""}
+    assert children == [["info", "--deep"]] and probes == [1]  # cold: the child probes
+    facts.collect(deep=True, root_dir=root)  # what the child would have cached
+    assert probes == [1, 1]
+    reply = answer(main, root, {"id": 2, "argv": ["info", "--deep"]})
+    assert reply["exit"] == 0, reply
+    got = json.loads(reply["stdout"])
+    assert got["capabilities"]["tensorrt"] == "10.3.0" and got["tensorrt_enabled"] is True
+    assert len(children) == 1 and probes == [1, 1]  # hot: answered here, nothing probed
+    assert answer(main, root, {"id": 3, "argv": ["plan"]})["exit"] == 0
+    assert children[-1] == ["plan"]  # plan always imports TensorFlow: always the child
+    facts.collect(deep=True, root_dir=str(tmp_path / "other"))  # the guard was lifted
+    assert len(probes) == 4
