@@ -3,8 +3,11 @@
 This file is the zipapp's `__main__.py` (edge.agentpkg writes it there with FILES filled
 in). Python compiles a zipapp's modules on every start (it cannot cache their bytecode in
 the zip), so the agent unpacks itself beside the zipapp (`<pyz>.d`) and imports from
-there. Every start checks that copy against the sizes and sha256 digests recorded at
-build time and extracts it again when a file was changed, lost or torn by a power cut.
+there. A start checks that copy against the sizes and sha256 digests recorded at build
+time and extracts it again when a file was changed, lost or torn by a power cut. A check
+that passed leaves a stamp in the copy (`<pyz>.d/.stamp`: each file's size, mtime, ctime,
+inode and mode as it was read), and while every file still matches its line the next
+start skips the hashing: any write, chmod, rename or replacement moves a file's ctime.
 It refuses a directory that others can write, then tells the package which zipapp it is,
 so jobs re-run exactly this file (device_agent.jobs.agent_command).
 
@@ -20,6 +23,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 # name -> [size, sha256] of every file in the zipapp; edge.agentpkg fills this line in.
 FILES: Dict[str, List[Union[int, str]]] = {}
+STAMP = ".stamp"  # in the unpacked copy: its files as the last full check saw them
 
 
 def writable_by_others(path: str) -> Optional[Tuple[str, str]]:
@@ -66,28 +70,81 @@ def _refuse(problem: Tuple[str, str]) -> None:
     sys.exit(3)  # device_agent.__main__.EXIT_AGENT_ERROR
 
 
-def verified(d: str) -> bool:
-    """Whether `d` holds exactly the recorded bytes, in files and dirs only we can write."""
+def _identity(name: str, st: os.stat_result) -> str:
+    """One line of the stamp: what a write, chmod, chown, rename or replacement of the
+    file changes (its ctime moves on any of them, and only root can set a clock back)."""
+    size, digest = FILES[name]
+    fields = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev, st.st_mode)
+    return "\t".join([name, str(size), str(digest)] + [str(v) for v in fields])
+
+
+def _dirs_ok(d: str) -> bool:
+    for sub in {os.path.dirname(n) for n in FILES} | {""}:
+        st = os.lstat(os.path.join(d, sub))
+        if not stat.S_ISDIR(st.st_mode) or st.st_mode & 0o022:
+            return False
+    return True
+
+
+def verified(d: str) -> Optional[str]:
+    """When `d` holds exactly the recorded bytes, in files and dirs only we can write: the
+    stamp of those files as they were read (else None)."""
     import hashlib
 
-    dirs = set()
+    lines = []
     try:
-        for name, (size, digest) in FILES.items():
-            dirs.add(os.path.dirname(name))
+        for name in sorted(FILES):
+            size, digest = FILES[name]
             fd = os.open(os.path.join(d, name), os.O_RDONLY | os.O_NOFOLLOW)
             with os.fdopen(fd, "rb") as f:
-                st = os.fstat(fd)
+                st = os.fstat(fd)  # before the read: a later change moves its ctime
                 if st.st_size != size or st.st_mode & 0o022 or st.st_uid != os.getuid():
-                    return False
+                    return None
                 if hashlib.sha256(f.read()).hexdigest() != digest:
-                    return False
-        for sub in dirs | {""}:
-            st = os.lstat(os.path.join(d, sub))
-            if not stat.S_ISDIR(st.st_mode) or st.st_mode & 0o022:
+                    return None
+                lines.append(_identity(name, st))
+        if not _dirs_ok(d):
+            return None
+    except (OSError, ValueError):
+        return None
+    return "\n".join(lines) + "\n"
+
+
+def stamped(d: str) -> bool:
+    """Whether every file of `d` is still the very file a full check verified (the stamp
+    `<d>/.stamp` it left): a start then costs a stat per file, not a sha256 of each."""
+    try:
+        fd = os.open(os.path.join(d, STAMP), os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "r") as f:
+            st = os.fstat(fd)
+            if st.st_uid != os.getuid() or st.st_mode & 0o022 or not stat.S_ISREG(st.st_mode):
                 return False
+            recorded = f.read()
+        lines = []
+        for name in sorted(FILES):
+            st = os.lstat(os.path.join(d, name))
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+                return False
+            lines.append(_identity(name, st))
+        return recorded == "\n".join(lines) + "\n" and _dirs_ok(d)
     except (OSError, ValueError):
         return False
-    return True
+
+
+def _write_stamp(d: str, text: str) -> None:
+    """Leave `<d>/.stamp` for the next start; losing it only costs one full check. It
+    lives in the copy, so a repair, which replaces the copy, drops it too."""
+    tmp = os.path.join(d, f"{STAMP}.{os.getpid()}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, os.path.join(d, STAMP))
+    except OSError:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
 
 
 def _fsync_dir(path: str) -> None:
@@ -146,7 +203,7 @@ def _repair(pyz: str, d: str) -> Optional[str]:
     aside: Optional[str] = None
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when closed
-        if verified(d):  # another start repaired it meanwhile
+        if verified(d) is not None:  # another start repaired it meanwhile
             return d
         tmp = _extract(pyz, parent)
         if os.path.lexists(d):  # the bad copy: out of the way first, then removed
@@ -168,7 +225,15 @@ def _repair(pyz: str, d: str) -> Optional[str]:
 def unpacked(pyz: str) -> Optional[str]:
     """The verified `<pyz>.d`, repaired first when needed; None: run from the zip."""
     d = pyz + ".d"
-    return d if verified(d) else _repair(pyz, d)
+    if stamped(d):
+        return d
+    stamp = verified(d)
+    if stamp is None and _repair(pyz, d) is not None:
+        stamp = verified(d)  # the fresh copy, read back as the next starts will see it
+    if stamp is None:
+        return None
+    _write_stamp(d, stamp)
+    return d
 
 
 def run() -> None:
@@ -194,9 +259,19 @@ def run() -> None:
     import device_agent
 
     device_agent.ZIPAPP = pyz
-    from device_agent.__main__ import main
+    from device_agent.__main__ import QUICK, command_of, main
 
-    sys.exit(main())
+    code = main()
+    if command_of(sys.argv[1:]) in QUICK:
+        # these run no threads and leave nothing open: the interpreter's teardown of its
+        # modules (~5 ms here) would only delay the exit status the host waits for
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except OSError:
+            os._exit(120)  # what Python exits with when it cannot flush stdout
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from typing import Optional
 
 from .trt_types import BackendCheck, Capabilities
@@ -22,6 +21,8 @@ CUDA_ROOTS = ("/usr/local/cuda",)
 
 def trtexec_path() -> Optional[str]:
     """trtexec on PATH, else where JetPack installs it."""
+    import shutil  # here: the deep cache imports this module for its paths only
+
     found = shutil.which("trtexec")
     if found:
         return found

@@ -12,7 +12,6 @@ probe. Stdlib only, Python 3.8.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -40,7 +39,8 @@ def _stamp(path: str) -> List[Any]:
 
 
 def stack_key(installed: Dict[str, str]) -> str:
-    """What the deep probe's answer depends on, as one digest."""
+    """What the deep probe's answer depends on, as one canonical JSON text. It is stored
+    and compared whole rather than hashed: hashlib's import alone is ~3 ms of each start."""
     parts: Dict[str, Any] = {
         "agent": os.path.abspath(__file__),  # the unpacked build's own directory
         "python": [sys.executable, sys.version],
@@ -49,7 +49,7 @@ def stack_key(installed: Dict[str, str]) -> str:
         "files": [_stamp(p) for p in STAMPED],
         "env": [os.environ.get(k) for k in ("PATH", "LD_LIBRARY_PATH", "CUDA_HOME")],
     }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return json.dumps(parts, sort_keys=True)
 
 
 def cached_deep(root: str, installed: Dict[str, str], probe: Callable[[], Deep]) -> Deep:

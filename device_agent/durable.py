@@ -8,7 +8,6 @@ package can be imported.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Optional, Union
 
 
@@ -45,6 +44,8 @@ def atomic_write(path: str, data: Union[str, bytes], mode: Optional[int] = None)
             mode = 0o644
     raw = data.encode("utf-8") if isinstance(data, str) else data
     directory = os.path.dirname(path) or "."
+    import tempfile  # here: the agent's quick commands that write nothing skip its import
+
     fd, tmp = tempfile.mkstemp(
         prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory
     )

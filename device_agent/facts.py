@@ -8,10 +8,7 @@ Python 3.8 compatible, stdlib only.
 from __future__ import annotations
 
 import os
-import platform
 import re
-import shutil
-import socket
 import sys
 from typing import Dict, Iterable, List, Optional, Tuple
 
@@ -74,7 +71,7 @@ def read_meminfo(sysroot: str) -> Dict[str, int]:
 def read_hostname(sysroot: str) -> str:
     """/etc/hostname under `sysroot`, else this process's host name."""
     text = (read_text(sysroot, HOSTNAME) or "").strip()
-    return text.splitlines()[0].strip() if text else socket.gethostname()
+    return text.splitlines()[0].strip() if text else os.uname().nodename
 
 
 def existing_ancestor(path: str) -> str:
@@ -92,10 +89,10 @@ def disk_free_mb(root_dir: Optional[str] = None) -> int:
     """Free MB on the file system holding the agent root (default ~/.edge); 0 on error.
     This is the real disk of this host, never a path under a sysroot."""
     try:
-        usage = shutil.disk_usage(existing_ancestor(root_dir or DEFAULT_ROOT_DIR))
+        st = os.statvfs(existing_ancestor(root_dir or DEFAULT_ROOT_DIR))
     except OSError:
         return 0
-    return int(usage.free // (1024 * 1024))
+    return int(st.f_bavail * st.f_frsize // (1024 * 1024))  # what shutil.disk_usage says
 
 
 def _norm(name: str) -> str:
@@ -228,8 +225,8 @@ def collect(sysroot: str = "/", deep: bool = False, root_dir: Optional[str] = No
     facts = DeviceFacts(
         agent_version=__version__,
         protocol=PROTOCOL_VERSION,
-        python=platform.python_version(),
-        machine=platform.machine(),
+        python=sys.version.split()[0],  # what platform.python_version() parses
+        machine=os.uname().machine,
         hostname=read_hostname(sysroot),
         memory_total_mb=mem_total_mb,
         memory_available_mb=meminfo.get("MemAvailable", meminfo.get("MemFree", 0)) // 1024,
@@ -240,9 +237,10 @@ def collect(sysroot: str = "/", deep: bool = False, root_dir: Optional[str] = No
         jetson=read_jetson(sysroot, mem_total_mb or None),
     )
     if deep:
-        from device_agent.simulate import active
-
-        if sysroot == "/" and root_dir is not None and active() is None:
+        # a simulation is only ever active once its module is loaded: spare the import
+        simulate = sys.modules.get("device_agent.simulate")
+        simulated = simulate is not None and simulate.active() is not None
+        if sysroot == "/" and root_dir is not None and not simulated:
             from device_agent.deep_cache import cached_deep
 
             found = cached_deep(root_dir, installed, _deep_probe)

@@ -125,3 +125,54 @@ def test_starts_racing_to_repair_all_run_the_verified_copy(
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0 and json.loads(out) == [], out + err
     assert sorted(p.name for p in pyz.parent.iterdir()) == [pyz.name, pyz.name + ".d"]
+
+
+def _hashed(python: Path, pyz: Path, root: Path) -> bool:
+    """Whether this start hashed the unpacked copy (`info` itself imports no hashlib)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    proc = subprocess.run(
+        [str(python), "-I", "-X", "importtime", str(pyz), "--root", str(root), "info"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0 and json.loads(proc.stdout)["agent_version"], proc.stderr[-2000:]
+    return any(line.rstrip().endswith("| hashlib") for line in proc.stderr.splitlines())
+
+
+def test_a_stamped_copy_starts_without_hashing_until_a_file_changes(
+    tmp_path: Path, device_python: Path
+) -> None:
+    root = tmp_path / "root"
+    pyz = build_zipapp(root / "agent")
+    assert _hashed(device_python, pyz, root)  # the first start: unpack, full check, stamp
+    assert not _hashed(device_python, pyz, root)  # the stamp stands for the check
+    victim = Path(str(pyz) + ".d") / "device_agent" / "errors.py"
+    good, st = victim.read_bytes(), victim.stat()
+    # same size, same mtime, other bytes: only the ctime tells
+    victim.write_bytes(good.replace(b"class ", b"klass ", 1))
+    os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert victim.stat().st_size == st.st_size and victim.stat().st_mtime_ns == st.st_mtime_ns
+    assert _hashed(device_python, pyz, root)
+    assert victim.read_bytes() == good  # repaired from the zipapp
+    assert not _hashed(device_python, pyz, root)
+
+
+@pytest.mark.parametrize("stamp", ["garbage", "symlink", "others can write"])
+def test_a_bad_stamp_means_a_full_check(tmp_path: Path, device_python: Path, stamp: str) -> None:
+    """Each of these stamps would pass if it were believed (the files are intact)."""
+    root = tmp_path / "root"
+    pyz = build_zipapp(root / "agent")
+    assert _hashed(device_python, pyz, root)
+    path = Path(str(pyz) + ".d") / ".stamp"
+    real = path.read_text()
+    if stamp == "garbage":
+        path.write_text("not a stamp\n")
+    elif stamp == "symlink":  # a valid stamp, but somewhere else
+        (tmp_path / "elsewhere").write_text(real)
+        path.unlink()
+        path.symlink_to(tmp_path / "elsewhere")
+    else:
+        path.chmod(0o666)
+    assert _hashed(device_python, pyz, root)
+    assert path.is_file() and not path.is_symlink() and path.read_text() == real
+    assert path.stat().st_mode & 0o022 == 0
+    assert not _hashed(device_python, pyz, root)
