@@ -11,13 +11,22 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Dict, List, Optional, Tuple, Type, TypeVar
+from typing import Any, ClassVar, Dict, List, Optional, Tuple, Type
 
+from .protocol_core import CANCELED as CANCELED
+from .protocol_core import FAILED as FAILED
 from .protocol_core import PROTOCOL_VERSION as PROTOCOL_VERSION
 from .protocol_core import PUSH_COMMIT_INDEX as PUSH_COMMIT_INDEX
 from .protocol_core import PUSH_FRAME as PUSH_FRAME
+from .protocol_core import QUEUED as QUEUED
+from .protocol_core import RUNNING as RUNNING
+from .protocol_core import SERVED as SERVED
+from .protocol_core import STATUSES as STATUSES
+from .protocol_core import SUCCEEDED as SUCCEEDED
+from .protocol_core import TERMINAL as TERMINAL
 from .protocol_core import BlobNeed as BlobNeed
 from .protocol_core import DeviceFacts as DeviceFacts
+from .protocol_core import DeviceResult as DeviceResult
 from .protocol_core import JetsonInfo as JetsonInfo
 from .protocol_core import Manifest as Manifest
 from .protocol_core import ManifestEntry as ManifestEntry
@@ -36,62 +45,12 @@ from .wire import RANGE_CHECKS, JsonMixin, ProtocolError, from_dict
 from .wire import dumps as dumps  # re-exported: the protocol's users encode with it
 from .wire import to_dict as to_dict
 
-# The agent commands its `serve` answers (the multiplexer's resident agent): short ones that
-# answer and return. Part of the protocol: the host decides by it what it may send there.
-SERVED = frozenset(
-    {
-        "info",
-        "status",
-        "result",
-        "cancel",
-        "jobs",
-        "plan",
-        "push-plan",
-        "push-commit",
-        "cache",
-        "manifest",
-        "gc",
-    }
-)
 RESULT_SCHEMA_VERSION = 1
-
-# Job statuses: a closed set. QUEUED waits for the GPU lock; the last three are terminal.
-QUEUED = "queued"
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-CANCELED = "canceled"
-STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED)
-TERMINAL = (SUCCEEDED, FAILED, CANCELED)
 
 JOB_KINDS = ("convert", "bench", "validate")
 PRECISIONS = ("FP32", "FP16", "INT8")
 BACKENDS = ("auto", "tftrt", "tensorrt", "native")
 PROFILE_STRATEGIES = ("Range", "Optimal", "Range+Optimal", "ImplicitBatchModeCompatible")
-
-R = TypeVar("R", bound="DeviceResult")
-
-
-@dataclass
-class DeviceResult(JsonMixin):
-    """One device's answer to one operation: the device, `succeeded` or `failed`, and for
-    a failure the error and the hint that names the fix. Every per-device result (convert,
-    bench, validate, push, info, probe, trust, dry run, agent install, job listing) is one."""
-
-    device: str
-    status: str
-    error: Optional[str] = None
-    hint: Optional[str] = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == SUCCEEDED
-
-    @classmethod
-    def failure(cls: Type[R], device: str, error: str, hint: Optional[str] = None) -> R:
-        """A failed result of this type (every other field at its default)."""
-        return cls(device=device, status=FAILED, error=error, hint=hint)
-
 
 # --------------------------------------------------------------------------- job specs
 

@@ -1,22 +1,74 @@
 """The protocol's types that the quick agent commands need: the device facts (`info`) and
-the push (`push-plan`, `push-receive`, `push-commit`).
+the push (`push-plan`, `push-receive`, `push-commit`); and what every result shares (its
+statuses and `DeviceResult`), which the host's quick commands (`edge fleet probe`) need.
 
 They live apart from the job specs and results so that those commands start without
 building the other ~35 dataclasses of `protocol` (about 15 ms of every start on this
-machine's CPU, more on a board's). `protocol` re-exports every name here: the host imports
-them from there.
+machine's CPU, more on a board's). `protocol` re-exports every name here; the host's
+modules on a quick command's path import them from here.
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, List, Optional, Type, TypeVar
 
 from .trt_types import Capabilities
 from .wire import RANGE_CHECKS, JsonMixin, ProtocolError
 
 PROTOCOL_VERSION = 1
+
+# The agent commands its `serve` answers (the multiplexer's resident agent): short ones that
+# answer and return. Part of the protocol: the host decides by it what it may send there.
+SERVED = frozenset(
+    {
+        "info",
+        "status",
+        "result",
+        "cancel",
+        "jobs",
+        "plan",
+        "push-plan",
+        "push-commit",
+        "cache",
+        "manifest",
+        "gc",
+    }
+)
+
+# Job statuses: a closed set. QUEUED waits for the GPU lock; the last three are terminal.
+QUEUED = "queued"
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+CANCELED = "canceled"
+STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELED)
+TERMINAL = (SUCCEEDED, FAILED, CANCELED)
+
+
+R = TypeVar("R", bound="DeviceResult")
+
+
+@dataclass
+class DeviceResult(JsonMixin):
+    """One device's answer to one operation: the device, `succeeded` or `failed`, and for
+    a failure the error and the hint that names the fix. Every per-device result (convert,
+    bench, validate, push, info, probe, trust, dry run, agent install, job listing) is one."""
+
+    device: str
+    status: str
+    error: Optional[str] = None
+    hint: Optional[str] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == SUCCEEDED
+
+    @classmethod
+    def failure(cls: Type[R], device: str, error: str, hint: Optional[str] = None) -> R:
+        """A failed result of this type (every other field at its default)."""
+        return cls(device=device, status=FAILED, error=error, hint=hint)
 
 
 @dataclass

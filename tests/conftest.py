@@ -53,6 +53,7 @@ def mobilenet_model(models_dir: Path) -> Path:
     """A real Keras application with weights=None at a small input size."""
     import tensorflow as tf
 
+    tf.keras.backend.clear_session()  # layer names (input_1) do not depend on earlier tests
     tf.keras.utils.set_random_seed(2)
     model = tf.keras.applications.MobileNetV2(
         weights=None, input_shape=(32, 32, 3), alpha=0.35, classes=10

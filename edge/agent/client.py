@@ -8,25 +8,18 @@ import json
 import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from device_agent.protocol import (
-    RESULT_TYPES,
-    SERVED,
-    TERMINAL,
-    ConvertSpec,
-    DeviceFacts,
-    DevicePlan,
-    Event,
-    JobSpec,
-    JobState,
-)
+from device_agent.protocol_core import SERVED, TERMINAL, DeviceFacts
 from edge.agent import replies
 from edge.agent.package import agent_filename, build_zipapp
 from edge.core.errors import DeviceError
 from edge.fleet.devices import Device
 from edge.transport import CommandResult, Transport, TransportError
 from edge.transport.base import Stream
+
+if TYPE_CHECKING:  # the job types load with the job commands (protocol: ~20 ms of a start)
+    from device_agent.protocol import ConvertSpec, DevicePlan, Event, JobSpec, JobState
 
 EXIT_AGENT_ERROR = 3  # device_agent.__main__.EXIT_AGENT_ERROR
 # Commands that need only the stdlib run with `-S`: no site-packages, so neither the time
@@ -268,6 +261,8 @@ class AgentClient:
         """The device's own decisions for convert job `spec` (nothing runs): backend and
         why, options, memory plan, cache key and hit, calibration check. It imports
         TensorFlow on the device, hence the long timeout."""
+        from device_agent.protocol import DevicePlan
+
         return self.call_as(DevicePlan, "plan", input=spec.to_json().encode(), timeout=300)
 
     def submit(self, spec: JobSpec) -> str:
@@ -275,12 +270,18 @@ class AgentClient:
         return replies.job_id(self.device.name, data)
 
     def status(self, job_id: str) -> JobState:
+        from device_agent.protocol import JobState
+
         return self.call_as(JobState, "status", job_id)
 
     def cancel(self, job_id: str) -> JobState:
+        from device_agent.protocol import JobState
+
         return self.call_as(JobState, "cancel", job_id)
 
     def jobs(self) -> list[JobState]:
+        from device_agent.protocol import JobState
+
         return replies.decode_list(self.device.name, "jobs", JobState, self.call("jobs"))
 
     def cache_hit(self, key: str) -> bool:
@@ -289,6 +290,8 @@ class AgentClient:
 
     def result(self, kind: str, job_id: str) -> Any:
         """The job's result (a ConvertResult, BenchResult or ValidateResult), or None."""
+        from device_agent.protocol import RESULT_TYPES
+
         data = self.call("result", job_id)
         if data is None:
             return None
@@ -300,6 +303,8 @@ class AgentClient:
         self, job_id: str, offset: int = 0, on_event: Callable[[Event], None] | None = None
     ) -> tuple[int, str | None]:
         """Stream events from `offset`; return (next offset, terminal status or None)."""
+        from device_agent.protocol import Event
+
         terminal = None
         name = self.device.name
         argv = self.argv("follow", job_id, "--offset", str(offset))

@@ -12,7 +12,8 @@ import json
 import re
 from typing import Any
 
-from device_agent.protocol import Manifest, ProtocolError, PushPlan
+from device_agent.protocol_core import Manifest, PushPlan
+from device_agent.wire import ProtocolError
 from edge.core.errors import DeviceError
 
 # The longest reply line decoded (a bench result with its telemetry is a few MB at most).

@@ -6,19 +6,20 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, cast
 
 import typer
 
 from edge.core.errors import EdgeError
-from edge.views.layout import PipeConsole
 
 if TYPE_CHECKING:  # the job machinery loads with the commands that run jobs
     from edge.agent.follow import EventSink
     from edge.fleet.group import GroupResult
+    from edge.views.layout import PipeConsole
 
 
 def color_system() -> Literal["auto"] | None:
@@ -27,9 +28,40 @@ def color_system() -> Literal["auto"] | None:
     return None if os.environ.get("NO_COLOR") else "auto"
 
 
+class _LazyConsole:
+    """Stands for a PipeConsole made at its first use, so that a command whose output needs
+    no rich (`--json`, a quiet success) does not load it: rich is ~30 ms of every start."""
+
+    _lock = threading.Lock()
+    _stderr: bool
+    _made: PipeConsole | None
+
+    def __init__(self, stderr: bool) -> None:
+        object.__setattr__(self, "_stderr", stderr)
+        object.__setattr__(self, "_made", None)
+
+    def _console(self) -> PipeConsole:
+        made: PipeConsole | None = self._made
+        if made is None:
+            with self._lock:
+                made = self._made
+                if made is None:
+                    from edge.views.layout import PipeConsole
+
+                    made = PipeConsole(stderr=self._stderr, color_system=color_system())
+                    object.__setattr__(self, "_made", made)
+        return made
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._console(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._console(), name, value)
+
+
 # wide when piped or logged (edge.views.layout): a table is never narrowed to a guessed 80
-console = PipeConsole(color_system=color_system())
-err_console = PipeConsole(stderr=True, color_system=color_system())
+console = cast("PipeConsole", _LazyConsole(stderr=False))
+err_console = cast("PipeConsole", _LazyConsole(stderr=True))
 
 
 @dataclass

@@ -201,13 +201,14 @@ def probe(
     from edge.cli._utils import err_console
     from edge.fleet.devices import resolve_targets
     from edge.ops.info import probe as probe_devices
-    from edge.views.fleet import probe_table
-    from edge.views.tables import print_failures
 
     run = probe_devices(resolve_targets(pick_targets(to, legacy, "all") or "all"), deep=not quick)
     if json_out:
         print_json([r.to_dict() for r in run.results])
     else:
+        from edge.views.fleet import probe_table
+        from edge.views.tables import print_failures
+
         console.print(probe_table(run.results))
         print_failures(err_console, run.results)
     if not run.ok:

@@ -11,8 +11,6 @@ from edge.cli._utils import JsonOpt, TargetsOpt, console, err_console, output, p
 from edge.fleet.devices import resolve_targets
 from edge.ops import push as push_lib
 from edge.ops.push import check_saved_model
-from edge.views.progress import PushBars
-from edge.views.tables import print_failures, push_table
 
 
 def push(
@@ -35,12 +33,16 @@ def push(
         if json_out or output.quiet or not console.is_terminal:
             runs.append(push_lib.push(source, devices, kind, None, parallel))
         else:
+            from edge.views.progress import PushBars  # rich: only where bars are drawn
+
             with PushBars(err_console) as bars:
                 runs.append(push_lib.push(source, devices, kind, bars, parallel))
     results = [r for run in runs for r in run.results]
     if json_out:
         print_json([r.to_dict() for r in results])
     else:
+        from edge.views.tables import print_failures, push_table
+
         console.print(push_table(results))
         print_failures(err_console, results)
     if not all(run.ok for run in runs):

@@ -8,10 +8,7 @@ user's terminal. Every view passes such text through one of these functions.
 
 from __future__ import annotations
 
-import html
 import re
-
-from rich.markup import escape as _rich_escape
 
 # ESC sequences: CSI (ESC [ ... final), OSC/DCS/SOS/PM/APC strings (ended by BEL or ST),
 # and two-character ESC sequences; then the 8-bit CSI/OSC forms (C1 introducers).
@@ -39,11 +36,15 @@ def clean(text: object, newlines: bool = True) -> str:
 
 def safe_text(text: object) -> str:
     """Device text for rich: cleaned, and its markup escaped (prints exactly as sent)."""
-    return _rich_escape(clean(text))
+    from rich.markup import escape  # loaded by the views that need it, not by every command
+
+    return escape(clean(text))
 
 
 def safe_html(text: object) -> str:
     """Device text for an HTML page: cleaned and HTML-escaped (quotes included)."""
+    import html
+
     return html.escape(clean(text), quote=True)
 
 

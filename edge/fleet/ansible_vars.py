@@ -11,7 +11,8 @@ from typing import Any
 
 import yaml
 
-from edge.fleet.inventory import YAML_LOADER, FleetError
+from edge.fleet.inventory import FleetError
+from edge.fleet.yaml_io import loader
 
 VAULT_HEADER = "$ANSIBLE_VAULT;"
 VAULT_HINT = (
@@ -44,7 +45,7 @@ class Vaulted:
         self.ciphertext = ciphertext
 
 
-class VarsLoader(YAML_LOADER):  # type: ignore[misc,valid-type]  # CSafeLoader or SafeLoader
+class VarsLoader(loader()):  # type: ignore[misc]  # CSafeLoader or SafeLoader
     """The safe YAML loader, plus Ansible's `!vault` (kept encrypted) and `!unsafe` tags."""
 
 

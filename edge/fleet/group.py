@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from device_agent.protocol import DeviceFacts, DeviceResult
+from device_agent.protocol_core import DeviceFacts, DeviceResult
 from edge.core.errors import UserError
 from edge.fleet import interrupts
 from edge.fleet.devices import Device
 
 _log = logging.getLogger(__name__)
+_POLL_S = 0.25  # how soon a Ctrl-C that raced the wait is acted on, at worst
 
 R = TypeVar("R", bound=DeviceResult)
 T = TypeVar("T")
@@ -76,7 +77,13 @@ def each(
     interrupts.targeted([d.name for d in devices])
     pool = ThreadPoolExecutor(max_workers=max(1, min(max_parallel, len(devices))))
     try:
-        results = list(pool.map(guarded, devices))
+        futures = [pool.submit(guarded, d) for d in devices]
+        pending = set(futures)
+        while pending:
+            # A timed wait: a SIGINT that lands just before an untimed lock wait blocks is
+            # only acted on when that wait ends, which may be at the end of the longest job.
+            pending = wait(pending, timeout=_POLL_S)[1]
+        results = [f.result() for f in futures]
     except KeyboardInterrupt:  # Ctrl-C: stop now; the jobs run detached on the devices
         interrupts.interrupted()
         pool.shutdown(wait=False, cancel_futures=True)

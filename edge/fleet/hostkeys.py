@@ -16,7 +16,7 @@ from pathlib import Path
 import paramiko
 
 from device_agent.durable import atomic_write
-from device_agent.protocol import SUCCEEDED, DeviceResult
+from device_agent.protocol_core import SUCCEEDED, DeviceResult
 from edge.core.errors import DeviceError
 from edge.fleet.devices import Device
 from edge.fleet.inventory import known_hosts_path

@@ -12,13 +12,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from device_agent.durable import atomic_write
 from edge.core.errors import DeviceError, EdgeError
 from edge.core.paths import config_dir
 from edge.core.settings import settings
 from edge.fleet.devices import LOCAL, Device, local_device
+from edge.fleet.yaml_io import YamlProblem, dump, keep, load_inventory_text
 
 VERSION = 1
 ALL = "all"
@@ -41,12 +40,6 @@ class _FieldError(ValueError):
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
-
-
-# libyaml's safe loader and dumper where PyYAML has them (the pure-Python ones take most
-# of a 100k-host import); the same safe subset either way.
-YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 def inventory_path() -> Path:
@@ -174,11 +167,10 @@ def _parse_inventory(text: str, path: Path) -> list[Device]:
         )
 
     try:
-        data = yaml.load(text, Loader=YAML_LOADER)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
-        raise bad(where, f"not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+        data = load_inventory_text(text)
+    except YamlProblem as exc:
+        where = f"line {exc.line}, column {exc.column}" if exc.line else "YAML"
+        raise bad(where, f"not valid YAML ({exc.problem})") from None
     if data is None:
         return []
     if not isinstance(data, dict):
@@ -244,7 +236,9 @@ class Inventory:
     def save(self) -> None:
         """Write the inventory atomically."""
         data = {"version": VERSION, "devices": {d.name: _stored_fields(d) for d in self.devices()}}
-        _atomic_write(self.path, HEADER + yaml.dump(data, Dumper=YAML_DUMPER, sort_keys=False))
+        text = HEADER + dump(data)
+        _atomic_write(self.path, text)
+        keep(text, data)  # what the next command reads, without PyYAML
 
     def __contains__(self, name: object) -> bool:
         return name in self._devices

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from device_agent.protocol import SUCCEEDED, DeviceFacts, DeviceResult
+from device_agent.protocol_core import SUCCEEDED, DeviceFacts, DeviceResult
 from edge.agent.sessions import open_client
 from edge.core.paths import data_dir
 from edge.fleet.devices import Device

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from device_agent.manifest import build_manifest, gaps
-from device_agent.protocol import (
+from device_agent.protocol_core import (
     SUCCEEDED,
     DeviceResult,
     Manifest,

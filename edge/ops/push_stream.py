@@ -15,7 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from device_agent.protocol import PUSH_COMMIT_INDEX, PUSH_FRAME, Manifest, PushPlan, PushReceived
+from device_agent.protocol_core import (
+    PUSH_COMMIT_INDEX,
+    PUSH_FRAME,
+    Manifest,
+    PushPlan,
+    PushReceived,
+)
 from edge.agent.client import AgentClient
 from edge.agent.replies import decode, malformed
 from edge.core.errors import UserError

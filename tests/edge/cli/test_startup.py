@@ -16,6 +16,7 @@ import typer
 
 from edge.cli import fast
 from edge.cli.main import build_app
+from edge.fleet.inventory import inventory_path
 
 # loaded by no fleet command or push: conversion, plots, typer's pydantic coercion
 HEAVY = [
@@ -89,6 +90,44 @@ def test_push_to_local_loads_nothing_heavy(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert [r["status"] for r in json.loads(proc.stdout)] == ["succeeded"]
     assert heavy(modules) == []
+
+
+# what a quick command's JSON output needs none of: rich (tables, bars), PyYAML (an
+# inventory unchanged since it was last parsed) and the job types of the agent protocol
+NOT_FOR_JSON = ["rich", "yaml", "device_agent.protocol"]
+
+
+def loaded(names: list[str], modules: set) -> list[str]:
+    return [n for n in names if any(m == n or m.startswith(n + ".") for m in modules)]
+
+
+def test_quick_commands_with_json_load_no_rich_yaml_or_job_protocol(tmp_path: Path) -> None:
+    add_device("d1")  # fleet.yaml, parsed once by this command
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "saved_model.pb").write_bytes(os.urandom(2048))
+    for args in (
+        ("fleet", "ls", "--json"),
+        ("fleet", "probe", "--to", "local", "--quick", "--json"),
+        ("push", str(model), "--to", "local", "--json"),
+    ):
+        proc, modules = run_edge(*args)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)
+        assert loaded(NOT_FOR_JSON, modules) == [], args
+    # a table, an edited inventory and a job command still load what they need
+    proc, modules = run_edge("fleet", "ls")
+    assert proc.returncode == 0 and "d1" in proc.stdout
+    assert loaded(["rich"], modules) == ["rich"]
+    add_device("d2")  # `fleet add` leaves what it wrote parsed
+    proc, modules = run_edge("fleet", "ls", "--json")
+    assert [d["name"] for d in json.loads(proc.stdout)] == ["d1", "d2"]
+    assert loaded(["yaml"], modules) == []
+    path = inventory_path()  # edited by hand: parsed afresh
+    path.write_text(path.read_text() + "  d3: {host: 10.0.0.3}\n")
+    proc, modules = run_edge("fleet", "ls", "--json")
+    assert [d["name"] for d in json.loads(proc.stdout)] == ["d1", "d2", "d3"]
+    assert loaded(["yaml"], modules) == ["yaml"]
 
 
 @pytest.mark.parametrize(
