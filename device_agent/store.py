@@ -21,10 +21,8 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import stat
-import tempfile
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from .durable import atomic_write, fsync_dir
 from .errors import AgentError
@@ -63,6 +61,18 @@ def fsync_tree(top: str) -> None:
     """fsync every directory under `top` (deepest first) and `top` itself."""
     for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count(os.sep)):
         fsync_dir(dirpath)
+
+
+class DiskUsage(NamedTuple):
+    total: int
+    free: int
+
+
+def disk_usage(path: str) -> DiskUsage:
+    """What shutil.disk_usage says of total and free bytes, without loading shutil (with
+    the compressors it imports, ~5 ms of every push command's start)."""
+    st = os.statvfs(path)
+    return DiskUsage(st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize)
 
 
 class BlobStore:
@@ -113,7 +123,7 @@ class BlobStore:
         validate_manifest(manifest)
         digest = tree_digest(manifest)
         os.makedirs(self.store_dir, exist_ok=True)
-        usage = shutil.disk_usage(self.root)
+        usage = disk_usage(self.root)
         plan = PushPlan(tree_digest=digest, disk_free_bytes=usage.free, store_dir=self.store_dir)
         tree = self.tree_path(manifest, digest)
         blobs = self._blobs(manifest)
@@ -248,6 +258,9 @@ class BlobStore:
         _remove(partial + RANGES_SUFFIX)
 
     def _materialize(self, manifest: Manifest, tree: str) -> None:
+        import shutil
+        import tempfile
+
         parent = os.path.dirname(tree)
         os.makedirs(parent, exist_ok=True)
         # unique and created exclusively: a concurrent commit of this tree has its own
@@ -282,6 +295,8 @@ class BlobStore:
             except OSError as exc:
                 if exc.errno not in _LINK_ERRNOS:
                     raise
+        import shutil
+
         shutil.copyfile(blob, target)
         os.chmod(target, mode)
 

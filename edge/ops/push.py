@@ -17,6 +17,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -387,11 +388,22 @@ def push(
         threading.Thread(
             target=importlib.import_module, args=("edge.transport.ssh",), daemon=True
         ).start()
-    with span("hash payload"):
-        payload = make_payload(source, kind)
+    hashed: Future[Payload] = Future()
+
+    def hash_payload() -> None:
+        try:
+            with span("hash payload"):
+                hashed.set_result(make_payload(source, kind))
+        except BaseException as exc:  # the error of the whole push, raised below
+            hashed.set_exception(exc)
+
+    # the devices' connections come up while the payload is hashed
+    threading.Thread(target=hash_payload, name="hash payload", daemon=True).start()
 
     def work(device: Device) -> PushResult:
         with open_client(device, openssh=True) as client:
+            client.transport.prepare()
+            payload = hashed.result()
             try:
                 return push_to(client, payload, progress, min(len(devices), max_parallel))
             except UserError:
@@ -400,6 +412,7 @@ def push(
                 raise
 
     run = fan_out(devices, work, PushResult, max_parallel)
+    payload = hashed.result()  # a payload that could not be hashed fails the push, once
     for result in run.failed:
         result.files_total = len(payload.manifest.entries)
     return run

@@ -283,6 +283,10 @@ class Transport(abc.ABC):
         """Start argv with a stdin the caller writes as it goes."""
         raise NotImplementedError(f"{type(self).__name__} has no streams")
 
+    def prepare(self) -> None:
+        """Start connecting now, where a transport connects on first use and that can
+        overlap other work (no-op elsewhere). A failure is left to the first command."""
+
     def close(self) -> None:
         """Release the connection (no-op where there is none)."""
 

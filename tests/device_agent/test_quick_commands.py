@@ -16,14 +16,20 @@ from device_agent.protocol_core import PUSH_FRAME
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("device_agent.protocol", "device_agent.jobs", "device_agent.runner")
-PROBE = """
+# stdlib modules a push that finds everything there has no use for (shutil brings the
+# compressors: ~5 ms of a start here)
+NOT_FOR_A_PLAN = ("shutil", "tempfile", "bz2", "lzma")
+PROBE = (
+    f"STDLIB = {NOT_FOR_A_PLAN!r}\n"
+    + """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 from device_agent.__main__ import main
 code = main(sys.argv[2:])
-loaded = sorted(m for m in sys.modules if m.startswith("device_agent"))
+loaded = sorted(m for m in sys.modules if m.startswith("device_agent") or m in STDLIB)
 print(json.dumps({"code": code, "loaded": loaded}))
 """
+)
 
 
 def _run(root: Path, *args: str, stdin: bytes = b"") -> dict[str, object]:
@@ -62,6 +68,18 @@ def test_quick_commands_import_no_job_machinery(tmp_path: Path, command: str) ->
     loaded = set(out["loaded"])  # type: ignore[arg-type]
     assert "device_agent.protocol_core" in loaded
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+    if command in ("info", "push-plan"):
+        assert not loaded & set(NOT_FOR_A_PLAN), sorted(loaded & set(NOT_FOR_A_PLAN))
+
+
+def test_disk_usage_says_what_shutil_says(tmp_path: Path) -> None:
+    import shutil
+
+    from device_agent.store import disk_usage
+
+    ours, theirs = disk_usage(str(tmp_path)), shutil.disk_usage(str(tmp_path))
+    assert ours.total == theirs.total
+    assert abs(ours.free - theirs.free) < 64 << 20  # other writers between the two calls
 
 
 def test_a_job_command_still_loads_the_job_types(tmp_path: Path) -> None:

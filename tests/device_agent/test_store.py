@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import shutil
-from collections import namedtuple
 from pathlib import Path
 
 import pytest
@@ -125,13 +124,13 @@ def test_corrupted_partial_is_removed_and_named(tmp_path: Path) -> None:
 def test_disk_check(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     f = tmp_path / "big.bin"
     f.write_bytes(b"\0" * (3 << 20))
-    Usage = namedtuple("Usage", "total used free")
-    monkeypatch.setattr(store_mod.shutil, "disk_usage", lambda p: Usage(1 << 30, 0, 10 << 20))
+    Usage = store_mod.DiskUsage
+    monkeypatch.setattr(store_mod, "disk_usage", lambda p: Usage(1 << 30, 10 << 20))
     with pytest.raises(AgentError) as err:
         BlobStore(str(tmp_path / "root")).plan(build_manifest(str(f), name="big"))
     assert "need 3.0 MB, 10.0 MB free on " + str(tmp_path / "root") in err.value.message
     assert "edge fleet add" in (err.value.hint or "")
-    monkeypatch.setattr(store_mod.shutil, "disk_usage", lambda p: Usage(1 << 30, 0, 20 << 20))
+    monkeypatch.setattr(store_mod, "disk_usage", lambda p: Usage(1 << 30, 20 << 20))
     assert BlobStore(str(tmp_path / "root")).plan(build_manifest(str(f))).bytes_missing == 3 << 20
 
 

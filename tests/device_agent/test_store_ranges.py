@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from device_agent import store as store_mod
 from device_agent.protocol import Manifest, ManifestEntry
 from device_agent.store import BlobStore
 
@@ -67,15 +68,13 @@ def test_plan_prepares_uploads_only_when_they_fit(tmp_path: Path) -> None:
 
 
 def test_plan_prepares_nothing_when_the_disk_is_short(tmp_path: Path, monkeypatch) -> None:
-    import shutil
 
     from device_agent.errors import AgentError
 
     data = b"\x03" * (2 << 20)
     manifest = Manifest([ManifestEntry("w.bin", len(data), hashlib.sha256(data).hexdigest())])
     store = BlobStore(str(tmp_path / "root"))
-    usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=1 << 20, total=1 << 30))
+    monkeypatch.setattr(store_mod, "disk_usage", lambda p: store_mod.DiskUsage(1 << 30, 1 << 20))
     try:
         store.plan(manifest, ranged_min=0)
     except AgentError as exc:

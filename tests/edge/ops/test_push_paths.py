@@ -154,3 +154,46 @@ def test_a_push_of_several_streams_commits_on_its_planning_stream(
     assert result.status == "succeeded", result.error
     assert commands == [] and streams == ["push-receive"] * 3
     assert _tree_hashes(Path(str(result.model_path))) == _tree_hashes(src)
+
+
+def _devices(root: Path, device_python: Path) -> list[Device]:
+    return [Device(name=n, host=n, python=str(device_python), root=str(root / n)) for n in NAMES]
+
+
+def test_the_connections_come_up_while_the_payload_is_hashed(
+    ssh_env: SshFleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device_python: Path
+) -> None:
+    import threading
+
+    from edge.ops import push as push_mod
+    from edge.transport.openssh import OpenSSHTransport
+
+    devices = _devices(tmp_path / "roots", device_python)
+    connected = threading.Event()
+    real_prepare, real_payload = OpenSSHTransport.prepare, push_mod.make_payload
+
+    def prepare(self: OpenSSHTransport) -> None:
+        real_prepare(self)
+        connected.set()
+
+    def make_payload(source: Path, kind: str = "model") -> Any:
+        assert connected.wait(20), "no device connected while the payload was hashed"
+        return real_payload(source, kind)
+
+    monkeypatch.setattr(OpenSSHTransport, "prepare", prepare)
+    monkeypatch.setattr(push_mod, "make_payload", make_payload)
+    src = tmp_path / "model"
+    src.mkdir()
+    (src / "saved_model.pb").write_bytes(os.urandom(3000))
+    run = push_mod.push(src, devices)
+    assert [r.status for r in run.results] == ["succeeded"] * len(NAMES)
+
+
+def test_a_payload_that_cannot_be_hashed_fails_the_push_once(
+    ssh_env: SshFleet, tmp_path: Path, device_python: Path
+) -> None:
+    from edge.core.errors import EdgeError
+    from edge.ops.push import push
+
+    with pytest.raises(EdgeError, match="does not exist"):
+        push(tmp_path / "nosuch", _devices(tmp_path / "roots", device_python))

@@ -13,7 +13,7 @@ from fleet_fixtures import JUMP_DEVICE
 from sshfleet import SshFleet
 
 from edge.transport.hostkey_policy import HostKeyError
-from edge.transport.openssh import OpenSSHTransport, master_argv
+from edge.transport.openssh import OpenSSHTransport, master_argv, stop_master
 from edge.transport.ssh import SSHTransport
 from edge.transport.ssh_config import resolve_endpoint
 
@@ -123,3 +123,40 @@ def test_the_openssh_path_never_imports_paramiko(ssh_env: SshFleet) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["via-openssh", "False"]
+
+
+# A process that handles SIGTERM as an OpenSSH client before 9.5 may: the first one only
+# sets a flag that nothing looks at until the next wakeup; a later one ends it.
+SECOND_TERM_ENDS = """
+import signal, sys, time
+seen = []
+def on_term(*_):
+    seen.append(1)
+    if len(seen) >= 2:
+        sys.exit(0)
+signal.signal(signal.SIGTERM, on_term)
+print("ready", flush=True)
+while True:
+    time.sleep(60)
+"""
+
+
+def _child(code: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    return proc
+
+
+def test_a_master_that_missed_the_first_sigterm_ends_on_the_next() -> None:
+    proc = _child(SECOND_TERM_ENDS)
+    stop_master(proc)
+    assert proc.returncode == 0  # ended by its own handler, not killed
+
+
+def test_a_master_that_ignores_sigterm_is_killed() -> None:
+    proc = _child(
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ready', flush=True); time.sleep(60)"
+    )
+    stop_master(proc)
+    assert proc.returncode == -9
