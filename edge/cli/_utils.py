@@ -58,6 +58,16 @@ class _LazyConsole:
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self._console(), name, value)
 
+    # Dunder methods are looked up on the type, not through __getattr__: rich's Live (the
+    # push bars) enters its console with `with console:`.
+    def __enter__(self) -> PipeConsole:
+        made = self._console()
+        made.__enter__()
+        return made
+
+    def __exit__(self, *exc: Any) -> None:
+        self._console().__exit__(*exc)
+
 
 # wide when piped or logged (edge.views.layout): a table is never narrowed to a guessed 80
 console = cast("PipeConsole", _LazyConsole(stderr=False))
