@@ -8,10 +8,10 @@ from typing import Annotated, Any, List, Optional
 
 import typer
 
+from edge.cli import quick as edge_quick
 from edge.cli._utils import (
     JsonOpt,
     LegacyTargetsArg,
-    console,
     pick_targets,
     print_json,
     targets_option,
@@ -110,18 +110,7 @@ def ls(
     json_out: JsonOpt = False,
 ) -> None:
     """List the devices of the inventory (or the given targets)."""
-    targets = pick_targets(to, legacy, None)
-    inventory = Inventory.load()
-    devices = inventory.resolve(targets) if targets else inventory.devices()
-    if json_out:
-        print_json([device_to_dict(d) for d in devices])
-        return
-    if not devices:
-        typer.echo(f"No devices in {inventory.path}. Add one: edge fleet add NAME --host HOST")
-        return
-    from edge.views.fleet import inventory_table
-
-    console.print(inventory_table(devices, inventory.path))
+    edge_quick.fleet_ls(legacy, to, json_out)
 
 
 @app.command("rm")
@@ -198,21 +187,7 @@ def probe(
 ) -> None:
     """Run the agent's `info` on each device (installing it if needed); cache the facts,
     with the backends each device can run."""
-    from edge.cli._utils import err_console
-    from edge.fleet.devices import resolve_targets
-    from edge.ops.info import probe as probe_devices
-
-    run = probe_devices(resolve_targets(pick_targets(to, legacy, "all") or "all"), deep=not quick)
-    if json_out:
-        print_json([r.to_dict() for r in run.results])
-    else:
-        from edge.views.fleet import probe_table
-        from edge.views.tables import print_failures
-
-        console.print(probe_table(run.results))
-        print_failures(err_console, run.results)
-    if not run.ok:
-        raise typer.Exit(1)
+    edge_quick.fleet_probe(legacy, to, quick, json_out)
 
 
 @app.command("trust")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import atexit
 import errno
 import faulthandler
-import importlib
 import logging
 import os
 import signal
@@ -17,12 +16,10 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Annotated, NoReturn
+from typing import IO, Any, NoReturn
 
-import typer
-
-from edge.cli import fast
-from edge.cli._utils import err_console, output, typer_factory
+from edge.cli import quick
+from edge.cli._out import err_console, output
 from edge.core.errors import EdgeError, UserError
 from edge.core.settings import Settings, settings
 from edge.core.untrusted import safe_text
@@ -54,55 +51,10 @@ COMMANDS: dict[str, tuple[str, str | None]] = {
 _ROOT_FLAGS = {"--quiet", "-q", "--verbose", "-v"}
 
 
-def _version(value: bool) -> None:
-    if value:
-        from device_agent.protocol import PROTOCOL_VERSION
-        from edge import __version__
-
-        typer.echo(f"jetson-edge {__version__} (agent protocol {PROTOCOL_VERSION})")
-        raise typer.Exit()
-
-
-def root(
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", callback=_version, is_eager=True, help="Print the version and exit."
-        ),
-    ] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Only results and errors: no progress lines.")
-    ] = False,
-    verbose: Annotated[
-        int,
-        typer.Option(
-            "--verbose",
-            "-v",
-            count=True,
-            show_default=False,
-            help="Debug logging on stderr (-vv: span timings too).",
-        ),
-    ] = 0,
-) -> None:
-    """jetson-edge: convert and benchmark TensorFlow models on Jetson fleets."""
+def apply_root(quiet: bool, verbose: int) -> None:
+    """The root options' effect: -q drops progress lines, -v turns on debug logging."""
     output.quiet, output.verbose = quiet, verbose
     set_verbosity(quiet, verbose)
-
-
-def build_app(names: Sequence[str] = tuple(COMMANDS)) -> typer.Typer:
-    """The root app with the commands and groups `names` (default: all of them)."""
-    built = typer_factory(HELP, completion=True)
-    built.callback()(root)
-    for name in names:
-        module_name, help = COMMANDS[name]
-        module = importlib.import_module(f"edge.cli.{module_name}")
-        if help is None:
-            built.add_typer(module.app, name=name)
-        elif name == "gc":
-            built.command(name=name, help=module.HELP, short_help=help)(module.gc)
-        else:
-            built.command(name=name, help=help)(getattr(module, name))
-    return built
 
 
 def command_name(args: Sequence[str]) -> str | None:
@@ -118,12 +70,19 @@ def command_name(args: Sequence[str]) -> str | None:
     return None
 
 
-def __getattr__(name: str) -> typer.Typer:
-    # `app`: every command, built on first use (from edge.cli.main import app)
-    if name != "app":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    built = globals()["app"] = build_app()
-    return built
+def __getattr__(name: str) -> Any:
+    # `app` (every command, built on first use: from edge.cli.main import app), and the
+    # typer pieces of edge.cli.app, which the quick commands' start does without
+    if name == "app":
+        from edge.cli.app import build_app
+
+        built = globals()["app"] = build_app()
+        return built
+    if name in ("build_app", "root"):
+        from edge.cli import app
+
+        return getattr(app, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _stacks_file: IO[str] | None = None  # open for as long as the handler may write to it
@@ -258,24 +217,21 @@ def main() -> None:
 
 
 def _run(args: list[str]) -> None:
-    """A built (or a test's) `app` if there is one; else a command of `fast.FAST` called
-    at once, or an app of the command named alone (`build_app`)."""
+    """A built (or a test's) `app` if there is one; else a command of `quick.SPECS` called
+    at once, without typer, or an app of the command named alone (`build_app`)."""
     if "app" in globals():
         globals()["app"](prog_name="edge")
         return
-    call = None if "_EDGE_COMPLETE" in os.environ else fast.parse(args)
+    call = None if "_EDGE_COMPLETE" in os.environ else quick.parse(args)
     if call is None:
+        from edge.cli.app import build_app
+
         name = command_name(args)
         build_app([name] if name else tuple(COMMANDS))(prog_name="edge")
         return
-    root(quiet=call.quiet, verbose=call.verbose)
-    try:  # what typer's own main does with these
+    apply_root(call.quiet, call.verbose)
+    try:
         call.function(**call.kwargs)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except (typer.Abort, EOFError) as exc:
-        typer.echo(("\n" if isinstance(exc, EOFError) else "") + "Aborted!", err=True)
-        sys.exit(1)
     except OSError as exc:
         if exc.errno != errno.EPIPE:
             raise

@@ -1,4 +1,4 @@
-"""The CLI's consoles are made at their first use (edge.cli._utils): they must behave as
+"""The CLI's consoles are made at their first use (edge.cli._out): they must behave as
 the rich Console they stand for, wherever rich takes one (the push bars' Live, too)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import io
 import subprocess
 import sys
 
-from edge.cli._utils import _LazyConsole
+from edge.cli._out import _LazyConsole
 from edge.views.layout import PipeConsole
 from edge.views.progress import PushBars
 
@@ -37,8 +37,8 @@ def test_settings_and_reads_reach_the_one_console() -> None:
 
 def test_nothing_is_loaded_until_a_console_is_used() -> None:
     code = (
-        "import sys; from edge.cli import _utils; "
-        "print('rich' in sys.modules); _utils.err_console.width; print('rich' in sys.modules)"
+        "import sys; from edge.cli import _out; "
+        "print('rich' in sys.modules); _out.err_console.width; print('rich' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"]

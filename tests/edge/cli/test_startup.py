@@ -14,12 +14,13 @@ from typing import Annotated, Any
 import pytest
 import typer
 
-from edge.cli import fast
+from edge.cli import fast, quick
 from edge.cli.main import build_app
 from edge.fleet.inventory import inventory_path
 
 # loaded by no fleet command or push: conversion, plots, typer's pydantic coercion
 HEAVY = [
+    "typer",
     "numpy",
     "tensorflow",
     "pydantic",
@@ -212,17 +213,24 @@ CASES: list[tuple[tuple[str, ...], list[str], bool]] = [
 def test_fast_parser_agrees_with_typer_or_defers(
     path: tuple[str, ...], args: list[str], taken: bool
 ) -> None:
-    module, attr = fast.FAST[path]
-    function = getattr(__import__(f"edge.cli.{module}", fromlist=[attr]), attr)
-    params = fast.spec(function)
-    assert params is not None
-    got = fast.parse_command(params, args)
+    function, params = quick.SPECS[path]
+    got = quick.parse_command(params, args)
     assert (got is not None) == taken, got
     if got is not None:  # where it answers, it answers as typer does
         assert got == typer_params(path, args)
-    call = fast.parse(["-q", "-vv", *path, *args])
+    call = quick.parse(["-q", "-vv", *path, *args])
     assert (call.kwargs if call else None) == got
     assert call is None or (call.quiet, call.verbose, call.function) == (True, 2, function)
+
+
+@pytest.mark.parametrize("path", list(fast.FAST))
+def test_the_quick_declarations_say_what_typers_say(path: tuple[str, ...]) -> None:
+    """edge.cli.quick declares each quick command's parameters for itself (it runs without
+    typer); they must be the typer command's, as typer reads them."""
+    module, attr = fast.FAST[path]
+    typer_function = getattr(__import__(f"edge.cli.{module}", fromlist=[attr]), attr)
+    assert quick.SPECS[path][1] == fast.spec(typer_function)
+    assert set(quick.SPECS) == set(fast.FAST)
 
 
 def test_a_declaration_the_parser_does_not_know_goes_to_typer() -> None:
