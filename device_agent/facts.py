@@ -13,6 +13,7 @@ import sys
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from device_agent import __version__, jetson
+from device_agent.durable import disk_usage
 from device_agent.protocol_core import PROTOCOL_VERSION, DeviceFacts, JetsonInfo
 from device_agent.trt_types import Capabilities
 
@@ -89,10 +90,9 @@ def disk_free_mb(root_dir: Optional[str] = None) -> int:
     """Free MB on the file system holding the agent root (default ~/.edge); 0 on error.
     This is the real disk of this host, never a path under a sysroot."""
     try:
-        st = os.statvfs(existing_ancestor(root_dir or DEFAULT_ROOT_DIR))
+        return disk_usage(existing_ancestor(root_dir or DEFAULT_ROOT_DIR)).free // (1024 * 1024)
     except OSError:
         return 0
-    return int(st.f_bavail * st.f_frsize // (1024 * 1024))  # what shutil.disk_usage says
 
 
 def _norm(name: str) -> str:

@@ -9,8 +9,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
-from edge.cli._out import Output as Output
-from edge.cli._out import color_system as color_system
 from edge.cli._out import console as console
 from edge.cli._out import err_console as err_console
 from edge.cli._out import output as output

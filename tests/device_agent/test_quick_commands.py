@@ -75,7 +75,7 @@ def test_quick_commands_import_no_job_machinery(tmp_path: Path, command: str) ->
 def test_disk_usage_says_what_shutil_says(tmp_path: Path) -> None:
     import shutil
 
-    from device_agent.store import disk_usage
+    from device_agent.durable import disk_usage
 
     ours, theirs = disk_usage(str(tmp_path)), shutil.disk_usage(str(tmp_path))
     assert ours.total == theirs.total

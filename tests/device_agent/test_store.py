@@ -13,6 +13,7 @@ import pytest
 from helpers import agent, agent_json
 
 from device_agent import store as store_mod
+from device_agent.durable import DiskUsage
 from device_agent.errors import AgentError
 from device_agent.manifest import build_manifest, tree_digest
 from device_agent.protocol import Manifest, ManifestEntry, PushCommit, PushPlan
@@ -124,7 +125,7 @@ def test_corrupted_partial_is_removed_and_named(tmp_path: Path) -> None:
 def test_disk_check(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     f = tmp_path / "big.bin"
     f.write_bytes(b"\0" * (3 << 20))
-    Usage = store_mod.DiskUsage
+    Usage = DiskUsage
     monkeypatch.setattr(store_mod, "disk_usage", lambda p: Usage(1 << 30, 10 << 20))
     with pytest.raises(AgentError) as err:
         BlobStore(str(tmp_path / "root")).plan(build_manifest(str(f), name="big"))

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from device_agent import store as store_mod
+from device_agent.durable import DiskUsage
 from device_agent.protocol import Manifest, ManifestEntry
 from device_agent.store import BlobStore
 
@@ -74,7 +75,7 @@ def test_plan_prepares_nothing_when_the_disk_is_short(tmp_path: Path, monkeypatc
     data = b"\x03" * (2 << 20)
     manifest = Manifest([ManifestEntry("w.bin", len(data), hashlib.sha256(data).hexdigest())])
     store = BlobStore(str(tmp_path / "root"))
-    monkeypatch.setattr(store_mod, "disk_usage", lambda p: store_mod.DiskUsage(1 << 30, 1 << 20))
+    monkeypatch.setattr(store_mod, "disk_usage", lambda p: DiskUsage(1 << 30, 1 << 20))
     try:
         store.plan(manifest, ranged_min=0)
     except AgentError as exc:
