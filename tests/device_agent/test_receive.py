@@ -8,6 +8,7 @@ import json
 import os
 import stat
 import subprocess
+import tracemalloc
 from pathlib import Path
 from typing import List, Tuple
 
@@ -16,7 +17,7 @@ import pytest
 from device_agent.errors import AgentError
 from device_agent.manifest import build_manifest
 from device_agent.protocol import PUSH_COMMIT_INDEX, PUSH_FRAME, Manifest
-from device_agent.receive import MAX_FRAME, receive
+from device_agent.receive import MAX_FRAME, PIECE, receive
 from device_agent.store import RANGES_SUFFIX, BlobStore, file_mode
 from edge.agent.package import build_zipapp
 
@@ -192,6 +193,35 @@ def test_truncated_frame_keeps_the_bytes_before(tmp_path: Path) -> None:
     assert not Path(store.blob_path(sha)).exists()
     (need,) = store.plan(manifest).missing
     assert need.offset == 131072
+
+
+def test_a_truncated_frame_keeps_its_whole_pieces(tmp_path: Path) -> None:
+    manifest, data, sha = _model(tmp_path, size=4 * PIECE)
+    store = BlobStore(str(tmp_path / "root"))
+    store.plan(manifest, ranged_min=1 << 30)
+    cut = 2 * PIECE + PIECE // 2  # the frame is the whole blob; the stream ends inside it
+    stream = _header_only(manifest, [sha]) + PUSH_FRAME.pack(0, 0, len(data)) + data[:cut]
+    with pytest.raises(AgentError):
+        receive(store.root, io.BytesIO(stream))
+    assert Path(store.blob_path(sha) + ".partial").read_bytes() == data[: 2 * PIECE]
+    (need,) = store.plan(manifest).missing
+    assert need.offset == 2 * PIECE
+
+
+def test_the_largest_frames_are_received_in_bounded_memory(tmp_path: Path) -> None:
+    manifest, data, sha = _model(tmp_path, size=2 * MAX_FRAME)
+    store = BlobStore(str(tmp_path / "root"))
+    frames = [(0, o, data[o : o + MAX_FRAME]) for o in (0, MAX_FRAME)]
+    inp = io.BytesIO(_stream(manifest, [sha], frames))
+    del frames
+    tracemalloc.start()
+    try:
+        out = receive(store.root, inp)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out.verified == [sha]
+    assert peak < 4 * PIECE < MAX_FRAME  # one piece's buffer, not a frame's bytes
 
 
 def test_symlink_at_partial_is_not_written_through(tmp_path: Path) -> None:
