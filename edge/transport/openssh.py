@@ -43,6 +43,14 @@ FAST_KEX = ("curve25519-sha256", "curve25519-sha256@libssh.org")
 # often it is told again meanwhile.
 MASTER_EXIT_GRACE_S = 0.3
 MASTER_RESIGNAL_S = 0.02
+# The master holds a session of its own, open on the device until its stdin (a pipe of
+# ours) closes. Without it, the first channel on a master that logged in a moment ago
+# waits ~40 ms: sshd's host-keys message is held (Nagle) behind its unacknowledged
+# USERAUTH_SUCCESS, and the channel's confirmation behind that, each until the client's
+# delayed ACK, because a master that opens nothing has nothing to say after the login.
+# Opening a session at once, as scp's own connection does, keeps the exchange going.
+# Measured on OpenSSH 9.2: the first command on a new master 50 ms -> 8 ms.
+HOLD = "exec cat >/dev/null"
 
 
 def _quoted(path: str) -> str:
@@ -79,7 +87,8 @@ def master_argv(endpoint: Endpoint, control: Path, known_hosts: Sequence[str]) -
     for key in endpoint.key_files:
         if os.path.isfile(key):
             argv += ["-i", key]
-    return [*argv, "-N", endpoint.alias]
+    # The master's own session (see HOLD) and no command of the user's ssh_config
+    return [*argv, "-T", "-o", "RemoteCommand=none", endpoint.alias, HOLD]
 
 
 def stop_master(master: subprocess.Popen[bytes]) -> None:
@@ -146,7 +155,7 @@ class OpenSSHTransport(ParamikoFiles):
         log = open(Path(self._dir) / "log", "wb")
         try:
             self._master = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log
+                argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log
             )
         except OSError as exc:
             return self._give_up(f"cannot run ssh: {exc}")
@@ -219,8 +228,11 @@ class OpenSSHTransport(ParamikoFiles):
         )
 
     def _stop_master(self) -> None:
-        if self._master is not None and self._master.poll() is None:
-            stop_master(self._master)
+        if self._master is not None:
+            if self._master.stdin is not None:
+                self._master.stdin.close()  # ends its own session (HOLD) on the device
+            if self._master.poll() is None:
+                stop_master(self._master)
         self._master = None
         if self._dir:
             shutil.rmtree(self._dir, ignore_errors=True)

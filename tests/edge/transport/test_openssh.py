@@ -6,6 +6,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from fleet_fixtures import JUMP_DEVICE
 from sshfleet import SshFleet
 
 from edge.transport.hostkey_policy import HostKeyError
-from edge.transport.openssh import OpenSSHTransport, master_argv, stop_master
+from edge.transport.openssh import HOLD, OpenSSHTransport, master_argv, stop_master
 from edge.transport.ssh import SSHTransport
 from edge.transport.ssh_config import resolve_endpoint
 
@@ -65,6 +66,60 @@ def test_stream_20mib_and_one_master_then_close(ssh_env: SshFleet, tmp_path: Pat
         t.close()
     assert not control_dir.exists()
     assert master.poll() is not None
+
+
+def _holds(t: OpenSSHTransport) -> int:
+    """How many masters' own sessions (HOLD: a `cat` under an sshd session) the device runs."""
+    out = t.run(["ps", "-eo", "pid=,ppid=,args="]).stdout
+    rows = [line.split(None, 2) for line in out.splitlines() if len(line.split(None, 2)) == 3]
+    sessions = {pid for pid, _, args in rows if args.startswith("sshd:") and "@" in args}
+    return sum(1 for _, ppid, args in rows if args == "cat" and ppid in sessions)
+
+
+def _holds_become(t: OpenSSHTransport, want: int | None = None) -> int:
+    """_holds once it is `want` (or, without one, once it stays put for 0.2 s); a session
+    starts and ends a moment after its master does. 5 s at most."""
+    deadline, last = time.monotonic() + 5, -1
+    while True:
+        now = _holds(t)
+        if (now == want if want is not None else now == last) or time.monotonic() > deadline:
+            return now
+        last = now
+        time.sleep(0.2 if want is None else 0.05)
+
+
+def test_the_master_holds_a_session_of_its_own_until_it_closes(ssh_env: SshFleet) -> None:
+    """A master that opened nothing after its login made its first channel wait ~40 ms for
+    a delayed ACK; its own session keeps the exchange going, and ends with the master."""
+    assert master_argv(_transport(ssh_env, "d1").endpoint, Path("/tmp/x"), [])[-1] == HOLD
+    watcher, t = _transport(ssh_env, "d1"), _transport(ssh_env, "d1")
+    try:
+        before = _holds_become(watcher)  # the watcher's own master holds one
+        assert t.run(["true"]).ok
+        assert _holds_become(watcher, before + 1) == before + 1
+        master = t._master
+        t.close()
+        assert master is not None and master.poll() is not None
+        assert _holds_become(watcher, before) == before  # nothing left on the device
+    finally:
+        t.close()
+        watcher.close()
+
+
+def test_a_remote_command_in_the_users_ssh_config_does_not_stop_the_master(
+    ssh_env: SshFleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine = tmp_path / "ssh_config"  # the fleet's config, with a command for every host
+    fleet = Path(os.environ["EDGE_SSH_CONFIG"]).read_text()
+    mine.write_text("Host *\n    RemoteCommand echo hijacked\n\n" + fleet)
+    monkeypatch.setenv("EDGE_SSH_CONFIG", str(mine))
+    t = _transport(ssh_env, "d1")
+    try:
+        got = t.run(["echo", "mine"])
+        assert t._master is not None and not t._failed  # the OpenSSH path, not paramiko's
+        assert got.stdout.strip() == "mine"
+    finally:
+        t.close()
 
 
 def test_unknown_host_key_falls_back_to_paramikos_error(
