@@ -8,11 +8,12 @@ may ask for the plan instead of naming blobs (see `receive`), which saves a comm
 device. The host names no path: a blob's upload is `store/<sha>.partial`, as the push
 plan made it. A blob whose bytes arrive in order from its resume offset is hashed on the
 way in; when it is whole and its sha256 matches, it is fsynced and moved into the store,
-so that `push-commit` need not read it again. Any other blob (byte ranges from several
-streams) is verified by the commit, as before. Finished ranges of a ranged upload are
-merged into its record (`.partial.ranges`) under a lock on the upload, every
-`record_every` seconds (1 by default) and at the end, so an interrupted push resumes by
-range. A blob that a concurrent push already stored is not written again.
+so that `push-commit` need not read it again (the disk writes of every WRITE_BEHIND
+bytes start as they are written, so the fsync has little left). Any other blob (byte
+ranges from several streams) is verified by the commit, as before. Finished ranges of a
+ranged upload are merged into its record (`.partial.ranges`) under a lock on the upload,
+every `record_every` seconds (1 by default) and at the end, so an interrupted push
+resumes by range. A blob that a concurrent push already stored is not written again.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ READ = 1 << 20
 # frame, filled over many pipe reads and copied out cold, cost the agent twice the system
 # time in a 16-device fan-out.
 PIECE = 256 << 10
+WRITE_BEHIND = 8 << 20  # bytes written between starts of their writeback
 PIPE_BYTES = 1 << 20  # Linux's default cap for an unprivileged F_SETPIPE_SZ
 
 
@@ -54,6 +56,7 @@ class _Upload:
         self.dirty = self.started = False
         self.hasher: Optional[hashlib._Hash] = None
         self.next = -1  # where the in-order hash continues; -1: not hashing
+        self.behind = [-1, -1]  # written since the last write-behind (see _write_behind)
         self.rfd = self.fd = -1
         self.record = self.path + RANGES_SUFFIX
         self.ranged = False
@@ -101,6 +104,11 @@ class _Upload:
         return self.rfd
 
     def wrote(self, offset: int, data: memoryview) -> None:
+        end = offset + len(data)
+        start, stop = self.behind
+        self.behind = [offset if start < 0 else min(start, offset), max(stop, end)]
+        if self.behind[1] - self.behind[0] >= WRITE_BEHIND:
+            self._write_behind()
         if self.hasher is not None:
             if offset == self.next:
                 self.hasher.update(data)
@@ -113,6 +121,17 @@ class _Upload:
             else:
                 self.done.append([offset, offset + len(data)])
             self.dirty = True
+
+    def _write_behind(self) -> None:
+        """Start the disk writes of what was written since the last call, so that the
+        blob's fsync does not find all of it still in memory: a fan-out's devices end
+        together, and their fsyncs then queued for the disk at once."""
+        start, stop = self.behind
+        self.behind = [-1, -1]
+        try:  # DONTNEED starts the writeback of dirty pages (and drops the clean ones)
+            os.posix_fadvise(self.fd, start, stop - start, os.POSIX_FADV_DONTNEED)
+        except (AttributeError, OSError):  # not on this system: the fsync does it all
+            pass
 
     def save_record(self) -> None:
         """Merge this stream's ranges into the record, under a lock other streams share."""

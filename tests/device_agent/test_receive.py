@@ -17,7 +17,7 @@ import pytest
 from device_agent.errors import AgentError
 from device_agent.manifest import build_manifest
 from device_agent.protocol import PUSH_COMMIT_INDEX, PUSH_FRAME, Manifest
-from device_agent.receive import MAX_FRAME, PIECE, receive
+from device_agent.receive import MAX_FRAME, PIECE, WRITE_BEHIND, receive
 from device_agent.store import RANGES_SUFFIX, BlobStore, file_mode
 from edge.agent.package import build_zipapp
 
@@ -222,6 +222,37 @@ def test_the_largest_frames_are_received_in_bounded_memory(tmp_path: Path) -> No
         tracemalloc.stop()
     assert out.verified == [sha]
     assert peak < 4 * PIECE < MAX_FRAME  # one piece's buffer, not a frame's bytes
+
+
+def test_the_disk_writes_start_every_write_behind_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """So the blob's fsync finds little still in memory (the devices of a fan-out end
+    together); the fsync itself still comes before the blob is promoted."""
+    manifest, data, sha = _model(tmp_path, size=3 * WRITE_BEHIND + 12345)
+    store = BlobStore(str(tmp_path / "root"))
+    calls: list[tuple[int, int, int]] = []
+    real = os.posix_fadvise
+
+    def spy(fd: int, offset: int, length: int, advice: int) -> None:
+        calls.append((offset, length, advice))
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", spy)
+    got = receive(store.root, io.BytesIO(_stream(manifest, [sha], _chunks(data, step=1 << 20))))
+    assert got.verified == [sha] and Path(store.blob_path(sha)).read_bytes() == data
+    dontneed = os.POSIX_FADV_DONTNEED
+    assert calls == [(i * WRITE_BEHIND, WRITE_BEHIND, dontneed) for i in range(3)]
+
+
+def test_a_system_without_fadvise_still_receives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manifest, data, sha = _model(tmp_path, size=WRITE_BEHIND + 1)
+    store = BlobStore(str(tmp_path / "root"))
+    monkeypatch.delattr(os, "posix_fadvise")
+    got = receive(store.root, io.BytesIO(_stream(manifest, [sha], _chunks(data, step=1 << 20))))
+    assert got.verified == [sha] and Path(store.blob_path(sha)).read_bytes() == data
 
 
 def test_symlink_at_partial_is_not_written_through(tmp_path: Path) -> None:
