@@ -56,7 +56,7 @@ class _Upload:
         self.dirty = self.started = False
         self.hasher: Optional[hashlib._Hash] = None
         self.next = -1  # where the in-order hash continues; -1: not hashing
-        self.behind = [-1, -1]  # written since the last write-behind (see _write_behind)
+        self.behind = [-1, -1]  # hashed since the last write-behind (see _behind)
         self.rfd = self.fd = -1
         self.record = self.path + RANGES_SUFFIX
         self.ranged = False
@@ -104,15 +104,11 @@ class _Upload:
         return self.rfd
 
     def wrote(self, offset: int, data: memoryview) -> None:
-        end = offset + len(data)
-        start, stop = self.behind
-        self.behind = [offset if start < 0 else min(start, offset), max(stop, end)]
-        if self.behind[1] - self.behind[0] >= WRITE_BEHIND:
-            self._write_behind()
         if self.hasher is not None:
             if offset == self.next:
                 self.hasher.update(data)
                 self.next += len(data)
+                self._behind(offset, offset + len(data))
             else:
                 self.hasher = None
         if self.ranged:
@@ -122,11 +118,17 @@ class _Upload:
                 self.done.append([offset, offset + len(data)])
             self.dirty = True
 
-    def _write_behind(self) -> None:
-        """Start the disk writes of what was written since the last call, so that the
-        blob's fsync does not find all of it still in memory: a fan-out's devices end
-        together, and their fsyncs then queued for the disk at once."""
-        start, stop = self.behind
+    def _behind(self, start: int, stop: int) -> None:
+        """Start the disk writes of every WRITE_BEHIND bytes hashed in order, so that the
+        blob's fsync does not find all of it still in memory. Only those: DONTNEED drops
+        the pages once written, and a blob the commit verifies would be read back from
+        the disk."""
+        if self.behind[0] < 0:
+            self.behind[0] = start
+        self.behind[1] = stop
+        if stop - self.behind[0] < WRITE_BEHIND:
+            return
+        start = self.behind[0]
         self.behind = [-1, -1]
         try:  # DONTNEED starts the writeback of dirty pages (and drops the clean ones)
             os.posix_fadvise(self.fd, start, stop - start, os.POSIX_FADV_DONTNEED)
