@@ -25,7 +25,7 @@ from device_agent.protocol_core import (
 from edge.agent.client import AgentClient
 from edge.agent.replies import decode, malformed
 from edge.core.errors import UserError
-from edge.transport.base import Stream
+from edge.transport.base import SessionRefused, Stream
 
 FRAME_BYTES = 1 << 20
 RANGE_BYTES = 8 << 20  # a ranged blob's pieces, taken by whichever stream is free
@@ -81,6 +81,14 @@ def _send(stream: Stream, piece: Piece, progress: Callable[[int], None] | None) 
     finally:
         os.close(fd)
     return sent
+
+
+class _Refused(Exception):
+    """An extra stream the device's sshd refused: none of its pieces reached the device."""
+
+    def __init__(self, taken: list[Piece], counted: int = 0) -> None:
+        super().__init__(f"session refused; {len(taken)} pieces to send again")
+        self.taken, self.counted = taken, counted  # counted: bytes shown as sent
 
 
 def plan_header(manifest: Manifest, ranged_min: int | None) -> bytes:
@@ -140,24 +148,42 @@ def send_streams(
     threads: list[threading.Thread] = []
 
     def last_of_all(stream: Stream) -> None:
-        """On the planning stream of a push of several: once the others have ended, the
-        commit frame, so that this command commits (no command of its own for that)."""
+        """On the planning stream of a push of several: once the others have ended, what
+        a refused one left, then the commit frame, so that this command commits (no
+        command of its own for that)."""
         for t in threads:
             t.join()
+        while not errors:
+            try:
+                piece = pending.get_nowait()
+            except queue.Empty:
+                break
+            _send(stream, piece, progress and locked)
         if not errors:
             stream.write(PUSH_FRAME.pack(PUSH_COMMIT_INDEX, 0, 0))
 
     def worker(stream: Stream | None = None) -> None:
+        extra = stream is None
         try:
             then: Callable[[Stream], None] | None = None
             if stream is None:
-                stream = client.transport.open_stream(client.argv("push-receive"))
+                try:
+                    stream = client.transport.open_stream(client.argv("push-receive"))
+                except SessionRefused:
+                    raise _Refused([]) from None
                 start = header
             else:
                 start = _line(options)
                 then = last_of_all if n > 1 else None
-            got = _one_stream(client, stream, start, pending, errors, progress and locked, then)
+            got = _one_stream(
+                client, stream, start, pending, errors, progress and locked, then, extra
+            )
             replies.append(got)
+        except _Refused as refused:  # the others (the planning stream last) send its share
+            for piece in refused.taken:
+                pending.put(piece)
+            if progress and refused.counted:
+                locked(-refused.counted)
         except BaseException as exc:  # reported once every stream stopped
             errors.append(exc)
 
@@ -188,7 +214,19 @@ def _one_stream(
     errors: list[BaseException],
     progress: Callable[[int], None] | None,
     then: Callable[[Stream], None] | None = None,
+    extra: bool = False,
 ) -> PushReceived:
+    """Send pieces from `pending` on `stream` until none are left; its reply. An `extra`
+    stream (not the planning one) that sshd refused raises _Refused with what it took."""
+    taken: list[Piece] = []
+    counted = 0
+
+    def counting(nbytes: int) -> None:
+        nonlocal counted
+        counted += nbytes
+        assert progress is not None
+        progress(nbytes)
+
     try:
         stream.write(start)
         while not errors:
@@ -196,7 +234,8 @@ def _one_stream(
                 piece = pending.get_nowait()
             except queue.Empty:
                 break
-            _send(stream, piece, progress)
+            taken.append(piece)
+            _send(stream, piece, progress and counting)
         if then is not None:
             then(stream)
     except BrokenPipeError:  # the agent stopped reading: its reply says why
@@ -204,6 +243,12 @@ def _one_stream(
     except BaseException:
         stream.abort()
         raise
-    data = client.decode_result(stream.finish(timeout=600), "push-receive")
+    try:
+        result = stream.finish(timeout=600)
+    except SessionRefused:
+        if not extra:
+            raise
+        raise _Refused(taken, counted) from None
+    data = client.decode_result(result, "push-receive")
     reply: PushReceived = decode(client.device.name, "push-receive", PushReceived, data)
     return reply

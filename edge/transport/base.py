@@ -27,6 +27,17 @@ class HostKeyError(TransportError):
     """The device's host key is unknown or has changed."""
 
 
+class SessionRefused(TransportError):
+    """The device's sshd refused another session on the connection (its MaxSessions)."""
+
+    def __init__(self, device: str) -> None:
+        super().__init__(
+            f"{device}: the device's sshd refused another session on the connection",
+            "Use fewer channels (EDGE_PUSH_CHANNELS), or raise MaxSessions (10 by default) "
+            "in the device's sshd_config.",
+        )
+
+
 @dataclass
 class CommandResult:
     """What a remote command did: its argv, exit code and output."""

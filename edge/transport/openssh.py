@@ -28,6 +28,7 @@ from edge.transport.base import (
     CommandResult,
     ParamikoFiles,
     ProcessStream,
+    SessionRefused,
     Stream,
     TransportError,
 )
@@ -41,6 +42,8 @@ FAST_KEX = ("curve25519-sha256", "curve25519-sha256@libssh.org")
 
 # How long a master told to stop may take before it is killed (see stop_master), and how
 # often it is told again meanwhile.
+# What the mux client says when sshd refuses a session (MaxSessions) on the connection.
+SESSION_REFUSED = "Session open refused"
 MASTER_EXIT_GRACE_S = 0.3
 MASTER_RESIGNAL_S = 0.02
 # The master holds a session of its own, open on the device until its stdin (a pipe of
@@ -177,9 +180,11 @@ class OpenSSHTransport(ParamikoFiles):
         return False
 
     def _client_argv(self, argv: Sequence[str]) -> list[str]:
+        # ProxyCommand=false: a client whose session the master could not open would
+        # otherwise log in again by itself, on a connection of its own
         return [
             "ssh", "-S", str(self.control), "-o", "ControlMaster=no", "-o", "BatchMode=yes",
-            "-T", self.endpoint.alias, "--", shlex.join(argv),
+            "-o", "ProxyCommand=false", "-T", self.endpoint.alias, "--", shlex.join(argv),
         ]  # fmt: skip
 
     def run(
@@ -210,6 +215,8 @@ class OpenSSHTransport(ParamikoFiles):
         heard nothing for the dead-link bound says so, as paramiko's watchdog does."""
         if result.exit_code != 255 or self._master is None:
             return result
+        if SESSION_REFUSED in result.stderr:  # the connection is fine: sshd said no
+            raise SessionRefused(self.device_name)
         try:  # a client that lost its master ends a moment before the master itself
             self._master.wait(2)
         except subprocess.TimeoutExpired:

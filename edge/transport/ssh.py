@@ -17,11 +17,24 @@ from pathlib import Path
 from typing import Any
 
 import paramiko
+from paramiko.common import (
+    OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED,
+)
+from paramiko.common import (
+    OPEN_FAILED_CONNECT_FAILED as OPEN_FAILED_CONNECT,
+)
 
 from edge.core.settings import settings
 from edge.core.trace import span
 from edge.transport.banner import BANNER_TIMEOUT, connect_error, quiet_paramiko
-from edge.transport.base import CommandResult, RangeTask, Stream, Transport, TransportError
+from edge.transport.base import (
+    CommandResult,
+    RangeTask,
+    SessionRefused,
+    Stream,
+    Transport,
+    TransportError,
+)
 from edge.transport.deadlink import DeadLinkError
 from edge.transport.hostkey_policy import (
     HostKeyError,
@@ -209,10 +222,26 @@ class SSHTransport(Transport):
         assert transport is not None
         try:
             chan = transport.open_session(timeout=self.endpoint.connect_timeout)
+        except paramiko.SSHException as exc:
+            if self._refused(transport, exc):
+                raise SessionRefused(self.device_name) from exc
+            raise self._lost("lost the connection", exc) from exc
+        except (OSError, EOFError) as exc:
+            raise self._lost("lost the connection", exc) from exc
+        try:
             chan.exec_command(shlex.join(argv))
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise self._lost("lost the connection", exc) from exc
         return chan
+
+    @staticmethod
+    def _refused(transport: paramiko.Transport, exc: paramiko.SSHException) -> bool:
+        """Whether a session that did not open was refused by sshd (MaxSessions: it says
+        2, "connect failed"), on a connection still up. paramiko keeps one failure per
+        connection, so a thread whose open failed beside another's gets a bare message."""
+        if isinstance(exc, paramiko.ChannelException):
+            return exc.code in (OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED, OPEN_FAILED_CONNECT)
+        return transport.is_active() and str(exc) == "Unable to open channel."
 
     def run(
         self, argv: Sequence[str], input: bytes | None = None, timeout: float | None = None

@@ -17,7 +17,7 @@ from sshfleet import SshFleet
 
 from edge.fleet.devices import Device
 from edge.fleet.inventory import Inventory
-from edge.transport.base import Stream
+from edge.transport.base import SessionRefused, Stream
 
 NAMES = ["d1", "d2"]
 
@@ -154,6 +154,56 @@ def test_a_push_of_several_streams_commits_on_its_planning_stream(
     assert result.status == "succeeded", result.error
     assert commands == [] and streams == ["push-receive"] * 3
     assert _tree_hashes(Path(str(result.model_path))) == _tree_hashes(src)
+
+
+@pytest.mark.parametrize("via", ["openssh", "paramiko"])
+def test_a_push_wider_than_sshds_max_sessions_sends_all_on_the_sessions_it_gets(
+    ssh_env: SshFleet,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    device_python: Path,
+    via: str,
+) -> None:
+    """A board's sshd allows 10 sessions per connection (some fewer): streams it refuses
+    leave their pieces to the others, and the push is whole."""
+    import sshfleet
+
+    from edge.ops.push import push
+
+    monkeypatch.setitem(sshfleet.SSHD_SETTINGS, "MaxSessions", "3")
+    server = sshfleet.SshServer("limited", tmp_path / "srv", ssh_env.authorized_keys_path)
+    server.start()
+    try:
+        known = tmp_path / "known_hosts"
+        known.write_text(ssh_env.known_hosts_path.read_text() + server.known_hosts_line() + "\n")
+        monkeypatch.setenv("EDGE_KNOWN_HOSTS", str(known))
+        monkeypatch.setenv("EDGE_PUSH_VIA", via)
+        monkeypatch.setenv("EDGE_PUSH_CHANNELS", "6")
+        src = tmp_path / "model"
+        src.mkdir()
+        (src / "saved_model.pb").write_bytes(os.urandom(1000))
+        device = Device(
+            name="limited", host=server.host, port=server.port, user=server.user,
+            key=str(ssh_env.client_key_path), python=str(device_python),
+            root=str(tmp_path / "root"),
+        )  # fmt: skip
+        (installed,) = push(src, [device]).results  # installs the agent
+        assert installed.status == "succeeded", installed.error
+        (src / "big.bin").write_bytes(os.urandom(48 << 20))  # 6 ranged pieces
+        refused: list[str] = []
+        real = SessionRefused.__init__
+
+        def counted(self: SessionRefused, device: str) -> None:
+            refused.append(device)
+            real(self, device)
+
+        monkeypatch.setattr(SessionRefused, "__init__", counted)
+        (result,) = push(src, [device]).results
+        assert result.status == "succeeded", result.error
+        assert _tree_hashes(Path(str(result.model_path))) == _tree_hashes(src)
+        assert refused and set(refused) == {"limited"}  # some streams were refused
+    finally:
+        server.stop()
 
 
 def _devices(root: Path, device_python: Path) -> list[Device]:
