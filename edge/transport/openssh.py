@@ -42,10 +42,10 @@ FAST_KEX = ("curve25519-sha256", "curve25519-sha256@libssh.org")
 
 # How long a master told to stop may take before it is killed (see stop_master), and how
 # often it is told again meanwhile.
-# What the mux client says when sshd refuses a session (MaxSessions) on the connection.
-SESSION_REFUSED = "Session open refused"
 MASTER_EXIT_GRACE_S = 0.3
 MASTER_RESIGNAL_S = 0.02
+# What the mux client says when sshd refuses a session (MaxSessions) on the connection.
+SESSION_REFUSED = "Session open refused"
 # The master holds a session of its own, open on the device until its stdin (a pipe of
 # ours) closes. Without it, the first channel on a master that logged in a moment ago
 # waits ~40 ms: sshd's host-keys message is held (Nagle) behind its unacknowledged
