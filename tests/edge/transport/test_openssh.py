@@ -72,7 +72,8 @@ def _holds(t: OpenSSHTransport) -> int:
     """How many masters' own sessions (HOLD: a `cat` under an sshd session) the device runs."""
     out = t.run(["ps", "-eo", "pid=,ppid=,args="]).stdout
     rows = [line.split(None, 2) for line in out.splitlines() if len(line.split(None, 2)) == 3]
-    sessions = {pid for pid, _, args in rows if args.startswith("sshd:") and "@" in args}
+    session = ("sshd:", "sshd-session:")  # "sshd: user@notty" before OpenSSH 9.8
+    sessions = {p for p, _, args in rows if args.startswith(session) and "@" in args}
     return sum(1 for _, ppid, args in rows if args == "cat" and ppid in sessions)
 
 
