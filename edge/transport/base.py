@@ -144,7 +144,7 @@ class Stream(abc.ABC):
     """A command whose stdin the caller writes as it goes (a push's byte stream)."""
 
     @abc.abstractmethod
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         """Send every byte of `data` to the command's stdin."""
 
     @abc.abstractmethod
@@ -199,7 +199,7 @@ class ProcessStream(Stream):
         line, _, self.early = self.early.partition(b"\n")
         return line + b"\n"
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(self.fd, view) :]  # BrokenPipeError: see finish()

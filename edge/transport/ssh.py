@@ -454,9 +454,9 @@ class _ChannelStream(Stream):
         line, _, self.early = self.early.partition(b"\n")
         return line + b"\n"
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         try:  # a dead link wakes a sendall waiting for window: the watchdog closes it
-            self.chan.sendall(data)
+            self.chan.sendall(data if isinstance(data, bytes) else bytes(data))
         except (OSError, paramiko.SSHException, EOFError) as exc:
             if self.chan.exit_status_ready():  # the command ended: finish() says why
                 raise BrokenPipeError(str(exc)) from exc

@@ -1,0 +1,67 @@
+"""edge.ops.push_stream's frames, read back by the agent's own frame format."""
+
+from __future__ import annotations
+
+import os
+import tracemalloc
+from pathlib import Path
+
+from device_agent.protocol_core import PUSH_FRAME
+from edge.ops.push_stream import FRAME_BUF, FRAME_BYTES, Piece, _send
+
+
+class _Collect:
+    """A Stream that keeps what it is sent (as bytes: the view it gets is reused)."""
+
+    def __init__(self) -> None:
+        self.sent = bytearray()
+        self.writes = 0
+
+    def write(self, data: bytes | memoryview) -> None:
+        self.sent += data
+        self.writes += 1
+
+
+def _frames(raw: bytes) -> list[tuple[int, int, bytes]]:
+    out, pos = [], 0
+    while pos < len(raw):
+        index, offset, length = PUSH_FRAME.unpack_from(raw, pos)
+        pos += PUSH_FRAME.size
+        out.append((index, offset, raw[pos : pos + length]))
+        pos += length
+    return out
+
+
+def test_a_piece_goes_as_frames_of_its_bytes(tmp_path: Path) -> None:
+    data = os.urandom(3 * FRAME_BYTES + 777)
+    (tmp_path / "blob").write_bytes(data)
+    start, end = 1000, len(data) - 5
+    out = _Collect()
+    progress: list[int] = []
+    piece = Piece(3, tmp_path / "blob", start, end)
+    sent = _send(out, piece, progress.append)  # type: ignore[arg-type]
+    frames = _frames(bytes(out.sent))
+    assert sent == end - start == sum(progress) == sum(len(b) for _, _, b in frames)
+    assert all(i == 3 for i, _, _ in frames) and len(frames) == out.writes == 3
+    assert b"".join(b for _, _, b in frames) == data[start:end]
+    assert [o for _, o, _ in frames] == [start, start + FRAME_BYTES, start + 2 * FRAME_BYTES]
+
+
+def test_a_streams_frames_reuse_one_buffer(tmp_path: Path) -> None:
+    """No new 1 MiB object and no header-plus-block copy per frame: a fan-out's client
+    spent ~40% of its CPU on them."""
+    (tmp_path / "blob").write_bytes(os.urandom(8 * FRAME_BYTES))
+    buf = memoryview(bytearray(FRAME_BUF))
+    piece = Piece(0, tmp_path / "blob", 0, 8 * FRAME_BYTES)
+
+    class _Drop:
+        def write(self, data: bytes | memoryview) -> None:
+            pass
+
+    tracemalloc.start()
+    try:
+        assert _send(_Drop(), piece, None, buf) == 8 * FRAME_BYTES  # type: ignore[arg-type]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 10
