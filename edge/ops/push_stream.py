@@ -10,7 +10,7 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,11 +160,7 @@ def send_streams(
         command of its own for that)."""
         for t in threads:
             t.join()
-        while not errors:
-            try:
-                piece = pending.get_nowait()
-            except queue.Empty:
-                break
+        for piece in _left(pending, errors):
             _send(stream, piece, progress and locked)
         if not errors:
             stream.write(PUSH_FRAME.pack(PUSH_COMMIT_INDEX, 0, 0))
@@ -177,7 +173,7 @@ def send_streams(
                 try:
                     stream = client.transport.open_stream(client.argv("push-receive"))
                 except SessionRefused:
-                    raise _Refused([]) from None
+                    return  # it took nothing: the others send it all
                 start = header
             else:
                 start = _line(options)
@@ -213,6 +209,15 @@ def send_streams(
     return total
 
 
+def _left(pending: queue.SimpleQueue[Piece], errors: list[BaseException]) -> Iterator[Piece]:
+    """The pieces no stream has taken yet, one at a time, until a stream fails."""
+    while not errors:
+        try:
+            yield pending.get_nowait()
+        except queue.Empty:
+            return
+
+
 def _one_stream(
     client: AgentClient,
     stream: Stream,
@@ -237,11 +242,7 @@ def _one_stream(
     buf = memoryview(bytearray(FRAME_BUF))
     try:
         stream.write(start)
-        while not errors:
-            try:
-                piece = pending.get_nowait()
-            except queue.Empty:
-                break
+        for piece in _left(pending, errors):
             taken.append(piece)
             _send(stream, piece, progress and counting, buf)
         if then is not None:

@@ -17,12 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import paramiko
-from paramiko.common import (
-    OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED,
-)
-from paramiko.common import (
-    OPEN_FAILED_CONNECT_FAILED as OPEN_FAILED_CONNECT,
-)
+from paramiko.common import OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED, OPEN_FAILED_CONNECT_FAILED
 
 from edge.core.settings import settings
 from edge.core.trace import span
@@ -66,6 +61,10 @@ def _transport(sock: Any, **kwargs: Any) -> paramiko.Transport:
     options = transport.get_security_options()
     options.ciphers = cipher_preference(options.ciphers)
     return transport
+
+
+# What sshd answers a session it will not open: 2 past MaxSessions
+_REFUSED_CODES = (OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED, OPEN_FAILED_CONNECT_FAILED)
 
 
 class SSHTransport(Transport):
@@ -240,7 +239,7 @@ class SSHTransport(Transport):
         2, "connect failed"), on a connection still up. paramiko keeps one failure per
         connection, so a thread whose open failed beside another's gets a bare message."""
         if isinstance(exc, paramiko.ChannelException):
-            return exc.code in (OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED, OPEN_FAILED_CONNECT)
+            return exc.code in _REFUSED_CODES
         return transport.is_active() and str(exc) == "Unable to open channel."
 
     def run(
