@@ -193,6 +193,19 @@ class _Upload:
             os.close(self.rfd)
 
 
+def since_start() -> float:
+    """Seconds since this process began: since sshd forked it, so the login shell and
+    Python's start count too (a shell that runs one command execs it). 0.0 where /proc
+    does not say: the host then times a ping."""
+    try:
+        with open("/proc/self/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        began = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime
+        return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - began)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return 0.0
+
+
 def _remove(path: str) -> None:
     try:
         os.remove(path)
@@ -284,6 +297,7 @@ def receive(
         plan = store.plan(manifest, ranged_min)
         if say is None:
             raise AgentError("push-receive: nowhere to send the plan")
+        plan.agent_seconds = round(since_start(), 4)
         say(plan.to_dict())
         go = _line(inp, "go")
         pings = 0

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import posixpath
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -164,13 +165,17 @@ class AgentClient:
                 result = self.transport.run(argv, input=input, timeout=timeout)
         return self._decode(result, command)
 
-    def start_call(self, *args: str, input: bytes, timeout: float = 120) -> tuple[Any, Stream]:
+    def start_call(
+        self, *args: str, input: bytes, timeout: float = 120
+    ) -> tuple[Any, Stream, float]:
         """Start an agent command that keeps running after its first reply line: send
-        `input`, then return that line (decoded JSON) and the open stream, which the caller
-        writes on and finishes. A missing agent is installed first, as `call` does; an
-        error reply, or none, raises after the command ended."""
+        `input`, then return that line (decoded JSON), the open stream, which the caller
+        writes on and finishes, and the seconds from opening the stream to that line. A
+        missing agent is installed first, as `call` does; an error reply, or none, raises
+        after the command ended."""
         command = args[0] if args else ""
         for attempt in (1, 2):
+            opened = time.monotonic()
             stream = self.transport.open_stream(self.argv(*args))
             try:
                 try:
@@ -181,7 +186,7 @@ class AgentClient:
                 if line.endswith(b"\n"):
                     data = replies.parse(self.device.name, command, line.decode(errors="replace"))
                     if not (isinstance(data, dict) and "error" in data):
-                        return data, stream
+                        return data, stream, time.monotonic() - opened
             except BaseException:
                 stream.abort()
                 raise

@@ -9,39 +9,17 @@ from contextlib import contextmanager
 from types import TracebackType
 
 from edge.agent.client import AgentClient
-from edge.core.settings import settings
+from edge.agent.transports import open_transport
 from edge.fleet.devices import Device
-from edge.transport import LocalTransport, Transport
-
-
-def open_transport(device: Device, openssh: bool = False) -> Transport:
-    """The transport for a device: `local` runs subprocesses, the rest go over SSH.
-    `openssh`: a bulk transfer, whose commands ride the system `ssh` (EDGE_PUSH_VIA)."""
-    if device.is_local:
-        return LocalTransport(device.name)
-    from edge.fleet.inventory import known_hosts_path
-    from edge.transport import mux
-
-    endpoint = device.endpoint()
-    # With `edge mux start`, commands ride the multiplexer's warm connections: only one
-    # this user started, in a private directory, answered by a server of this uid.
-    if mux.running():
-        from edge.transport.muxtransport import MuxTransport
-
-        return MuxTransport(device.name, endpoint, known_hosts_path())
-    if openssh and settings().push_via in ("auto", "openssh"):
-        from edge.transport.openssh import OpenSSHTransport  # no paramiko until it is needed
-
-        return OpenSSHTransport(device.name, endpoint, known_hosts_path())
-    from edge.transport.ssh import SSHTransport
-
-    return SSHTransport(device.name, endpoint, known_hosts_path())
+from edge.transport import Transport
 
 
 @contextmanager
-def open_client(device: Device, openssh: bool = False) -> Iterator[AgentClient]:
-    """An AgentClient over a fresh transport, closed on exit."""
-    transport = open_transport(device, openssh)
+def open_client(
+    device: Device, openssh: bool = False, transport: Transport | None = None
+) -> Iterator[AgentClient]:
+    """An AgentClient over `transport` (else a fresh one), closed on exit."""
+    transport = transport or open_transport(device, openssh)
     try:
         yield AgentClient(device, transport)
     finally:

@@ -90,22 +90,28 @@ def fleet_probe(legacy: str | None, to: str | None, quick: bool, json_out: bool)
 
 def push(model: Path, to: str, calib: Path | None, parallel: int, json_out: bool) -> None:
     """`edge push`: a SavedModel (and calibration data) to devices; exit 1 if one failed."""
+    from contextlib import closing
+
+    from edge.agent.transports import EarlyTransports
     from edge.fleet.devices import resolve_targets
-    from edge.ops import push as push_lib
 
     devices = resolve_targets(to)
-    model = push_lib.check_saved_model(model)
     runs = []
-    for source, kind in ((model, "model"), (calib, "calib")):
-        if source is None:
-            continue
-        if json_out or output.quiet or not console.is_terminal:
-            runs.append(push_lib.push(source, devices, kind, None, parallel))
-        else:
-            from edge.views.progress import PushBars  # rich: only where bars are drawn
+    # the first devices log in while the push's own modules load (~30 ms of imports)
+    with closing(EarlyTransports(devices, parallel)) as early:
+        from edge.ops import push as push_lib
 
-            with PushBars(err_console) as bars:
-                runs.append(push_lib.push(source, devices, kind, bars, parallel))
+        model = push_lib.check_saved_model(model)
+        for source, kind in ((model, "model"), (calib, "calib")):
+            if source is None:
+                continue
+            if json_out or output.quiet or not console.is_terminal:
+                runs.append(push_lib.push(source, devices, kind, None, parallel, early))
+            else:
+                from edge.views.progress import PushBars  # rich: only where bars are drawn
+
+                with PushBars(err_console) as bars:
+                    runs.append(push_lib.push(source, devices, kind, bars, parallel, early))
     results = [r for run in runs for r in run.results]
     if json_out:
         print_json([r.to_dict() for r in results])

@@ -34,6 +34,7 @@ from device_agent.protocol_core import (
 from device_agent.trt_types import ENGINE_FILES
 from edge.agent.client import AgentClient
 from edge.agent.replies import check_plan, decode, malformed
+from edge.agent.transports import EarlyTransports
 from edge.core.errors import DeviceError, EdgeError, ModelError, UserError
 from edge.core.settings import settings
 from edge.core.trace import mark, span
@@ -191,7 +192,7 @@ def _plan(
         _check_paths(name, plan, "push-plan")
         return plan, None, channels
     # the first stream plans, then carries bytes: one command less per device
-    data, first = client.start_call(
+    data, first, waited = client.start_call(
         "push-receive", input=plan_header(manifest, ranged_min), timeout=120
     )
     try:
@@ -200,9 +201,11 @@ def _plan(
         _check_paths(name, plan, "push-receive")
         many = channels > 1 and plan.bytes_missing > 2 * STREAM_MIN_BYTES
         if many and not settings().push_channels:
-            rtt = round_trip(client, first)
+            rtt, how = plan_round_trip(transport, waited, plan), "plan"
+            if rtt is None:
+                rtt, how = round_trip(client, first), "ping"
             channels = channels_by_rtt(rtt, channels_for(transport, concurrent, MAX_STREAMS))
-            mark(f"round trip {rtt * 1000:.1f} ms: {channels} channels", name)
+            mark(f"round trip {rtt * 1000:.1f} ms ({how}): {channels} channels", name)
     except BaseException:
         first.abort()
         raise
@@ -327,6 +330,24 @@ RTT_PER_CHANNEL = SSHD_WINDOW / FILL_RATE
 MAX_STREAMS = 8  # a device's streams when the round trip asks for many
 
 
+# A round trip read off the plan's own wait is used from this long up; a shorter one may
+# be mostly the device's exec and the host's ssh start, so a ping times it (it then costs
+# less than this).
+PLAN_RTT_MIN_S = 0.020
+
+
+def plan_round_trip(transport: Transport, waited: float, plan: PushPlan) -> float | None:
+    """The round trip read off the planning stream: `waited` (stream open to plan) less
+    the agent's own time, over the transport's round trips to a first reply. None where
+    that is unknown or too short to trust (see PLAN_RTT_MIN_S): a ping times it."""
+    trips = transport.reply_round_trips
+    agent = plan.agent_seconds
+    if trips <= 0 or not (0.0 < agent < waited) or not math.isfinite(waited):
+        return None
+    rtt = (waited - agent) / trips
+    return rtt if rtt >= PLAN_RTT_MIN_S else None
+
+
 def channels_by_rtt(rtt: float, most: int) -> int:
     """Channels for a link with this round trip (seconds): the window rule, at most `most`."""
     return max(1, min(most, math.ceil(rtt / RTT_PER_CHANNEL - 0.05)))
@@ -378,8 +399,10 @@ def push(
     kind: str = "model",
     progress: PushProgress | None = None,
     max_parallel: int = 8,
+    early: EarlyTransports | None = None,
 ) -> GroupResult:
-    """Push `source` to every device concurrently (bounded); one PushResult per device."""
+    """Push `source` to every device concurrently (bounded); one PushResult per device.
+    `early`: transports whose connections began before this was called."""
     from edge.agent.sessions import open_client
 
     if settings().push_via not in ("auto", "openssh") and any(not d.is_local for d in devices):
@@ -401,7 +424,7 @@ def push(
     threading.Thread(target=hash_payload, name="hash payload", daemon=True).start()
 
     def work(device: Device) -> PushResult:
-        with open_client(device, openssh=True) as client:
+        with open_client(device, True, early.take(device) if early else None) as client:
             client.transport.prepare()
             payload = hashed.result()
             try:

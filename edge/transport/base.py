@@ -240,6 +240,10 @@ class ProcessStream(Stream):
 class Transport(abc.ABC):
     """Run argument lists (never shell strings) and copy files to one device."""
 
+    # The round trips from open_stream to the first line of a command that answers at
+    # once, where they are known (0: not known, and a push times a ping instead).
+    reply_round_trips = 0
+
     def __init__(self, device_name: str) -> None:
         self.device_name = device_name
 

@@ -122,12 +122,18 @@ class OpenSSHTransport(ParamikoFiles):
     (downloads, small files) and line streams are a paramiko SSHTransport's, connected
     only if they are used (and everything is, once the master cannot start)."""
 
+    # the master opens the channel (one round trip), then sends the command and its input
+    # without waiting for the exec's reply; the answer comes back: two in all
+    reply_round_trips = 2
+
     def __init__(
         self, device_name: str, endpoint: Endpoint, fleet_known_hosts: Path | None = None
     ) -> None:
         super().__init__(device_name, endpoint, fleet_known_hosts)
         self._dir: str | None = None
         self._master: subprocess.Popen[bytes] | None = None
+        self._ready = False  # the master has logged in (its control socket is there)
+        self._launched = 0.0
         self._failed = shutil.which("ssh") is None
 
     @property
@@ -140,20 +146,27 @@ class OpenSSHTransport(ParamikoFiles):
         return files + [f for f in self.endpoint.known_hosts_files if f not in files]
 
     def master(self) -> bool:
-        """Start the master connection once; False (paramiko from now on) if it fails."""
+        """Start the master connection once (or wait for the one `launch` began); False
+        (paramiko from now on) if it fails."""
         if self._failed:
             return False
-        if self._master is not None:
+        if self._ready:
+            assert self._master is not None
             if self._master.poll() is None:
                 return True
             raise TransportError(f"{self.device_name}: the SSH connection closed")
         with span("openssh master", self.device_name):
-            return self._start_master()
+            return (self._master is not None or self._launch()) and self._wait_master()
 
     def prepare(self) -> None:
         self.master()
 
-    def _start_master(self) -> bool:
+    def launch(self) -> None:
+        """Begin the master's login without waiting for it: the next command waits."""
+        if not self._failed and self._master is None:
+            self._launch()
+
+    def _launch(self) -> bool:
         self._dir = tempfile.mkdtemp(prefix="edge-ssh-")  # private (0700), short for a socket
         argv = master_argv(self.endpoint, self.control, self._known_hosts())
         log = open(Path(self._dir) / "log", "wb")
@@ -165,12 +178,18 @@ class OpenSSHTransport(ParamikoFiles):
             return self._give_up(f"cannot run ssh: {exc}")
         finally:
             log.close()
-        deadline = time.monotonic() + self.endpoint.connect_timeout + 5
+        self._launched = time.monotonic()
+        return True
+
+    def _wait_master(self) -> bool:
+        assert self._master is not None and self._dir is not None
+        deadline = self._launched + self.endpoint.connect_timeout + 5
         while not self.control.exists():
             if self._master.poll() is not None or time.monotonic() > deadline:
                 why = (Path(self._dir) / "log").read_text(errors="replace").strip()
                 return self._give_up(why or "the master connection did not start")
             time.sleep(0.002)  # ssh makes the socket once it has logged in
+        self._ready = True
         return True
 
     def _give_up(self, why: str) -> bool:
@@ -242,6 +261,7 @@ class OpenSSHTransport(ParamikoFiles):
             if self._master.poll() is None:
                 stop_master(self._master)
         self._master = None
+        self._ready = False
         if self._dir:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
