@@ -160,7 +160,8 @@ class PushPlan(JsonMixin):
     store_dir: str = ""
     model_path: Optional[str] = None  # set when the tree is already materialized
     prepared: bool = False  # `.partial` files and range records were created by the plan
-    # push-receive's plan: seconds from the agent's start to this answer (see round_trip)
+    # push-receive's plan: seconds since sshd started the agent (the host takes them out
+    # of its wait for this answer to learn the round trip)
     agent_seconds: float = 0.0
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from edge.core.errors import UserError
 from edge.core.settings import settings
 from edge.fleet.devices import Device
 from edge.transport import LocalTransport, Transport
@@ -43,16 +44,25 @@ class EarlyTransports:
 
     def __init__(self, devices: Sequence[Device], count: int) -> None:
         self._taken: dict[str, Transport] = {}
-        for device in devices[: max(0, count)]:
-            if device.is_local or device.name in self._taken:
-                continue
+        try:
+            for device in devices[: max(0, count)]:
+                if not device.is_local and device.name not in self._taken:
+                    self._begin(device)
+        except BaseException:
+            self.close()
+            raise
+
+    def _begin(self, device: Device) -> None:
+        try:
             transport = open_transport(device, openssh=True)
-            launch = getattr(transport, "launch", None)
-            if launch is None:  # paramiko or the multiplexer: nothing to begin early
-                transport.close()
-                continue
-            self._taken[device.name] = transport
-            launch()
+        except UserError:  # its own push opens it again and reports it, for this device
+            return
+        launch = getattr(transport, "launch", None)
+        if launch is None:  # paramiko or the multiplexer: nothing to begin early
+            transport.close()
+            return
+        self._taken[device.name] = transport
+        launch()
 
     def take(self, device: Device) -> Transport | None:
         """This device's early transport, once (None: open one as usual)."""

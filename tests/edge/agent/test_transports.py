@@ -106,3 +106,23 @@ def test_local_devices_and_other_transports_begin_nothing(
     local = Device(name="local", host="localhost", python=sys.executable, root=str(tmp_path))
     with closing(EarlyTransports([local, _device("d1", tmp_path, device_python)], 8)) as early:
         assert early._taken == {}
+
+
+def test_a_device_whose_endpoint_fails_is_left_to_its_own_push(
+    ssh_env: SshFleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device_python: Path
+) -> None:
+    """One bad device must not stop the others' early logins (nor the push: its own
+    open reports the error in its row)."""
+    from edge.core.errors import UserError
+
+    real = Device.endpoint
+
+    def endpoint(self: Device) -> Any:
+        if self.name == "bad":
+            raise UserError("bad: no such host", "fix it")
+        return real(self)
+
+    monkeypatch.setattr(Device, "endpoint", endpoint)
+    devices = [_device("bad", tmp_path, device_python), _device("d1", tmp_path, device_python)]
+    with closing(EarlyTransports(devices, 8)) as early:
+        assert list(early._taken) == ["d1"]
