@@ -74,10 +74,11 @@ class SshServer:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def known_hosts_line(self) -> str:
-        """`[host]:port ssh-ed25519 AAAA...` for a known_hosts file."""
+    def known_hosts_line(self, host: str | None = None, port: int | None = None) -> str:
+        """`[host]:port ssh-ed25519 AAAA...` for a known_hosts file; `host` and `port`
+        name it at another address (a proxy in front of it)."""
         keytype, blob = self.host_key_pub.split()[:2]
-        return f"[{self.host}]:{self.port} {keytype} {blob}"
+        return f"[{host or self.host}]:{port or self.port} {keytype} {blob}"
 
     def log_tail(self, lines: int = 30) -> str:
         return sshd.log_tail(self.log_path, lines)

@@ -57,9 +57,8 @@ def slow_link(
     """d1 behind a proxy (no delay until the test sets one)."""
     d1 = ssh_env["d1"]
     with TcpProxy(d1.host, d1.port) as proxy:
-        line = d1.known_hosts_line().replace(f"[{d1.host}]:{d1.port}", f"[127.0.0.1]:{proxy.port}")
         known = tmp_path / "known_hosts"
-        known.write_text(line + "\n")
+        known.write_text(d1.known_hosts_line("127.0.0.1", proxy.port) + "\n")
         monkeypatch.setenv("EDGE_KNOWN_HOSTS", str(known))
         monkeypatch.delenv("EDGE_PUSH_CHANNELS", raising=False)
         device = Device(

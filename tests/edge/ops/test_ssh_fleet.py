@@ -194,12 +194,7 @@ def test_link_cut_during_a_job_then_result_collected(
     server = ssh_env["d1"]
     with TcpProxy(server.host, server.port) as proxy:
         known = tmp_path / "known_hosts"
-        known.write_text(
-            server.known_hosts_line().replace(
-                f"[{server.host}]:{server.port}", f"[127.0.0.1]:{proxy.port}"
-            )
-            + "\n"
-        )
+        known.write_text(server.known_hosts_line("127.0.0.1", proxy.port) + "\n")
         monkeypatch.setenv("EDGE_KNOWN_HOSTS", str(known))
         monkeypatch.setenv("EDGE_RECONNECT_TRIES", "10")
         wifi = Device(

@@ -47,10 +47,7 @@ def tree_hashes(root: Path) -> dict[str, str]:
 
 def proxied_known_hosts(server: SshServer, proxy: TcpProxy, path: Path, extra: str = "") -> Path:
     """A known_hosts that names the server by the proxy's address."""
-    line = server.known_hosts_line().replace(
-        f"[{server.host}]:{server.port}", f"[127.0.0.1]:{proxy.port}"
-    )
-    path.write_text(line + "\n" + extra)
+    path.write_text(server.known_hosts_line("127.0.0.1", proxy.port) + "\n" + extra)
     return path
 
 
