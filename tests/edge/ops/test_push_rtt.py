@@ -44,6 +44,10 @@ def test_the_round_trip_is_the_wait_less_the_agent_over_the_transports_trips() -
         (2, 0.05, 0.06),  # an agent that says it took longer than the wait
         (2, 0.05 + 2 * PLAN_RTT_MIN_S * 0.9, 0.05),  # too short to tell from the exec
         (2, float("nan"), 0.05),
+        # what a hostile or broken device may say (JSON decodes NaN and Infinity)
+        (2, 0.5, float("nan")),
+        (2, 0.5, float("inf")),
+        (2, 0.5, -1.0),
     ],
 )
 def test_a_ping_times_what_the_plan_cannot(trips: int, waited: float, agent: float) -> None:
