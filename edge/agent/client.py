@@ -166,13 +166,18 @@ class AgentClient:
         return self._decode(result, command)
 
     def start_call(
-        self, *args: str, input: bytes, timeout: float = 120
+        self,
+        *args: str,
+        input: bytes,
+        timeout: float = 120,
+        beside: Callable[[], object] | None = None,
     ) -> tuple[Any, Stream, float]:
         """Start an agent command that keeps running after its first reply line: send
         `input`, then return that line (decoded JSON), the open stream, which the caller
         writes on and finishes, and the seconds from opening the stream to that line. A
         missing agent is installed first, as `call` does; an error reply, or none, raises
-        after the command ended."""
+        after the command ended. `beside` runs once the input is sent, before the wait
+        (again after an install: what it opened before would have found no agent)."""
         command = args[0] if args else ""
         for attempt in (1, 2):
             opened = time.monotonic()
@@ -182,6 +187,8 @@ class AgentClient:
                     stream.write(input)
                 except BrokenPipeError:  # the command ended early: its output says why
                     pass
+                if beside is not None:
+                    beside()
                 line = stream.read_line(replies.MAX_REPLY_CHARS, timeout)
                 if line.endswith(b"\n"):
                     data = replies.parse(self.device.name, command, line.decode(errors="replace"))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -41,8 +40,22 @@ from edge.core.trace import mark, span
 from edge.fleet.devices import Device
 from edge.fleet.group import GroupResult, fan_out
 from edge.ops.hashcache import HashCache
-from edge.ops.push_stream import STREAM_MIN_BYTES, plan_header, round_trip, send_streams, split
-from edge.transport import LocalTransport, RangeTask, Transport
+from edge.ops.push_links import (
+    MAX_STREAMS,
+    channels_by_rtt,
+    channels_for,
+    plan_round_trip,
+    spare_streams,
+)
+from edge.ops.push_stream import (
+    STREAM_MIN_BYTES,
+    Spares,
+    plan_header,
+    round_trip,
+    send_streams,
+    split,
+)
+from edge.transport import RangeTask, Transport
 from edge.transport.base import Stream
 from edge.transport.deadlink import DeadLinkError
 
@@ -117,12 +130,26 @@ def push_to(
 ) -> PushResult:
     """Push one payload to one device over an open client (`concurrent`: how many
     devices are being pushed at the same time)."""
+    spares = Spares(client, 0)
+    try:
+        return _push_to(client, payload, progress, concurrent, spares)
+    finally:
+        spares.close()
+
+
+def _push_to(
+    client: AgentClient,
+    payload: Payload,
+    progress: PushProgress | None,
+    concurrent: int,
+    spares: Spares,
+) -> PushResult:
     started = time.monotonic()
     name = client.device.name
     manifest = payload.manifest
     transport: Transport = client.transport
     with span("push-plan", name):
-        plan, first, channels = _plan(client, manifest, transport, concurrent)
+        plan, first, channels = _plan(client, manifest, transport, concurrent, spares)
     by_sha: dict[str, str] = {}
     for entry in manifest.entries:
         by_sha.setdefault(entry.sha256, entry.path)
@@ -141,7 +168,7 @@ def push_to(
             else:
                 received = send_streams(
                     client, manifest, plan, lambda sha: payload.local_file(by_sha[sha]),
-                    channels, advance, first,
+                    channels, advance, first, spares,
                 )  # fmt: skip
                 if received.problems:
                     raise DeviceError(
@@ -174,11 +201,12 @@ def push_to(
 
 
 def _plan(
-    client: AgentClient, manifest: Manifest, transport: Transport, concurrent: int
+    client: AgentClient, manifest: Manifest, transport: Transport, concurrent: int, spares: Spares
 ) -> tuple[PushPlan, Stream | None, int]:
     """The device's push plan, the stream that asked for it (None on the paths that plan
     with a command of its own) and how many channels to use (the window rule on the
-    measured round trip, unless EDGE_PUSH_CHANNELS fixes it)."""
+    measured round trip, unless EDGE_PUSH_CHANNELS fixes it). On a link whose login took
+    long, `spares` opens streams beside the planning one."""
     name = client.device.name
     channels = channels_for(transport, concurrent)
     ranged_min = PARALLEL_MIN if channels > 1 else manifest.total_bytes() + 1
@@ -192,9 +220,11 @@ def _plan(
         _check_paths(name, plan, "push-plan")
         return plan, None, channels
     # the first stream plans, then carries bytes: one command less per device
+    spares.count = spare_streams(transport, manifest, concurrent)
     data, first, waited = client.start_call(
-        "push-receive", input=plan_header(manifest, ranged_min), timeout=120
-    )
+        "push-receive", input=plan_header(manifest, ranged_min), timeout=120,
+        beside=spares.open if spares.count else None,
+    )  # fmt: skip
     try:
         plan = decode(name, "push-receive", PushPlan, data)
         check_plan(name, plan, manifest, "push-receive")
@@ -205,7 +235,10 @@ def _plan(
             if rtt is None:
                 rtt, how = round_trip(client, first), "ping"
             channels = channels_by_rtt(rtt, channels_for(transport, concurrent, MAX_STREAMS))
-            mark(f"round trip {rtt * 1000:.1f} ms ({how}): {channels} channels", name)
+            mark(
+                f"round trip {rtt * 1000:.1f} ms ({how}): {channels} channels, "
+                f"{spares.count} opened beside the plan", name,
+            )  # fmt: skip
     except BaseException:
         first.abort()
         raise
@@ -316,56 +349,6 @@ class _SidecarSaver:
                 self._save()
             except EdgeError:  # the link is gone: the last record on the device stands
                 pass
-
-
-CHANNEL_BUDGET = 8  # SFTP channels across all devices pushed at once
-# sshd lets 2 MiB be in flight per channel (CHAN_SES_WINDOW_DEFAULT), so one channel
-# carries at most 2 MiB per round trip: a channel for each RTT_PER_CHANNEL of round trip
-# keeps FILL_RATE going (one channel up to ~8 ms, six at 50 ms).
-SSHD_WINDOW = 2 << 20
-# 2 Gbit/s: twice a board's gigabit port, as a window is not kept full (measured here,
-# 4 channels at 51 ms RTT carried 55% of 4 windows per round trip)
-FILL_RATE = 250e6  # bytes/s
-RTT_PER_CHANNEL = SSHD_WINDOW / FILL_RATE
-MAX_STREAMS = 8  # a device's streams when the round trip asks for many
-
-
-# A round trip read off the plan's own wait is used from this long up; a shorter one may
-# be mostly the device's exec and the host's ssh start, so a ping times it (it then costs
-# less than this).
-PLAN_RTT_MIN_S = 0.020
-
-
-def plan_round_trip(transport: Transport, waited: float, plan: PushPlan) -> float | None:
-    """The round trip read off the planning stream: `waited` (stream open to plan) less
-    the agent's own time, over the transport's round trips to a first reply. None where
-    that is unknown or too short to trust (see PLAN_RTT_MIN_S): a ping times it."""
-    trips = transport.reply_round_trips
-    agent = plan.agent_seconds
-    if trips <= 0 or not (0.0 < agent < waited) or not math.isfinite(waited):
-        return None
-    rtt = (waited - agent) / trips
-    return rtt if rtt >= PLAN_RTT_MIN_S else None
-
-
-def channels_by_rtt(rtt: float, most: int) -> int:
-    """Channels for a link with this round trip (seconds): the window rule, at most `most`."""
-    return max(1, min(most, math.ceil(rtt / RTT_PER_CHANNEL - 0.05)))
-
-
-def channels_for(transport: Transport, devices: int = 1, most: int = 4) -> int:
-    """Channels for one device: EDGE_PUSH_CHANNELS when set; else `most`, shared out of a
-    budget of 8 when several devices are pushed at once (the stream path then takes as
-    many as the window rule asks, up to that). Parallel channels beat the window limit
-    of a long link; across many devices the links are already kept busy, and more
-    channels only cost client CPU (measured: 16 devices, 4 channels each, ran ~15%
-    slower than 1 each)."""
-    if isinstance(transport, LocalTransport):
-        return 1
-    fixed = settings().push_channels
-    if fixed:
-        return fixed
-    return max(1, min(most, CHANNEL_BUDGET // max(1, devices)))
 
 
 @dataclass

@@ -98,6 +98,41 @@ class _Refused(Exception):
         self.taken, self.counted = taken, counted  # counted: bytes shown as sent
 
 
+class Spares:
+    """Streams into `push-receive` opened beside the planning one, before its plan: on a
+    long link their agents start while the device plans. Each waits for its header, and
+    `send_streams` takes them before it opens any; what the plan does not need is closed
+    unused."""
+
+    def __init__(self, client: AgentClient, count: int) -> None:
+        self.client, self.count = client, count
+        self.streams: list[Stream] = []
+        self.lock = threading.Lock()
+
+    def open(self) -> None:
+        """Open `count` streams, closing any opened before (whose agent may have been
+        missing: see AgentClient.start_call)."""
+        self.close()
+        for _ in range(self.count):
+            try:
+                stream = self.client.transport.open_stream(self.client.argv("push-receive"))
+            except SessionRefused:  # the streams opened later get refused the same way
+                break
+            with self.lock:
+                self.streams.append(stream)
+
+    def take(self) -> Stream | None:
+        with self.lock:
+            return self.streams.pop() if self.streams else None
+
+    def close(self, keep: int = 0) -> None:
+        """Close all but `keep` of the streams not taken."""
+        with self.lock:
+            self.streams, gone = self.streams[:keep], self.streams[keep:]
+        for stream in gone:
+            stream.abort()
+
+
 def plan_header(manifest: Manifest, ranged_min: int | None) -> bytes:
     """The header of a push's first stream: the device plans, then receives."""
     return _line({"manifest": manifest.to_dict(), "plan": {"ranged_min": ranged_min}})
@@ -129,13 +164,17 @@ def send_streams(
     channels: int,
     progress: Callable[[int], None] | None = None,
     first: Stream | None = None,
+    spares: Spares | None = None,
 ) -> PushReceived:
     """Send every missing byte of `plan` over up to `channels` streams; what the device
     wrote and verified, summed over the streams. `first`: the stream that made the plan
-    (`plan_header`), waiting for its go line; it carries bytes too."""
+    (`plan_header`), waiting for its go line; it carries bytes too. `spares`: streams
+    opened beside it, taken before any is opened (the caller closes what is left)."""
     todo = pieces(plan, local_for)
     nbytes = sum(p.end - p.start for p in todo)
     n = max(1, min(channels, len(todo), -(-nbytes // STREAM_MIN_BYTES)))
+    if spares is not None:
+        spares.close(keep=n - 1)
     options = {"record_every": RECORD_EVERY_S, "commit": n == 1}
     header = _line(
         {"manifest": manifest.to_dict(), "blobs": [need.sha256 for need in plan.missing], **options}
@@ -170,8 +209,10 @@ def send_streams(
         try:
             then: Callable[[Stream], None] | None = None
             if stream is None:
+                stream = spares.take() if spares is not None else None
                 try:
-                    stream = client.transport.open_stream(client.argv("push-receive"))
+                    if stream is None:
+                        stream = client.transport.open_stream(client.argv("push-receive"))
                 except SessionRefused:
                     return  # it took nothing: the others send it all
                 start = header

@@ -247,6 +247,11 @@ class Transport(abc.ABC):
     def __init__(self, device_name: str) -> None:
         self.device_name = device_name
 
+    def login_round_trip(self) -> float | None:
+        """A round trip guessed from how long the login took, before any command ran;
+        None where the transport cannot tell (a push then opens no stream early)."""
+        return None
+
     @abc.abstractmethod
     def run(
         self, argv: Sequence[str], input: bytes | None = None, timeout: float | None = None

@@ -55,6 +55,10 @@ SESSION_REFUSED = "Session open refused"
 # Measured on OpenSSH 9.2: the first command on a new master 50 ms -> 8 ms. It takes one
 # of sshd's MaxSessions (10 by default); a push opens at most 8 (push.MAX_STREAMS).
 HOLD = "exec cat >/dev/null"
+# The round trips of a master's login: TCP's handshake, the version lines, KEXINIT, the
+# key exchange, NEWKEYS with the service request, then userauth "none", the public key's
+# query and its signature. Measured: 0.40 s at 50 ms RTT, 0.06 s on loopback.
+LOGIN_ROUND_TRIPS = 8
 
 
 def _quoted(path: str) -> str:
@@ -134,6 +138,8 @@ class OpenSSHTransport(ParamikoFiles):
         self._master: subprocess.Popen[bytes] | None = None
         self._ready = False  # the master has logged in (its control socket is there)
         self._launched = 0.0
+        self._launched_ns = 0  # wall clock: the control socket's mtime says when it came
+        self._login_s: float | None = None
         self._failed = shutil.which("ssh") is None
 
     @property
@@ -179,6 +185,7 @@ class OpenSSHTransport(ParamikoFiles):
         finally:
             log.close()
         self._launched = time.monotonic()
+        self._launched_ns = time.time_ns()
         return True
 
     def _wait_master(self) -> bool:
@@ -190,7 +197,15 @@ class OpenSSHTransport(ParamikoFiles):
                 return self._give_up(why or "the master connection did not start")
             time.sleep(0.002)  # ssh makes the socket once it has logged in
         self._ready = True
+        try:  # when the socket was made, not when this looked (that may be much later)
+            login = (self.control.stat().st_mtime_ns - self._launched_ns) / 1e9
+            self._login_s = login if 0 < login < self.endpoint.connect_timeout + 5 else None
+        except OSError:
+            self._login_s = None
         return True
+
+    def login_round_trip(self) -> float | None:
+        return None if self._login_s is None else self._login_s / LOGIN_ROUND_TRIPS
 
     def _give_up(self, why: str) -> bool:
         _log.debug("%s: OpenSSH master failed, using paramiko: %s", self.device_name, why)

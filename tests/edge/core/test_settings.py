@@ -138,7 +138,7 @@ def test_flags(clean_env: pytest.MonkeyPatch, value: str, expected: bool) -> Non
 
 
 def test_push_channels_reach_the_push(clean_env: pytest.MonkeyPatch) -> None:
-    from edge.ops.push import channels_for
+    from edge.ops.push_links import channels_for
     from edge.transport.ssh import SSHTransport
     from edge.transport.ssh_config import Endpoint
 

@@ -7,7 +7,8 @@ import tracemalloc
 from pathlib import Path
 
 from device_agent.protocol_core import PUSH_FRAME
-from edge.ops.push_stream import FRAME_BUF, FRAME_BYTES, Piece, _send
+from edge.ops.push_stream import FRAME_BUF, FRAME_BYTES, Piece, Spares, _send
+from edge.transport.base import SessionRefused
 
 
 class _Collect:
@@ -65,3 +66,58 @@ def test_a_streams_frames_reuse_one_buffer(tmp_path: Path) -> None:
     finally:
         tracemalloc.stop()
     assert peak < 64 << 10
+
+
+class _Opened:
+    """A Stream that only knows whether it was aborted."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.argv, self.aborted = argv, False
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+class _Transport:
+    def __init__(self, refuse_after: int | None = None) -> None:
+        self.opened: list[_Opened] = []
+        self.refuse_after = refuse_after
+
+    def open_stream(self, argv: list[str]) -> _Opened:
+        if self.refuse_after is not None and len(self.opened) >= self.refuse_after:
+            raise SessionRefused("d1")
+        self.opened.append(_Opened(argv))
+        return self.opened[-1]
+
+
+class _Client:
+    def __init__(self, transport: _Transport) -> None:
+        self.transport = transport
+
+    def argv(self, *args: str) -> list[str]:
+        return ["agent", *args]
+
+
+def test_spares_open_again_after_an_install_and_close_what_is_not_taken() -> None:
+    transport = _Transport()
+    spares = Spares(_Client(transport), 3)  # type: ignore[arg-type]
+    spares.open()
+    before = list(transport.opened)
+    spares.open()  # the agent was installed meanwhile: the first ones found none
+    assert len(transport.opened) == 6 and all(s.aborted for s in before)
+    assert all(s.argv == ["agent", "push-receive"] for s in transport.opened)
+    taken = spares.take()
+    assert taken is transport.opened[5] and not taken.aborted
+    spares.close(keep=1)  # the plan wants one more stream than the planning one
+    assert [s.aborted for s in transport.opened[3:]] == [False, True, False]
+    assert spares.take() is transport.opened[3] and spares.take() is None
+    spares.close()
+    assert not transport.opened[3].aborted  # taken streams are their taker's to end
+
+
+def test_spares_stop_opening_where_sshd_refuses_a_session() -> None:
+    transport = _Transport(refuse_after=2)
+    spares = Spares(_Client(transport), 5)  # type: ignore[arg-type]
+    spares.open()
+    assert len(transport.opened) == 2
+    assert spares.take() is not None and spares.take() is not None and spares.take() is None
