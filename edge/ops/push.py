@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from device_agent.manifest import build_manifest, gaps
 from device_agent.protocol_core import (
@@ -56,7 +56,7 @@ from edge.ops.push_stream import (
     split,
 )
 from edge.transport import RangeTask, Transport
-from edge.transport.base import Stream
+from edge.transport.base import SessionRefused, Stream
 from edge.transport.deadlink import DeadLinkError
 
 
@@ -221,10 +221,19 @@ def _plan(
         return plan, None, channels
     # the first stream plans, then carries bytes: one command less per device
     spares.count = spare_streams(transport, manifest, concurrent)
-    data, first, waited = client.start_call(
-        "push-receive", input=plan_header(manifest, ranged_min), timeout=120,
-        beside=spares.open if spares.count else None,
-    )  # fmt: skip
+    header = plan_header(manifest, ranged_min)
+    try:
+        data, first, waited = client.start_call(
+            "push-receive", input=header, timeout=120, beside=spares.open if spares.count else None
+        )
+    except SessionRefused:
+        if not spares.count:
+            raise
+        # on a board that allows fewer sessions than sshd's 10, a spare's channel may have
+        # taken the planning stream's: plan alone (the others then open as needed)
+        spares.close()
+        spares.count = 0
+        data, first, waited = _plan_alone(client, header, transport.login_round_trip() or 0.0)
     try:
         plan = decode(name, "push-receive", PushPlan, data)
         check_plan(name, plan, manifest, "push-receive")
@@ -243,6 +252,22 @@ def _plan(
         first.abort()
         raise
     return plan, first, channels
+
+
+def _plan_alone(client: AgentClient, header: bytes, rtt: float) -> tuple[Any, Stream, float]:
+    """The planning stream again, once the device has seen the spares close (their
+    sessions are free a round trip after), waiting twice as long after each refusal."""
+    for attempt in range(PLAN_ALONE_TRIES):
+        time.sleep(max(2 * rtt, 0.01) * 2**attempt)
+        try:
+            return client.start_call("push-receive", input=header, timeout=120)
+        except SessionRefused:
+            if attempt == PLAN_ALONE_TRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+PLAN_ALONE_TRIES = 4
 
 
 def _commit_only(client: AgentClient, first: Stream, plan: PushPlan) -> PushCommit | None:

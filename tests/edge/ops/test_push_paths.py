@@ -156,26 +156,32 @@ def test_a_push_of_several_streams_commits_on_its_planning_stream(
     assert _tree_hashes(Path(str(result.model_path))) == _tree_hashes(src)
 
 
-@pytest.mark.parametrize("via", ["openssh", "paramiko"])
+@pytest.mark.parametrize(("via", "delay_ms"), [("openssh", 0), ("paramiko", 0), ("openssh", 25)])
 def test_a_push_wider_than_sshds_max_sessions_sends_all_on_the_sessions_it_gets(
     ssh_env: SshFleet,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     device_python: Path,
     via: str,
+    delay_ms: int,
 ) -> None:
     """A board's sshd allows 10 sessions per connection (some fewer): streams it refuses
-    leave their pieces to the others, and the push is whole."""
+    leave their pieces to the others, and the push is whole. Over a 50 ms link, the
+    streams opened beside the plan are the ones refused."""
     import sshfleet
+    from tcpproxy import TcpProxy
 
     from edge.ops.push import push
 
     monkeypatch.setitem(sshfleet.SSHD_SETTINGS, "MaxSessions", "3")
     server = sshfleet.SshServer("limited", tmp_path / "srv", ssh_env.authorized_keys_path)
     server.start()
+    proxy = TcpProxy(server.host, server.port).start()
+    host, port = ("127.0.0.1", proxy.port) if delay_ms else (server.host, server.port)
     try:
         known = tmp_path / "known_hosts"
-        known.write_text(ssh_env.known_hosts_path.read_text() + server.known_hosts_line() + "\n")
+        line = server.known_hosts_line(host, port)
+        known.write_text(ssh_env.known_hosts_path.read_text() + line + "\n")
         monkeypatch.setenv("EDGE_KNOWN_HOSTS", str(known))
         monkeypatch.setenv("EDGE_PUSH_VIA", via)
         monkeypatch.setenv("EDGE_PUSH_CHANNELS", "6")
@@ -183,12 +189,13 @@ def test_a_push_wider_than_sshds_max_sessions_sends_all_on_the_sessions_it_gets(
         src.mkdir()
         (src / "saved_model.pb").write_bytes(os.urandom(1000))
         device = Device(
-            name="limited", host=server.host, port=server.port, user=server.user,
+            name="limited", host=host, port=port, user=server.user,
             key=str(ssh_env.client_key_path), python=str(device_python),
             root=str(tmp_path / "root"),
         )  # fmt: skip
         (installed,) = push(src, [device]).results  # installs the agent
         assert installed.status == "succeeded", installed.error
+        proxy.delay_ms = delay_ms
         (src / "big.bin").write_bytes(os.urandom(48 << 20))  # 6 ranged pieces
         refused: list[str] = []
         real = SessionRefused.__init__
@@ -203,6 +210,7 @@ def test_a_push_wider_than_sshds_max_sessions_sends_all_on_the_sessions_it_gets(
         assert _tree_hashes(Path(str(result.model_path))) == _tree_hashes(src)
         assert refused and set(refused) == {"limited"}  # some streams were refused
     finally:
+        proxy.stop()
         server.stop()
 
 

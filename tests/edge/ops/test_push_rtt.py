@@ -24,6 +24,7 @@ from edge.fleet.devices import Device
 from edge.ops.push import PushResult, push
 from edge.ops.push_links import PLAN_RTT_MIN_S, SPARE_RTT_MIN_S, plan_round_trip
 from edge.ops.push_stream import RANGE_BYTES
+from edge.transport.base import SessionRefused
 from edge.transport.openssh import LOGIN_ROUND_TRIPS, OpenSSHTransport
 
 
@@ -227,3 +228,31 @@ def test_a_long_links_re_push_closes_the_streams_it_did_not_need(
     assert again.status == "succeeded", again.error
     assert again.bytes_sent == 0 and again.tree_digest == first.tree_digest
     assert len(opened) > 1  # spares were opened, then closed unused
+
+
+class _RefusingClient:
+    """start_call refuses `refusals` times (sessions still held by closed spares)."""
+
+    def __init__(self, refusals: int) -> None:
+        self.refusals, self.calls = refusals, 0
+
+    def start_call(self, *args: str, input: bytes, timeout: float) -> tuple[Any, Any, float]:
+        self.calls += 1
+        if self.calls <= self.refusals:
+            raise SessionRefused("d1")
+        return {"plan": True}, "stream", 0.1
+
+
+def test_a_planning_stream_refused_for_its_spares_tries_again_once_they_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(edge.ops.push.time, "sleep", slept.append)
+    client = _RefusingClient(2)
+    got = edge.ops.push._plan_alone(client, b"{}\n", 0.05)  # type: ignore[arg-type]
+    assert got == ({"plan": True}, "stream", 0.1) and client.calls == 3
+    assert slept == pytest.approx([0.1, 0.2, 0.4])  # a round trip twice, then doubled
+    stubborn = _RefusingClient(edge.ops.push.PLAN_ALONE_TRIES)
+    with pytest.raises(SessionRefused):
+        edge.ops.push._plan_alone(stubborn, b"{}\n", 0.05)  # type: ignore[arg-type]
+    assert stubborn.calls == edge.ops.push.PLAN_ALONE_TRIES
