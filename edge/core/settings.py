@@ -170,7 +170,7 @@ class Settings:
         "EDGE_PUSH_CHANNELS",
         None,
         _whole(1, 64),
-        "by the round trip (one per 8 ms, up to 8), out of 8 shared when several devices "
+        "by the round trip (one per 7 ms, up to 8), out of 8 shared when several devices "
         "push at once; 4 on the SFTP path",
         "Channels (streams) per device for a push (1 to 64).",
     )

@@ -19,10 +19,13 @@ SSHD_WINDOW = 2 << 20
 # 2.4 Gbit/s: over twice a board's gigabit port, as a window is not kept full (measured
 # here, 4 channels at 51 ms RTT carried 55% of 4 windows per round trip). With the
 # streams opened beside the plan, 8 channels at 50 ms beat 7 (the push bench's case 2,
-# one run of 7 each: median 1.72 s against 1.93 s; 9 channels, 1.76 s).
+# 7 pushes each in one loop: median 1.72 s against 1.93 s).
 FILL_RATE = 300e6  # bytes/s
 RTT_PER_CHANNEL = SSHD_WINDOW / FILL_RATE
-MAX_STREAMS = 8  # a device's streams when the round trip asks for many
+# A device's streams when the round trip asks for many: at 50 ms, 12 and 16 (all opened
+# beside the plan) took 1.85 and 1.94 s against 1.67 s for 8, each agent's start taking
+# the CPU the others need.
+MAX_STREAMS = 8
 
 
 # A round trip read off the plan's own wait is used from this long up; a shorter one may
