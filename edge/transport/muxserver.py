@@ -262,15 +262,16 @@ def serve(idle: float = IDLE_SECONDS, client_timeout: float = CLIENT_TIMEOUT) ->
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
-        for t, _ in server.pool.values():
-            t.close()
+        # the socket goes before the record: whoever sees no record finds no socket
         server.server_close()
-        muxdir.remove_record(d, os.getpid())
         try:
             if os.lstat(path).st_ino == bound:  # not a newer multiplexer's socket
                 path.unlink()
         except OSError:
             pass
+        muxdir.remove_record(d, os.getpid())
+        for t, _ in server.pool.values():
+            t.close()
 
 
 if __name__ == "__main__":
