@@ -53,7 +53,8 @@ SESSION_REFUSED = "Session open refused"
 # delayed ACK, because a master that opens nothing has nothing to say after the login.
 # Opening a session at once, as scp's own connection does, keeps the exchange going.
 # Measured on OpenSSH 9.2: the first command on a new master 50 ms -> 8 ms. It takes one
-# of sshd's MaxSessions (10 by default); a push opens at most 8 (push.MAX_STREAMS).
+# of sshd's MaxSessions (10 by default); a push opens at most 8, those opened beside its
+# plan included (push_links.MAX_STREAMS).
 HOLD = "exec cat >/dev/null"
 # The round trips of a master's login: TCP's handshake, the version lines, KEXINIT, the
 # key exchange, NEWKEYS with the service request, then userauth "none", the public key's
