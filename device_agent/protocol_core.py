@@ -163,6 +163,9 @@ class PushPlan(JsonMixin):
     # push-receive's plan: seconds since sshd started the agent (the host takes them out
     # of its wait for this answer to learn the round trip)
     agent_seconds: float = 0.0
+    # push-receive's plan: the first bytes the header sent before it, written (`missing`
+    # already asks only for the rest of that blob)
+    eager_bytes: int = 0
 
 
 @dataclass

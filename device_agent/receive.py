@@ -22,28 +22,34 @@ import fcntl
 import hashlib
 import json
 import os
-import stat
 import time
 from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 
 from .durable import atomic_write, fsync_dir
 from .errors import AgentError
 from .manifest import gaps, manifest_from_json, validate_manifest
-from .protocol_core import PUSH_COMMIT_INDEX, ManifestEntry, PushReceived
+from .protocol_core import PUSH_COMMIT_INDEX, Manifest, ManifestEntry, PushPlan, PushReceived
 from .protocol_core import PUSH_FRAME as FRAME
 from .store import RANGES_SUFFIX, BlobStore, file_mode, is_same_file
+from .stream_io import (
+    options,
+    read_exact,
+    read_into,
+    read_line,
+    since_start,
+    skip,
+    widen_pipe,
+)
 
 MAX_FRAME = 16 << 20
-MAX_HEADER = 64 << 20
-RECORD_EVERY_S = 1.0
 MAX_PINGS = 8
+MAX_EAGER = 4 << 20  # bytes a header may send before its plan
 READ = 1 << 20
 # A frame is read and written in pieces of one reused buffer: a fresh 1 MiB object per
 # frame, filled over many pipe reads and copied out cold, cost the agent twice the system
 # time in a 16-device fan-out.
 PIECE = 256 << 10
 WRITE_BEHIND = 8 << 20  # bytes written between starts of their writeback
-PIPE_BYTES = 1 << 20  # Linux's default cap for an unprivileged F_SETPIPE_SZ
 
 
 class _Upload:
@@ -193,73 +199,10 @@ class _Upload:
             os.close(self.rfd)
 
 
-def since_start() -> float:
-    """Seconds since this process began: since sshd forked it, so the login shell and
-    Python's start count too (a shell that runs one command execs it). 0.0 where /proc
-    does not say: the host then times a ping."""
-    try:
-        with open("/proc/self/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        began = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime
-        return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - began)
-    except (OSError, ValueError, IndexError, AttributeError):
-        return 0.0
-
-
 def _remove(path: str) -> None:
     try:
         os.remove(path)
     except FileNotFoundError:
-        pass
-
-
-def _read_exact(inp: IO[bytes], n: int) -> bytes:
-    data = inp.read(n)
-    return data if data is not None else b""
-
-
-def _read_into(inp: IO[bytes], view: memoryview) -> int:
-    """Fill `view` from `inp`; fewer bytes only at the end of input."""
-    got = 0
-    while got < len(view):
-        n = inp.readinto(view[got:])  # type: ignore[attr-defined]
-        if not n:
-            break
-        got += n
-    return got
-
-
-def _line(inp: IO[bytes], what: str) -> Optional[Dict[str, Any]]:
-    """One JSON object line of the stream; None at the end of input."""
-    line = inp.readline(MAX_HEADER)
-    if not line:
-        return None
-    if not line.endswith(b"\n"):
-        raise AgentError(f"push-receive: no {what} line", f"send the {what} line first")
-    try:
-        obj = json.loads(line.decode())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise AgentError(f"push-receive: bad {what}: {exc}", "send the push's header") from None
-    if not isinstance(obj, dict):
-        raise AgentError(f"push-receive: bad {what}: not an object", "send the push's header")
-    return obj
-
-
-def _options(obj: Dict[str, Any]) -> Tuple[bool, float]:
-    """(commit, record_every) of a header or go line."""
-    commit = obj.get("commit") is True
-    every = min(max(float(obj.get("record_every", RECORD_EVERY_S)), 0.0), 60.0)
-    return commit, every
-
-
-def _widen_pipe(inp: IO[bytes]) -> None:
-    """Let the writer of a pipe on stdin (sshd) queue a whole frame: fewer, larger reads and
-    wakeups on both sides. Linux only; elsewhere, or past the system's cap, nothing."""
-    try:
-        fd = inp.fileno()
-        if stat.S_ISFIFO(os.fstat(fd).st_mode):
-            fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_BYTES)
-    except (OSError, ValueError, AttributeError):
         pass
 
 
@@ -274,57 +217,73 @@ def receive(
     `{"pong": n}` line (the host measures the round trip by them), then one go line
     `{"commit", "record_every"}`, then the frames of the plan's missing blobs, in its
     order. No go line (end of input): nothing to send. A commit frame (PUSH_COMMIT_INDEX)
-    ends any stream's frames and makes it commit the push."""
+    ends any stream's frames and makes it commit the push.
+
+    Such a header may also name `"eager": {"sha256": S, "bytes": N}`: the first N bytes of
+    blob S follow it at once, sent before the plan so that the link is busy while this
+    process starts. Where the plan has S wholly missing, they are written (before the plan
+    goes out, which then asks for the rest: `eager_bytes` says so); else they are read
+    and dropped after it."""
     store = BlobStore(root)
-    _widen_pipe(inp)
-    header = _line(inp, "header")
+    widen_pipe(inp)
+    header = read_line(inp, "header")
     if header is None:
         raise AgentError("push-receive: no header line", "send the header line first")
+    eager: Optional[Tuple[str, int]] = None
     try:
         manifest = manifest_from_json(json.dumps(header["manifest"]))
         asked = header.get("plan")
         if asked is None:
             blobs = [str(s) for s in header["blobs"]]
-            commit, every = _options(header)
+            commit, every = options(header)
         else:
             ranged_min = asked["ranged_min"]
             if ranged_min is not None and (not isinstance(ranged_min, int) or ranged_min < 0):
                 raise ValueError(f"ranged_min {ranged_min!r}")
+            if header.get("eager") is not None:
+                eager = _eager(header["eager"])
     except (ValueError, KeyError, TypeError) as exc:
         raise AgentError(f"push-receive: bad header: {exc}", "send the push's header") from None
     validate_manifest(manifest)
-    if asked is not None:
-        plan = store.plan(manifest, ranged_min)
-        if say is None:
-            raise AgentError("push-receive: nowhere to send the plan")
-        plan.agent_seconds = round(since_start(), 4)
-        say(plan.to_dict())
-        go = _line(inp, "go")
-        pings = 0
-        while go is not None and "ping" in go and pings < MAX_PINGS:  # the host times them
-            pings += 1
-            say({"pong": pings})
-            go = _line(inp, "go")
-        if go is None:  # the host had nothing to send
-            return PushReceived()
-        try:
-            commit, every = _options(go)
-        except (ValueError, TypeError) as exc:
-            raise AgentError(f"push-receive: bad go line: {exc}", "send the go line") from None
-        blobs = [need.sha256 for need in plan.missing]
     by_sha: Dict[str, List[ManifestEntry]] = {}
     for e in manifest.entries:
         by_sha.setdefault(e.sha256, []).append(e)
-    if any(s not in by_sha for s in blobs) or len(blobs) > 0xFFFF:
-        raise AgentError("push-receive: the header names blobs outside its manifest")
-    os.makedirs(store.store_dir, exist_ok=True)
+    if eager is not None and (eager[0] not in by_sha or eager[1] > by_sha[eager[0]][0].size):
+        raise AgentError("push-receive: the eager bytes are not of a blob of the manifest")
     out = PushReceived()
     uploads: Dict[int, _Upload] = {}
     buf = memoryview(bytearray(PIECE))
-    last_save = time.monotonic()
     try:
+        if asked is not None:
+            plan = store.plan(manifest, ranged_min)
+            if say is None:
+                raise AgentError("push-receive: nowhere to send the plan")
+            kept = eager is not None and _take_eager(
+                store, plan, eager, by_sha, inp, buf, out, uploads
+            )
+            plan.agent_seconds = round(since_start(), 4)
+            say(plan.to_dict())
+            if eager is not None and not kept and skip(inp, eager[1], buf) < eager[1]:
+                raise AgentError("push-receive: the stream ended inside the eager bytes")
+            go = read_line(inp, "go")
+            pings = 0
+            while go is not None and "ping" in go and pings < MAX_PINGS:  # the host times them
+                pings += 1
+                say({"pong": pings})
+                go = read_line(inp, "go")
+            if go is None:  # the host had nothing to send
+                return _finish(store, manifest, uploads, out, False)
+            try:
+                commit, every = options(go)
+            except (ValueError, TypeError) as exc:
+                raise AgentError(f"push-receive: bad go line: {exc}", "send the go line") from None
+            blobs = [need.sha256 for need in plan.missing]
+        if any(s not in by_sha for s in blobs) or len(blobs) > 0xFFFF:
+            raise AgentError("push-receive: the header names blobs outside its manifest")
+        os.makedirs(store.store_dir, exist_ok=True)
+        last_save = time.monotonic()
         while True:
-            head = _read_exact(inp, FRAME.size)
+            head = read_exact(inp, FRAME.size)
             if not head:
                 break
             if len(head) < FRAME.size:
@@ -343,32 +302,92 @@ def receive(
                     f"push-receive: a frame past the end of blob {up.sha} "
                     f"({offset}+{length} > {up.size})"
                 )
-            if not up.started:
-                up.begin(offset)
-            while length:  # piece by piece, each written while it is still in the cache
-                piece = buf[: min(length, PIECE)]
-                if _read_into(inp, piece) < len(piece):
-                    raise AgentError("push-receive: the stream ended inside a frame")
-                length -= len(piece)
-                while piece and not up.dropped:
-                    n = os.pwrite(up.fd, piece, offset)
-                    up.wrote(offset, piece[:n])
-                    offset += n
-                    out.bytes_written += n
-                    piece = piece[n:]
+            _write(inp, up, offset, length, buf, out)
             if time.monotonic() - last_save >= every:
                 for u in uploads.values():
                     u.save_record()
                 last_save = time.monotonic()
-        promoted = [up.finish(store, out) for up in uploads.values()]
-        if any(promoted):
-            fsync_dir(store.store_dir)
-        if commit and not out.problems:  # the push's only stream: no second command
-            out.commit = store.commit(manifest)
+        return _finish(store, manifest, uploads, out, commit)
     finally:
         for up in uploads.values():
             try:
                 up.save_record()  # what arrived before an error counts for the resume
             finally:
                 up.close()
+
+
+def _write(
+    inp: IO[bytes], up: _Upload, offset: int, length: int, buf: memoryview, out: PushReceived
+) -> None:
+    """Bytes [offset, offset + length) of `up`'s blob from `inp`, piece by piece, each
+    written while it is still in the cache."""
+    if not up.started:
+        up.begin(offset)
+    while length:
+        piece = buf[: min(length, PIECE)]
+        if read_into(inp, piece) < len(piece):
+            raise AgentError("push-receive: the stream ended inside a frame")
+        length -= len(piece)
+        while piece and not up.dropped:
+            n = os.pwrite(up.fd, piece, offset)
+            up.wrote(offset, piece[:n])
+            offset += n
+            out.bytes_written += n
+            piece = piece[n:]
+
+
+def _finish(
+    store: BlobStore,
+    manifest: Manifest,
+    uploads: Dict[int, _Upload],
+    out: PushReceived,
+    commit: bool,
+) -> PushReceived:
+    """Promote what this stream received whole; commit when it is the push's last."""
+    promoted = [up.finish(store, out) for up in uploads.values()]
+    if any(promoted):
+        fsync_dir(store.store_dir)
+    if commit and not out.problems:  # the push's only stream: no second command
+        out.commit = store.commit(manifest)
     return out
+
+
+def _eager(obj: Any) -> Tuple[str, int]:
+    """(sha256, bytes) of a header's "eager" object."""
+    sha, nbytes = obj["sha256"], obj["bytes"]
+    if not isinstance(sha, str) or type(nbytes) is not int or not 0 < nbytes <= MAX_EAGER:
+        raise ValueError(f"eager {obj!r}")
+    return sha, nbytes
+
+
+def _take_eager(
+    store: BlobStore,
+    plan: PushPlan,
+    eager: Tuple[str, int],
+    by_sha: Dict[str, List[ManifestEntry]],
+    inp: IO[bytes],
+    buf: memoryview,
+    out: PushReceived,
+    uploads: Dict[int, _Upload],
+) -> bool:
+    """Write the eager bytes where the plan has their blob wholly missing, and take them
+    out of the plan; False (nothing read) otherwise: a blob in the store or part-sent."""
+    sha, nbytes = eager
+    index = next((i for i, need in enumerate(plan.missing) if need.sha256 == sha), -1)
+    if index < 0:
+        return False
+    need = plan.missing[index]
+    if need.ranges != [[0, need.size]] and (need.ranges or need.offset):
+        return False
+    up = uploads[index] = _Upload(store, sha, by_sha[sha])
+    _write(inp, up, 0, nbytes, buf, out)
+    if up.dropped:  # a concurrent push stored it meanwhile: its bytes were read, not kept
+        return True
+    up.save_record()
+    if need.ranges:
+        need.ranges = [[nbytes, need.size]]
+    else:
+        need.offset = nbytes
+    plan.bytes_missing -= nbytes
+    plan.eager_bytes = nbytes
+    return True

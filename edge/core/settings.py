@@ -174,6 +174,15 @@ class Settings:
         "push at once; 4 on the SFTP path",
         "Channels (streams) per device for a push (1 to 64).",
     )
+    push_eager: int = _var(
+        "EDGE_PUSH_EAGER",
+        1 << 20,
+        _whole(0, 4 << 20),
+        "1048576 (1 MiB)",
+        "Bytes of a push's largest file sent with its plan request, before the device "
+        "answers (kept where it lacks the file; else dropped, so a re-push sends them for "
+        "nothing); 0: none, as on a metered link.",
+    )
     push_via: str = _var(
         "EDGE_PUSH_VIA",
         "auto",

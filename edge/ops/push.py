@@ -50,6 +50,7 @@ from edge.ops.push_links import (
 from edge.ops.push_stream import (
     STREAM_MIN_BYTES,
     Spares,
+    eager_bytes,
     plan_header,
     round_trip,
     send_streams,
@@ -148,11 +149,16 @@ def _push_to(
     name = client.device.name
     manifest = payload.manifest
     transport: Transport = client.transport
-    with span("push-plan", name):
-        plan, first, channels = _plan(client, manifest, transport, concurrent, spares)
     by_sha: dict[str, str] = {}
     for entry in manifest.entries:
         by_sha.setdefault(entry.sha256, entry.path)
+    with span("push-plan", name):
+        eager = eager_bytes(
+            manifest, lambda sha: payload.local_file(by_sha[sha]), settings().push_eager
+        )
+        plan, first, channels = _plan(client, manifest, transport, concurrent, spares, eager)
+    if plan.eager_bytes:
+        mark(f"{plan.eager_bytes} bytes sent with the plan request were kept", name)
     missing_shas = {need.sha256 for need in plan.missing}
     if progress:
         progress.start(name, plan.bytes_missing)
@@ -201,12 +207,18 @@ def _push_to(
 
 
 def _plan(
-    client: AgentClient, manifest: Manifest, transport: Transport, concurrent: int, spares: Spares
+    client: AgentClient,
+    manifest: Manifest,
+    transport: Transport,
+    concurrent: int,
+    spares: Spares,
+    eager: tuple[str, bytes] | None = None,
 ) -> tuple[PushPlan, Stream | None, int]:
     """The device's push plan, the stream that asked for it (None on the paths that plan
     with a command of its own) and how many channels to use (the window rule on the
     measured round trip, unless EDGE_PUSH_CHANNELS fixes it). On a link whose login took
-    long, `spares` opens streams beside the planning one."""
+    long, `spares` opens streams beside the planning one. `eager`: bytes to send with the
+    plan request (see push_stream.eager_bytes)."""
     name = client.device.name
     channels = channels_for(transport, concurrent)
     ranged_min = PARALLEL_MIN if channels > 1 else manifest.total_bytes() + 1
@@ -221,7 +233,7 @@ def _plan(
         return plan, None, channels
     # the first stream plans, then carries bytes: one command less per device
     spares.count = spare_streams(transport, manifest, concurrent)
-    header = plan_header(manifest, ranged_min)
+    header = plan_header(manifest, ranged_min, eager)
     try:
         data, first, waited = client.start_call(
             "push-receive", input=header, timeout=120, beside=spares.open if spares.count else None

@@ -133,9 +133,31 @@ class Spares:
             stream.abort()
 
 
-def plan_header(manifest: Manifest, ranged_min: int | None) -> bytes:
-    """The header of a push's first stream: the device plans, then receives."""
-    return _line({"manifest": manifest.to_dict(), "plan": {"ranged_min": ranged_min}})
+def plan_header(
+    manifest: Manifest, ranged_min: int | None, eager: tuple[str, bytes] | None = None
+) -> bytes:
+    """The header of a push's first stream: the device plans, then receives. `eager`
+    (sha256, the blob's first bytes): those follow the header at once, before the plan."""
+    header: dict[str, object] = {"manifest": manifest.to_dict(), "plan": {"ranged_min": ranged_min}}
+    if not eager or not eager[1]:
+        return _line(header)
+    header["eager"] = {"sha256": eager[0], "bytes": len(eager[1])}
+    return _line(header) + eager[1]
+
+
+def eager_bytes(
+    manifest: Manifest, local_for: Callable[[str], Path], most: int
+) -> tuple[str, bytes] | None:
+    """The first `most` bytes of the manifest's largest blob, to send with the plan
+    request: on a device that lacks it, the link carries them while the agent starts and
+    plans (~50 ms on a LAN) instead of idling. None for `most` 0 or an empty payload."""
+    blobs = {e.sha256: e.size for e in manifest.entries if e.size}
+    if most <= 0 or not blobs:
+        return None
+    sha = max(sorted(blobs), key=lambda s: blobs[s])
+    with open(local_for(sha), "rb") as f:
+        data = f.read(min(most, blobs[sha]))
+    return (sha, data) if data else None
 
 
 def round_trip(client: AgentClient, first: Stream, pings: int = 1) -> float:

@@ -19,7 +19,8 @@ from edge.core import paths, trace
 from edge.core.errors import EdgeError
 from edge.core.settings import SETTINGS_FIELDS, VARIABLES, Settings, markdown_table, settings
 
-TRACE_LINE = re.compile(r"^\[trace +\d+\.\d{3}s\] +(\S*) (.+) \d+\.\d{3}s$")
+TRACE_LINE = re.compile(r"^\[trace +\d+\.\d{3}s\] +(\S*) (.+) \d+\.\d{3}s$")  # a span
+MARK_LINE = re.compile(r"^\[trace +\d+\.\d{3}s\] +\S* ?\S.*$")
 
 
 @pytest.fixture
@@ -155,6 +156,9 @@ BAD = [
     ("EDGE_PUSH_CHANNELS", "65", "a whole number from 1 to 64"),
     ("EDGE_PUSH_CHANNELS", "-1", "a whole number from 1 to 64"),
     ("EDGE_PUSH_CHANNELS", "four", "a whole number from 1 to 64"),
+    ("EDGE_PUSH_EAGER", "-1", "a whole number from 0 to 4194304"),
+    ("EDGE_PUSH_EAGER", "4194305", "a whole number from 0 to 4194304"),
+    ("EDGE_PUSH_EAGER", "1M", "a whole number from 0 to 4194304"),
     ("EDGE_RECONNECT_TRIES", "x", "a whole number, 0 or more"),
     ("EDGE_RECONNECT_TRIES", "-1", "a whole number, 0 or more"),
     ("EDGE_RECONNECT_TRIES", "2.0", "a whole number, 0 or more"),
@@ -287,8 +291,9 @@ def test_edge_trace_shows_the_push_spans_on_stderr(tmp_path: Path) -> None:
     model = _fake_model(tmp_path)
     proc = run_edge("push", str(model), "--to", "local", env={"EDGE_TRACE": "1"}, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    spans = [TRACE_LINE.match(line) for line in proc.stderr.splitlines()]
-    assert all(spans), proc.stderr
+    lines = proc.stderr.splitlines()
+    assert all(MARK_LINE.match(line) for line in lines), proc.stderr
+    spans = [TRACE_LINE.match(line) for line in lines]
     seen = [(m.group(1), m.group(2)) for m in spans if m]
     for phase in ("push-plan", "upload"):  # a one-stream push commits in its stream
         assert ("local", phase) in seen, proc.stderr

@@ -255,3 +255,42 @@ def test_a_payload_that_cannot_be_hashed_fails_the_push_once(
 
     with pytest.raises(EdgeError, match="does not exist"):
         push(tmp_path / "nosuch", _devices(tmp_path / "roots", device_python))
+
+
+def test_the_plan_request_carries_the_largest_files_first_bytes(
+    ssh_env: SshFleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device_python: Path
+) -> None:
+    """Over real sshd: a first push's plan request carries EDGE_PUSH_EAGER bytes of its
+    largest file, which the device keeps; a re-push sends them and the device drops them
+    (nothing written); EDGE_PUSH_EAGER=0 sends none."""
+    src = tmp_path / "model"
+    src.mkdir()
+    (src / "saved_model.pb").write_bytes(os.urandom(2000))
+    (src / "variables.data").write_bytes(os.urandom(3 << 20))
+    total = 2000 + (3 << 20)
+    monkeypatch.setenv("EDGE_FLEET", str(tmp_path / "fleet.yaml"))
+    inv = Inventory.load()
+    for name in NAMES:
+        inv.add(Device(name=name, host=name, python=str(device_python), root=str(tmp_path / name)))
+    inv.save()
+
+    def push(eager: str) -> tuple[list[Any], str]:
+        env = dict(os.environ, EDGE_TRACE="1", EDGE_PUSH_EAGER=eager, EDGE_PUSH_VIA="openssh")
+        proc = subprocess.run(
+            [edge_bin(), "push", str(src), "--to", "d1", "--json"],
+            capture_output=True, text=True, env=env, timeout=600,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout), proc.stderr
+
+    push("0")  # installs the agent (its check and upload are other commands)
+    (src / "variables.data").write_bytes(os.urandom(3 << 20))
+    rows, trace = push("300000")
+    assert rows[0]["bytes_sent"] == total - 2000
+    assert "300000 bytes sent with the plan request were kept" in trace
+    assert _tree_hashes(Path(rows[0]["model_path"])) == _tree_hashes(src)
+    rows, trace = push("300000")
+    assert rows[0]["bytes_sent"] == 0 and "were kept" not in trace
+    (src / "variables.data").write_bytes(os.urandom(3 << 20))
+    rows, trace = push("0")
+    assert rows[0]["bytes_sent"] == 3 << 20 and "were kept" not in trace

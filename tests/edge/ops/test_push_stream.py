@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tracemalloc
 from pathlib import Path
 
-from device_agent.protocol_core import PUSH_FRAME
-from edge.ops.push_stream import FRAME_BUF, FRAME_BYTES, Piece, Spares, _send
+from device_agent.manifest import build_manifest
+from device_agent.protocol_core import PUSH_FRAME, Manifest
+from edge.ops.push_stream import (
+    FRAME_BUF,
+    FRAME_BYTES,
+    Piece,
+    Spares,
+    _send,
+    eager_bytes,
+    plan_header,
+)
 from edge.transport.base import SessionRefused
 
 
@@ -121,3 +131,37 @@ def test_spares_stop_opening_where_sshd_refuses_a_session() -> None:
     spares.open()
     assert len(transport.opened) == 2
     assert spares.take() is not None and spares.take() is not None and spares.take() is None
+
+
+def _manifest(tmp_path: Path, sizes: dict[str, int]) -> Manifest:
+    src = tmp_path / "src"
+    src.mkdir()
+    for name, size in sizes.items():
+        (src / name).write_bytes(os.urandom(size))
+    return build_manifest(str(src), name="m")
+
+
+def test_the_eager_bytes_are_the_head_of_the_largest_blob(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path, {"a.pb": 5000, "variables.data": 90_000, "empty": 0})
+    local = {e.sha256: tmp_path / "src" / e.path for e in manifest.entries}
+    big = next(e for e in manifest.entries if e.path == "variables.data")
+    sha, data = eager_bytes(manifest, local.__getitem__, 10_000) or ("", b"")
+    assert sha == big.sha256 and data == local[sha].read_bytes()[:10_000]
+    assert eager_bytes(manifest, local.__getitem__, 1 << 20) == (sha, local[sha].read_bytes())
+    assert eager_bytes(manifest, local.__getitem__, 0) is None
+
+
+def test_an_empty_payload_sends_nothing_eagerly(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path, {"empty": 0})
+    assert eager_bytes(manifest, lambda sha: tmp_path / "src" / "empty", 1 << 20) is None
+
+
+def test_the_planning_header_carries_its_eager_bytes_after_the_line(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path, {"w.bin": 3000})
+    raw = plan_header(manifest, 7, ("ab" * 32, b"\n\x00xyz"))
+    line, rest = raw.split(b"\n", 1)
+    header = json.loads(line)
+    assert header["eager"] == {"sha256": "ab" * 32, "bytes": 5} and rest == b"\n\x00xyz"
+    assert header["plan"] == {"ranged_min": 7}
+    assert b"eager" not in plan_header(manifest, 7, None)
+    assert b"eager" not in plan_header(manifest, 7, ("ab" * 32, b""))
