@@ -232,12 +232,27 @@ def _run(args: list[str]) -> None:
     apply_root(call.quiet, call.verbose)
     try:
         call.function(**call.kwargs)
+        _exit_now()
     except OSError as exc:
         if exc.errno != errno.EPIPE:
             raise
         # a closed pipe (`| head`): no second error when the interpreter flushes stdout
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
+
+
+def _exit_now() -> None:
+    """End a quick command that succeeded without the interpreter's teardown of its
+    modules (measured: ~10 ms of an `edge push`'s wall time), once that loses nothing:
+    no other thread that is not a daemon is running, the atexit handlers have run and
+    stdout and stderr are flushed. Otherwise the usual exit follows."""
+    main = threading.main_thread()
+    if any(t is not main and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        return
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _silence_progress() -> None:
