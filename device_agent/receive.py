@@ -223,7 +223,9 @@ def receive(
     blob S follow it at once, sent before the plan so that the link is busy while this
     process starts. Where the plan has S wholly missing, they are written (before the plan
     goes out, which then asks for the rest: `eager_bytes` says so); else they are read
-    and dropped after it."""
+    and dropped after it. A plan whose tree is there already ends the command at once,
+    with nothing more read: the host's end of input (and any eager bytes still on the
+    way) is not waited for."""
     store = BlobStore(root)
     widen_pipe(inp)
     header = read_line(inp, "header")
@@ -263,6 +265,8 @@ def receive(
             )
             plan.agent_seconds = round(since_start(), 4)
             say(plan.to_dict())
+            if plan.model_path:  # the tree is there: nothing that follows matters
+                return out
             if eager is not None and not kept and skip(inp, eager[1], buf) < eager[1]:
                 raise AgentError("push-receive: the stream ended inside the eager bytes")
             go = read_line(inp, "go")

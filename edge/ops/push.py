@@ -152,10 +152,13 @@ def _push_to(
     by_sha: dict[str, str] = {}
     for entry in manifest.entries:
         by_sha.setdefault(entry.sha256, entry.path)
-    with span("push-plan", name):
-        eager = eager_bytes(
+
+    def eager() -> tuple[str, bytes] | None:
+        return eager_bytes(
             manifest, lambda sha: payload.local_file(by_sha[sha]), settings().push_eager
         )
+
+    with span("push-plan", name):
         plan, first, channels = _plan(client, manifest, transport, concurrent, spares, eager)
     if plan.eager_bytes:
         mark(f"{plan.eager_bytes} bytes sent with the plan request were kept", name)
@@ -212,13 +215,14 @@ def _plan(
     transport: Transport,
     concurrent: int,
     spares: Spares,
-    eager: tuple[str, bytes] | None = None,
+    eager: Callable[[], tuple[str, bytes] | None] | None = None,
 ) -> tuple[PushPlan, Stream | None, int]:
     """The device's push plan, the stream that asked for it (None on the paths that plan
     with a command of its own) and how many channels to use (the window rule on the
     measured round trip, unless EDGE_PUSH_CHANNELS fixes it). On a link whose login took
-    long, `spares` opens streams beside the planning one. `eager`: bytes to send with the
-    plan request (see push_stream.eager_bytes)."""
+    long, `spares` opens streams beside the planning one. Else `eager` gives the bytes to
+    send with the plan request (push_stream.eager_bytes): measured at 50 ms, they only
+    delayed the spares (opened once the request is written) for no gain."""
     name = client.device.name
     channels = channels_for(transport, concurrent)
     ranged_min = PARALLEL_MIN if channels > 1 else manifest.total_bytes() + 1
@@ -233,7 +237,7 @@ def _plan(
         return plan, None, channels
     # the first stream plans, then carries bytes: one command less per device
     spares.count = spare_streams(transport, manifest, concurrent)
-    header = plan_header(manifest, ranged_min, eager)
+    header = plan_header(manifest, ranged_min, eager() if eager and not spares.count else None)
     try:
         data, first, waited = client.start_call(
             "push-receive", input=header, timeout=120, beside=spares.open if spares.count else None

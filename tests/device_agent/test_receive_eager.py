@@ -263,3 +263,24 @@ def test_eager_bytes_through_a_real_agent_process(tmp_path: Path) -> None:
     reply = json.loads(out)
     assert sha in reply["verified"] and reply["commit"]["files"] == 2
     assert (Path(reply["commit"]["model_path"]) / "weights.bin").read_bytes() == data
+
+
+def test_a_plan_whose_tree_is_there_ends_the_command_without_reading_on(
+    tmp_path: Path,
+) -> None:
+    """A re-push: the plan says the tree is there and the command returns at once, with
+    the eager bytes (and whatever follows) left unread."""
+    manifest, data, sha = _model(tmp_path)
+    root = str(tmp_path / "root")
+    first = _Host(_planning(manifest, sha, data[:1000]))
+
+    def say(obj: Dict[str, Any]) -> None:
+        first.append(_go() + _rest_of_plan(obj, tmp_path / "src", manifest))
+
+    assert receive(root, first, say).commit is not None
+    said: List[Dict[str, Any]] = []
+    stream = io.BytesIO(_planning(manifest, sha, data[:1000]) + b"junk that is no line")
+    got = receive(root, stream, said.append)
+    (plan,) = said
+    assert plan["model_path"] and plan["missing"] == [] and got.bytes_written == 0
+    assert stream.read() == data[:1000] + b"junk that is no line"

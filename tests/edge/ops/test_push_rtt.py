@@ -205,6 +205,8 @@ def test_on_a_long_link_the_streams_open_beside_the_plan_and_none_is_wasted(
     assert found, line
     channels, spares = int(found[1]), int(found[2])
     assert spares >= 3, line
+    # no eager bytes: on a long link they would only hold back the spares
+    assert not [r for r in caplog.records if "with the plan request" in r.getMessage()]
     (plan_at,) = [t for t in planned if t > opened[0]][:1]
     early = [t for t in opened if t < plan_at]
     assert len(early) == 2 * (1 + spares)  # the planning stream and its spares, twice
