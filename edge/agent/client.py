@@ -18,6 +18,7 @@ from edge.core.errors import DeviceError
 from edge.fleet.devices import Device
 from edge.transport import CommandResult, Transport, TransportError
 from edge.transport.base import Stream
+from edge.transport.tail import TailWriter
 
 if TYPE_CHECKING:  # the job types load with the job commands (protocol: ~20 ms of a start)
     from device_agent.protocol import ConvertSpec, DevicePlan, Event, JobSpec, JobState
@@ -171,13 +172,15 @@ class AgentClient:
         input: bytes,
         timeout: float = 120,
         beside: Callable[[], object] | None = None,
+        tail: bytes = b"",
     ) -> tuple[Any, Stream, float]:
         """Start an agent command that keeps running after its first reply line: send
         `input`, then return that line (decoded JSON), the open stream, which the caller
         writes on and finishes, and the seconds from opening the stream to that line. A
         missing agent is installed first, as `call` does; an error reply, or none, raises
         after the command ended. `beside` runs once the input is sent, before the wait
-        (again after an install: what it opened before would have found no agent)."""
+        (again after an install: what it opened before would have found no agent). `tail`
+        follows `input` from a thread of its own while the reply is awaited (TailWriter)."""
         command = args[0] if args else ""
         for attempt in (1, 2):
             opened = time.monotonic()
@@ -187,6 +190,8 @@ class AgentClient:
                     stream.write(input)
                 except BrokenPipeError:  # the command ended early: its output says why
                     pass
+                if tail:
+                    stream = TailWriter(stream, tail)
                 if beside is not None:
                     beside()
                 line = stream.read_line(replies.MAX_REPLY_CHARS, timeout)

@@ -237,11 +237,14 @@ def _plan(
         return plan, None, channels
     # the first stream plans, then carries bytes: one command less per device
     spares.count = spare_streams(transport, manifest, concurrent)
-    header = plan_header(manifest, ranged_min, eager() if eager and not spares.count else None)
+    early = eager() if eager and not spares.count else None
+    header = plan_header(manifest, ranged_min, early)
+    tail = early[1] if early else b""  # written while the plan is awaited
     try:
         data, first, waited = client.start_call(
-            "push-receive", input=header, timeout=120, beside=spares.open if spares.count else None
-        )
+            "push-receive", input=header, timeout=120,
+            beside=spares.open if spares.count else None, tail=tail,
+        )  # fmt: skip
     except SessionRefused:
         if not spares.count:
             raise

@@ -136,13 +136,12 @@ class Spares:
 def plan_header(
     manifest: Manifest, ranged_min: int | None, eager: tuple[str, bytes] | None = None
 ) -> bytes:
-    """The header of a push's first stream: the device plans, then receives. `eager`
-    (sha256, the blob's first bytes): those follow the header at once, before the plan."""
+    """The header line of a push's first stream: the device plans, then receives. With
+    `eager` (sha256, the blob's first bytes), it names them: they must follow it."""
     header: dict[str, object] = {"manifest": manifest.to_dict(), "plan": {"ranged_min": ranged_min}}
-    if not eager or not eager[1]:
-        return _line(header)
-    header["eager"] = {"sha256": eager[0], "bytes": len(eager[1])}
-    return _line(header) + eager[1]
+    if eager and eager[1]:
+        header["eager"] = {"sha256": eager[0], "bytes": len(eager[1])}
+    return _line(header)
 
 
 def eager_bytes(
@@ -164,6 +163,7 @@ def round_trip(client: AgentClient, first: Stream, pings: int = 1) -> float:
     """The link's round trip in seconds, timed on the planning stream (the agent answers
     each ping line at once): the quickest of `pings`."""
     best = float("inf")
+    first.write(b"")  # what is still being written (a TailWriter's bytes) goes before the pings
     for _ in range(pings):
         sent = time.monotonic()
         first.write(_line({"ping": True}))

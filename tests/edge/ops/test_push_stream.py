@@ -156,12 +156,12 @@ def test_an_empty_payload_sends_nothing_eagerly(tmp_path: Path) -> None:
     assert eager_bytes(manifest, lambda sha: tmp_path / "src" / "empty", 1 << 20) is None
 
 
-def test_the_planning_header_carries_its_eager_bytes_after_the_line(tmp_path: Path) -> None:
+def test_the_planning_header_names_its_eager_bytes(tmp_path: Path) -> None:
     manifest = _manifest(tmp_path, {"w.bin": 3000})
     raw = plan_header(manifest, 7, ("ab" * 32, b"\n\x00xyz"))
-    line, rest = raw.split(b"\n", 1)
-    header = json.loads(line)
-    assert header["eager"] == {"sha256": "ab" * 32, "bytes": 5} and rest == b"\n\x00xyz"
+    assert raw.endswith(b"\n") and raw.count(b"\n") == 1  # the bytes are the caller's tail
+    header = json.loads(raw)
+    assert header["eager"] == {"sha256": "ab" * 32, "bytes": 5}
     assert header["plan"] == {"ranged_min": 7}
     assert b"eager" not in plan_header(manifest, 7, None)
     assert b"eager" not in plan_header(manifest, 7, ("ab" * 32, b""))
