@@ -262,7 +262,7 @@ def test_the_plan_request_carries_the_largest_files_first_bytes(
 ) -> None:
     """Over real sshd: a first push's plan request carries EDGE_PUSH_EAGER bytes of its
     largest file, which the device keeps; a re-push sends them and the device drops them
-    (nothing written); EDGE_PUSH_EAGER=0 sends none."""
+    (nothing written); EDGE_PUSH_EAGER=0 sends none, nor does a push to several."""
     src = tmp_path / "model"
     src.mkdir()
     (src / "saved_model.pb").write_bytes(os.urandom(2000))
@@ -274,10 +274,10 @@ def test_the_plan_request_carries_the_largest_files_first_bytes(
         inv.add(Device(name=name, host=name, python=str(device_python), root=str(tmp_path / name)))
     inv.save()
 
-    def push(eager: str) -> tuple[list[Any], str]:
+    def push(eager: str, to: str = "d1") -> tuple[list[Any], str]:
         env = dict(os.environ, EDGE_TRACE="1", EDGE_PUSH_EAGER=eager, EDGE_PUSH_VIA="openssh")
         proc = subprocess.run(
-            [edge_bin(), "push", str(src), "--to", "d1", "--json"],
+            [edge_bin(), "push", str(src), "--to", to, "--json"],
             capture_output=True, text=True, env=env, timeout=600,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
@@ -294,3 +294,7 @@ def test_the_plan_request_carries_the_largest_files_first_bytes(
     (src / "variables.data").write_bytes(os.urandom(3 << 20))
     rows, trace = push("0")
     assert rows[0]["bytes_sent"] == 3 << 20 and "were kept" not in trace
+    # to several devices at once, none: their pushes keep the links busy
+    (src / "variables.data").write_bytes(os.urandom(3 << 20))
+    rows, trace = push("300000", "all")
+    assert [r["bytes_sent"] for r in rows] == [3 << 20, total] and "were kept" not in trace
