@@ -260,14 +260,14 @@ def receive(
             plan = store.plan(manifest, ranged_min)
             if say is None:
                 raise AgentError("push-receive: nowhere to send the plan")
-            kept = eager is not None and _take_eager(
+            read = eager is not None and _take_eager(
                 store, plan, eager, by_sha, inp, buf, out, uploads
             )
             plan.agent_seconds = round(since_start(), 4)
             say(plan.to_dict())
             if plan.model_path:  # the tree is there: nothing that follows matters
                 return out
-            if eager is not None and not kept and skip(inp, eager[1], buf) < eager[1]:
+            if eager is not None and not read and skip(inp, eager[1], buf) < eager[1]:
                 raise AgentError("push-receive: the stream ended inside the eager bytes")
             go = read_line(inp, "go")
             pings = 0
@@ -375,13 +375,15 @@ def _take_eager(
     uploads: Dict[int, _Upload],
 ) -> bool:
     """Write the eager bytes where the plan has their blob wholly missing, and take them
-    out of the plan; False (nothing read) otherwise: a blob in the store or part-sent."""
+    out of the plan; whether they were read (False: a blob in the store or part-sent,
+    whose eager bytes the caller drops after the plan)."""
     sha, nbytes = eager
     index = next((i for i, need in enumerate(plan.missing) if need.sha256 == sha), -1)
     if index < 0:
         return False
     need = plan.missing[index]
-    if need.ranges != [[0, need.size]] and (need.ranges or need.offset):
+    fresh = need.ranges == [[0, need.size]] if need.ranges else need.offset == 0
+    if not fresh:
         return False
     up = uploads[index] = _Upload(store, sha, by_sha[sha])
     _write(inp, up, 0, nbytes, buf, out)
