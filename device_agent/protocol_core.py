@@ -183,6 +183,10 @@ PUSH_FRAME = struct.Struct(">HQI")
 # A frame with this blob index (and no bytes) ends a stream's frames and asks it to commit
 # the push: the host sends it on the first stream once every other stream has ended.
 PUSH_COMMIT_INDEX = 0xFFFF
+# With this offset (and no bytes), it asks the push's first stream to commit as soon as
+# the device has every byte (the other streams' range records say so), instead of when
+# the host has seen them end: the host sends it once this stream's own pieces are sent.
+PUSH_WHOLE_OFFSET = 1
 
 
 @dataclass

@@ -10,27 +10,35 @@ plan made it. A blob whose bytes arrive in order from its resume offset is hashe
 way in; when it is whole and its sha256 matches, it is fsynced and moved into the store,
 so that `push-commit` need not read it again (the disk writes of every WRITE_BEHIND
 bytes start as they are written, so the fsync has little left). Any other blob (byte
-ranges from several streams) is verified by the commit, as before. Finished ranges of a
-ranged upload are merged into its record (`.partial.ranges`) under a lock on the upload,
-every `record_every` seconds (1 by default) and at the end, so an interrupted push
-resumes by range. A blob that a concurrent push already stored is not written again.
+ranges from several streams) is verified by the commit, as before; its disk writes start
+as its runs of bytes are written too, kept in memory for that read-back. Finished ranges
+of a ranged upload are merged into its record (`.partial.ranges`) under a lock on the
+upload, every `record_every` seconds (1 by default) and at the end, so an interrupted
+push resumes by range; the push's first stream reads those records to commit as soon as
+every byte is there. A blob that a concurrent push already stored is not written again.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
+import functools
 import json
 import os
 import time
 from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 
-from .durable import atomic_write, fsync_dir
+from .durable import fsync_dir
 from .errors import AgentError
-from .manifest import gaps, manifest_from_json, validate_manifest
-from .protocol_core import PUSH_COMMIT_INDEX, Manifest, ManifestEntry, PushPlan, PushReceived
+from .manifest import manifest_from_json, validate_manifest
+from .protocol_core import (
+    PUSH_COMMIT_INDEX,
+    PUSH_WHOLE_OFFSET,
+    Manifest,
+    ManifestEntry,
+    PushPlan,
+    PushReceived,
+)
 from .protocol_core import PUSH_FRAME as FRAME
-from .store import RANGES_SUFFIX, BlobStore, file_mode, is_same_file
+from .store import BlobStore
 from .stream_io import (
     options,
     read_exact,
@@ -38,172 +46,18 @@ from .stream_io import (
     read_line,
     since_start,
     skip,
+    wait_input,
     widen_pipe,
 )
+from .upload import Upload
 
 MAX_FRAME = 16 << 20
 MAX_PINGS = 8
 MAX_EAGER = 4 << 20  # bytes a header may send before its plan
-READ = 1 << 20
 # A frame is read and written in pieces of one reused buffer: a fresh 1 MiB object per
 # frame, filled over many pipe reads and copied out cold, cost the agent twice the system
 # time in a 16-device fan-out.
 PIECE = 256 << 10
-WRITE_BEHIND = 8 << 20  # bytes written between starts of their writeback
-
-
-class _Upload:
-    """One blob's `.partial` while this stream writes into it."""
-
-    def __init__(self, store: BlobStore, sha: str, entries: List[ManifestEntry]) -> None:
-        self.sha, self.entries, self.size = sha, entries, entries[0].size
-        self.path = store.blob_path(sha) + ".partial"
-        self.done: List[List[int]] = []  # ranges this stream wrote (for the record)
-        self.dirty = self.started = False
-        self.hasher: Optional[hashlib._Hash] = None
-        self.next = -1  # where the in-order hash continues; -1: not hashing
-        self.behind = [-1, -1]  # hashed since the last write-behind (see _behind)
-        self.rfd = self.fd = -1
-        self.record = self.path + RANGES_SUFFIX
-        self.ranged = False
-        try:  # a concurrent push of the blob promoted it: its bytes are dropped
-            if os.stat(store.blob_path(sha)).st_size == self.size:
-                return
-        except OSError:
-            pass
-        flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC
-        try:  # never through a symlink planted at the upload
-            self.fd = os.open(self.path, flags, 0o600)
-        except OSError as exc:
-            raise AgentError(
-                f"push-receive: cannot open the upload of {sha}: {exc.strerror}",
-                "remove the file at that path on the device, then push again",
-            ) from None
-        self.ranged = os.path.isfile(self.record) and not os.path.islink(self.record)
-
-    @property
-    def dropped(self) -> bool:
-        """True when the blob was in the store already as this stream began."""
-        return self.fd < 0
-
-    def begin(self, offset: int) -> None:
-        """At the first frame: hash in order if it starts where the upload stands."""
-        self.started = True
-        if self.dropped:
-            return
-        have = os.fstat(self.fd).st_size
-        if offset != have or self.ranged and offset != 0:
-            return
-        h = hashlib.sha256()
-        pos = 0
-        while pos < offset:  # the part an earlier push left
-            chunk = os.pread(self.fd_read(), min(READ, offset - pos), pos)
-            if not chunk:
-                return
-            h.update(chunk)
-            pos += len(chunk)
-        self.hasher, self.next = h, offset
-
-    def fd_read(self) -> int:
-        if self.rfd < 0:
-            self.rfd = os.open(self.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC)
-        return self.rfd
-
-    def wrote(self, offset: int, data: memoryview) -> None:
-        if self.hasher is not None:
-            if offset == self.next:
-                self.hasher.update(data)
-                self.next += len(data)
-                self._behind(offset, offset + len(data))
-            else:
-                self.hasher = None
-        if self.ranged:
-            if self.done and self.done[-1][1] == offset:
-                self.done[-1][1] = offset + len(data)
-            else:
-                self.done.append([offset, offset + len(data)])
-            self.dirty = True
-
-    def _behind(self, start: int, stop: int) -> None:
-        """Start the disk writes of every WRITE_BEHIND bytes hashed in order, so that the
-        blob's fsync does not find all of it still in memory. Only those: DONTNEED drops
-        the pages once written, and a blob the commit verifies would be read back from
-        the disk."""
-        if self.behind[0] < 0:
-            self.behind[0] = start
-        self.behind[1] = stop
-        if stop - self.behind[0] < WRITE_BEHIND:
-            return
-        start = self.behind[0]
-        self.behind = [-1, -1]
-        try:  # DONTNEED starts the writeback of dirty pages (and drops the clean ones)
-            os.posix_fadvise(self.fd, start, stop - start, os.POSIX_FADV_DONTNEED)
-        except (AttributeError, OSError):  # not on this system: the fsync does it all
-            pass
-
-    def save_record(self) -> None:
-        """Merge this stream's ranges into the record, under a lock other streams share."""
-        if not (self.ranged and self.dirty):
-            return
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        try:
-            if not is_same_file(self.path, self.fd):  # promoted or dropped meanwhile
-                return
-            try:
-                with open(self.record) as f:
-                    have = [[int(a), int(b)] for a, b in json.load(f)["done"]]
-            except (OSError, ValueError, KeyError, TypeError):
-                have = []
-            merged = gaps(gaps(have + self.done, self.size), self.size)  # the complement's
-            atomic_write(self.record, json.dumps({"done": merged}).encode("ascii"))
-            self.dirty = False
-        finally:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-
-    def finish(self, store: BlobStore, out: PushReceived) -> bool:
-        """Verify and promote a whole, in-order blob; True when it was promoted."""
-        if self.dropped or self.hasher is None or self.next != self.size:
-            return False
-        if os.fstat(self.fd).st_size != self.size:
-            return False
-        if self.hasher.hexdigest() != self.sha:
-            if is_same_file(self.path, self.fd):
-                _remove(self.path)
-                _remove(self.record)
-            self.ranged = self.dirty = False  # no record of bytes that are gone
-            names = ", ".join(e.path for e in self.entries)
-            out.problems.append(f"{names}: the bytes received do not match sha256 {self.sha}")
-            return False
-        os.fsync(self.fd)
-        os.fchmod(self.fd, file_mode(self.entries[0]))
-        if is_same_file(self.path, self.fd):  # not a newer upload at the same name
-            _remove(self.record)
-            try:
-                os.replace(self.path, store.blob_path(self.sha))
-            except FileNotFoundError:  # a concurrent push of the same blob promoted it first
-                pass
-        try:
-            if os.stat(store.blob_path(self.sha)).st_size != self.size:
-                return False
-        except FileNotFoundError:
-            return False
-        self.ranged = False  # its record is gone with it
-        out.verified.append(self.sha)
-        out.bytes_verified += self.size
-        return True
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-        if self.rfd >= 0:
-            os.close(self.rfd)
-
-
-def _remove(path: str) -> None:
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
 
 
 def receive(
@@ -217,7 +71,11 @@ def receive(
     `{"pong": n}` line (the host measures the round trip by them), then one go line
     `{"commit", "record_every"}`, then the frames of the plan's missing blobs, in its
     order. No go line (end of input): nothing to send. A commit frame (PUSH_COMMIT_INDEX)
-    ends any stream's frames and makes it commit the push.
+    ends any stream's frames and makes it commit the push. On the first stream, a
+    commit-when-whole frame (PUSH_WHOLE_OFFSET) makes it commit as soon as the other
+    streams' records say every byte is there, unless more input comes first (frames a
+    refused stream left, then a commit frame); at the end of input it commits what is
+    whole.
 
     Such a header may also name `"eager": {"sha256": S, "bytes": N}`: the first N bytes of
     blob S follow it at once, sent before the plan so that the link is busy while this
@@ -253,7 +111,8 @@ def receive(
     if eager is not None and (eager[0] not in by_sha or eager[1] > by_sha[eager[0]][0].size):
         raise AgentError("push-receive: the eager bytes are not of a blob of the manifest")
     out = PushReceived()
-    uploads: Dict[int, _Upload] = {}
+    plan: Optional[PushPlan] = None
+    uploads: Dict[int, Upload] = {}
     buf = memoryview(bytearray(PIECE))
     try:
         if asked is not None:
@@ -286,9 +145,11 @@ def receive(
             raise AgentError("push-receive: the header names blobs outside its manifest")
         os.makedirs(store.store_dir, exist_ok=True)
         last_save = time.monotonic()
+        whole: Optional[Callable[[], bool]] = None  # set by a commit-when-whole frame
         while True:
             head = read_exact(inp, FRAME.size)
             if not head:
+                commit = commit or whole is not None and whole()
                 break
             if len(head) < FRAME.size:
                 raise AgentError("push-receive: the stream ended inside a frame header")
@@ -296,11 +157,19 @@ def receive(
             if index == PUSH_COMMIT_INDEX and offset == length == 0:
                 commit = True  # every other stream has ended: this one commits
                 break
+            if index == PUSH_COMMIT_INDEX and offset == PUSH_WHOLE_OFFSET and not length:
+                if plan is None:
+                    raise AgentError("push-receive: a commit-when-whole frame on a spare stream")
+                whole = functools.partial(_whole, store, plan, uploads)
+                if wait_input(inp, whole):
+                    commit = True  # every byte is here: no word from the host needed
+                    break
+                continue
             if index >= len(blobs) or length > MAX_FRAME:
                 raise AgentError(f"push-receive: bad frame (blob {index}, {length} bytes)")
             up = uploads.get(index)
             if up is None:
-                up = uploads[index] = _Upload(store, blobs[index], by_sha[blobs[index]])
+                up = uploads[index] = Upload(store, blobs[index], by_sha[blobs[index]])
             if offset + length > up.size:
                 raise AgentError(
                     f"push-receive: a frame past the end of blob {up.sha} "
@@ -321,7 +190,7 @@ def receive(
 
 
 def _write(
-    inp: IO[bytes], up: _Upload, offset: int, length: int, buf: memoryview, out: PushReceived
+    inp: IO[bytes], up: Upload, offset: int, length: int, buf: memoryview, out: PushReceived
 ) -> None:
     """Bytes [offset, offset + length) of `up`'s blob from `inp`, piece by piece, each
     written while it is still in the cache."""
@@ -343,17 +212,29 @@ def _write(
 def _finish(
     store: BlobStore,
     manifest: Manifest,
-    uploads: Dict[int, _Upload],
+    uploads: Dict[int, Upload],
     out: PushReceived,
     commit: bool,
 ) -> PushReceived:
     """Promote what this stream received whole; commit when it is the push's last."""
+    for up in uploads.values():
+        up.end_writes()
     promoted = [up.finish(store, out) for up in uploads.values()]
     if any(promoted):
         fsync_dir(store.store_dir)
     if commit and not out.problems:  # the push's only stream: no second command
         out.commit = store.commit(manifest)
     return out
+
+
+def _whole(store: BlobStore, plan: PushPlan, uploads: Dict[int, Upload]) -> bool:
+    """Whether the device has every byte of the plan: this stream's ranges go into their
+    records first, and its in-order blobs count once whole (`_finish` promotes them)."""
+    for up in uploads.values():
+        up.end_writes()
+        up.save_record()
+    mine = {u.sha for u in uploads.values() if u.hasher is not None and u.next == u.size}
+    return store.uploaded(plan.missing, mine)
 
 
 def _eager(obj: Any) -> Tuple[str, int]:
@@ -372,7 +253,7 @@ def _take_eager(
     inp: IO[bytes],
     buf: memoryview,
     out: PushReceived,
-    uploads: Dict[int, _Upload],
+    uploads: Dict[int, Upload],
 ) -> bool:
     """Write the eager bytes where the plan has their blob wholly missing, and take them
     out of the plan; whether they were read (False: a blob in the store or part-sent,
@@ -385,7 +266,7 @@ def _take_eager(
     fresh = need.ranges == [[0, need.size]] if need.ranges else need.offset == 0
     if not fresh:
         return False
-    up = uploads[index] = _Upload(store, sha, by_sha[sha])
+    up = uploads[index] = Upload(store, sha, by_sha[sha])
     _write(inp, up, 0, nbytes, buf, out)
     if up.dropped:  # a concurrent push stored it meanwhile: its bytes were read, not kept
         return True

@@ -22,7 +22,7 @@ import errno
 import json
 import os
 import stat
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Set, Tuple
 
 from .durable import atomic_write, disk_usage, fsync_dir
 from .errors import AgentError
@@ -154,6 +154,17 @@ class BlobStore:
             need.upload_path = self.blob_path(need.sha256) + ".partial"
             need.record_path = need.upload_path + RANGES_SUFFIX if need.ranges else ""
         return plan
+
+    def uploaded(self, missing: List[BlobNeed], whole: Set[str]) -> bool:
+        """True when every blob of `missing` is in the store, whole in this stream's
+        uploads (`whole`: sha256s) or a ranged upload whose record covers it (the other
+        streams of a push save theirs as they end): its commit needs no more bytes."""
+        for need in missing:
+            if need.sha256 in whole or self._size(self.blob_path(need.sha256)) == need.size:
+                continue
+            if _ranges_todo(self.blob_path(need.sha256) + ".partial", need.size) != []:
+                return False
+        return True
 
     def _promote(self, sha: str, entries: List[ManifestEntry]) -> Tuple[int, Optional[str]]:
         """Verify store/<sha>.partial and rename it into place.

@@ -4,11 +4,13 @@ lines, exact reads into reused buffers, and the pipe it arrives on."""
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
+import select
 import stat
 import time
-from typing import IO, Any, Dict, Optional, Tuple
+from typing import IO, Any, Callable, Dict, Optional, Tuple
 
 from .errors import AgentError
 
@@ -79,6 +81,30 @@ def options(obj: Dict[str, Any]) -> Tuple[bool, float]:
     commit = obj.get("commit") is True
     every = min(max(float(obj.get("record_every", RECORD_EVERY_S)), 0.0), 60.0)
     return commit, every
+
+
+def wait_input(inp: IO[bytes], ready: Callable[[], bool], poll: float = 0.005) -> bool:
+    """Wait until `ready()` says True (then True) or input arrives on `inp` (False: the
+    caller reads it, or its end). `inp` is a buffered reader: bytes already in its buffer
+    count as input, seen by a peek that never blocks."""
+    try:
+        fd = inp.fileno()
+    except (OSError, ValueError, io.UnsupportedOperation):  # no descriptor: nothing to wait on
+        return ready()
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    try:
+        buffered = len(inp.peek(1))  # type: ignore[attr-defined]
+    except BlockingIOError:
+        buffered = 0
+    finally:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+    while not buffered:
+        if ready():
+            return True
+        if select.select([fd], [], [], poll)[0]:
+            break
+    return False
 
 
 def widen_pipe(inp: IO[bytes]) -> None:

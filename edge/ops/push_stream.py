@@ -17,6 +17,7 @@ from pathlib import Path
 from device_agent.protocol_core import (
     PUSH_COMMIT_INDEX,
     PUSH_FRAME,
+    PUSH_WHOLE_OFFSET,
     Manifest,
     PushPlan,
     PushReceived,
@@ -216,14 +217,20 @@ def send_streams(
     threads: list[threading.Thread] = []
 
     def last_of_all(stream: Stream) -> None:
-        """On the planning stream of a push of several: once the others have ended, what
-        a refused one left, then the commit frame, so that this command commits (no
-        command of its own for that)."""
+        """On the planning stream of a push of several, once its own pieces are sent: the
+        commit-when-whole frame, so that this command commits (no command of its own for
+        that) as soon as the device has every byte, without waiting for the host to see
+        the others end (two round trips less). Once they have ended, what a refused one
+        left, then the commit frame; else the end of input, which commits what is
+        whole."""
+        stream.write(PUSH_FRAME.pack(PUSH_COMMIT_INDEX, PUSH_WHOLE_OFFSET, 0))
         for t in threads:
             t.join()
+        more = False
         for piece in _left(pending, errors):
             _send(stream, piece, progress and locked)
-        if not errors:
+            more = True
+        if more and not errors:
             stream.write(PUSH_FRAME.pack(PUSH_COMMIT_INDEX, 0, 0))
 
     def worker(stream: Stream | None = None) -> None:

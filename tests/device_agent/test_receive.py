@@ -17,8 +17,9 @@ import pytest
 from device_agent.errors import AgentError
 from device_agent.manifest import build_manifest
 from device_agent.protocol import PUSH_COMMIT_INDEX, PUSH_FRAME, Manifest
-from device_agent.receive import MAX_FRAME, PIECE, WRITE_BEHIND, receive
+from device_agent.receive import MAX_FRAME, PIECE, receive
 from device_agent.store import RANGES_SUFFIX, BlobStore, file_mode
+from device_agent.upload import WRITE_BEHIND
 from edge.agent.package import build_zipapp
 
 Frame = Tuple[int, int, bytes]
@@ -379,3 +380,25 @@ def test_a_commit_frame_ends_the_frames_and_commits(tmp_path: Path) -> None:
     got = receive(store.root, io.BytesIO(tail))
     assert got.commit is not None and got.commit.bytes_verified == len(data)
     assert (Path(got.commit.model_path) / "weights.bin").read_bytes() == data
+
+
+def test_bytes_the_commit_verifies_start_their_disk_writes_and_stay_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pieces of a ranged blob, as several streams send them: each run of written bytes
+    starts its disk writes (kept in memory for the commit's read-back) once WRITE_BEHIND
+    long or when a write elsewhere ends it, so that the commit's fsync finds little."""
+    import device_agent.upload as upload_mod
+
+    wb = WRITE_BEHIND
+    manifest, data, sha = _model(tmp_path, size=3 * wb + 12345)
+    store = BlobStore(str(tmp_path / "root"))
+    calls: list[tuple[int, int]] = []
+    monkeypatch.setattr(upload_mod, "start_writeback", lambda fd, a, n: calls.append((a, n)))
+    monkeypatch.setattr(os, "posix_fadvise", lambda *a: pytest.fail("dropped from memory"))
+    pieces = [(2 * wb, 3 * wb), (3 * wb, len(data)), (0, wb), (wb, 2 * wb)]
+    frames = [f for a, b in pieces for f in _chunks(data[:b], a, 1 << 20)]
+    got = receive(store.root, io.BytesIO(_stream(manifest, [sha], frames)))
+    assert got.bytes_written == len(data)
+    assert calls == [(2 * wb, wb), (3 * wb, 12345), (0, wb), (wb, wb)]
+    assert Path(store.blob_path(sha) + ".partial").read_bytes() == data

@@ -83,3 +83,27 @@ def test_plan_prepares_nothing_when_the_disk_is_short(tmp_path: Path, monkeypatc
     else:
         raise AssertionError("a push that cannot fit must be refused")
     assert not any(Path(store.store_dir).iterdir())
+
+
+def test_uploaded_says_whether_a_commit_needs_more_bytes(tmp_path: Path) -> None:
+    """A push's first stream commits once this says so: every missing blob stored,
+    whole in that stream, or ranged with a record that covers it."""
+    blobs = {name: bytes([i]) * (1000 * (i + 1)) for i, name in enumerate("abc")}
+    shas = {n: hashlib.sha256(b).hexdigest() for n, b in blobs.items()}
+    manifest = Manifest([ManifestEntry(n, len(b), shas[n]) for n, b in blobs.items()])
+    store = BlobStore(str(tmp_path / "root"))
+    missing = store.plan(manifest, ranged_min=1500).missing  # b and c get range records
+    assert {bool(need.ranges) for need in missing} == {False, True}
+    record = {n: Path(store.blob_path(shas[n]) + ".partial.ranges") for n in "bc"}
+    assert not store.uploaded(missing, set())
+    assert not store.uploaded(missing, {shas["a"]})  # records with nothing done
+    record["b"].write_text(json.dumps({"done": [[0, 2000]]}))
+    record["c"].write_text(json.dumps({"done": [[0, 1000], [2000, 3000]]}))
+    assert not store.uploaded(missing, {shas["a"]})  # c lacks [1000, 2000)
+    record["c"].write_text(json.dumps({"done": [[0, 1000], [1000, 3000]]}))
+    assert store.uploaded(missing, {shas["a"]})
+    assert not store.uploaded(missing, set())  # a: no record, not stored, not whole here
+    Path(store.blob_path(shas["a"])).write_bytes(blobs["a"])  # a concurrent push stored it
+    assert store.uploaded(missing, set())
+    record["b"].write_text("torn")
+    assert not store.uploaded(missing, set())

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,8 @@ def test_a_push_of_several_streams_commits_on_its_planning_stream(
     ssh_env: SshFleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, device_python: Path
 ) -> None:
     """Over real sshd, three streams: the first plans and, once the other two have
-    ended, commits; no other agent command runs, and the tree is whole."""
+    written the rest, commits, before the host has closed its input (no word from the
+    host needed); no other agent command runs, and the tree is whole."""
 
     from edge.agent.client import AgentClient
     from edge.ops.push import push
@@ -137,9 +139,24 @@ def test_a_push_of_several_streams_commits_on_its_planning_stream(
         commands.append(args[0])
         return real_call(self, *args, **kw)
 
+    ended_first: list[bool] = []  # whether the planning stream ended before its input
+
     def open_stream(self: OpenSSHTransport, argv: Sequence[str]) -> Stream:
         streams.append(argv[-1])
-        return real_open(self, argv)
+        stream = real_open(self, argv)
+        if len(streams) == 1:
+            real_finish = stream.finish
+
+            def finish(timeout: float | None = None) -> Any:
+                proc = stream.proc  # type: ignore[attr-defined]
+                deadline = time.monotonic() + 10
+                while proc.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                ended_first.append(proc.poll() is not None)
+                return real_finish(timeout)
+
+            stream.finish = finish  # type: ignore[method-assign]
+        return stream
 
     monkeypatch.setattr(AgentClient, "call", call)
     monkeypatch.setattr(OpenSSHTransport, "open_stream", open_stream)
@@ -150,9 +167,11 @@ def test_a_push_of_several_streams_commits_on_its_planning_stream(
     (src / "big.bin").write_bytes(os.urandom(40 << 20))
     commands.clear()
     streams.clear()
+    ended_first.clear()
     (result,) = push(src, [device]).results
     assert result.status == "succeeded", result.error
     assert commands == [] and streams == ["push-receive"] * 3
+    assert ended_first == [True]
     assert _tree_hashes(Path(str(result.model_path))) == _tree_hashes(src)
 
 
