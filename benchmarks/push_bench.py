@@ -129,7 +129,10 @@ def notes(args: argparse.Namespace, tools: Tools, lab_devices: int) -> list[str]
         f"Case 5 probe command (ssh, parallel-ssh): `{args.device_python} -c 'import sys; "
         "print(sys.version)'`; Ansible runs its ping module with that Python.",
         "A tool run that fails is retried once; its row then says so. Medians where a row "
-        "says 'median of N'; --repeat sets N for the transfers.",
+        "says 'median of N'; --repeat sets N for the transfers. In cases 1 to 3, scp (the "
+        "baseline the targets name) and edge take turns, max(3, --repeat) rounds, the order "
+        "reversed every other round (scp, edge, edge, scp, scp, edge), so that a change in "
+        "the machine's speed mid-run weighs on both alike; their notes give the spread.",
         f"Device Python (agent, Ansible modules, ssh/pssh probe command): {args.device_python}",
         "Python tools on the client run with a bytecode cache (PYTHONPYCACHEPREFIX in the "
         "run's temp dir; PYTHONDONTWRITEBYTECODE unset), as after a normal install; one "

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .lab import Device, Lab
+from .measuring import BUSY_WARN, Ctx, interleave, measure  # noqa: F401
 from .payloads import Payload
-from .procs import cpu_busy
 from .report import Row
 from .tools import ToolFailed, Tools, device_env
 
-BUSY_WARN = 0.25  # CPU share used by others that makes a measurement suspect
 SINK = """\
 import socket, sys
 srv = socket.create_server((sys.argv[1], int(sys.argv[2])))
@@ -36,106 +33,6 @@ conn.sendall(str(n).encode())
 """
 
 
-@dataclass
-class Ctx:
-    """Everything a case needs; `rows` collects the results."""
-
-    lab: Lab
-    tools: Tools
-    random: Payload
-    model: Payload | None
-    devices: int
-    probe_devices: int
-    rate_mbit: float = 100.0
-    delay_ms: float = 25.0
-    repeat: int = 1
-    model_fanout: bool = False
-    wait_idle: float = 0.0  # seconds to wait for other processes to calm down
-    scale: Payload | None = None  # case 6's payload
-    scale_devices: tuple[int, ...] = (16, 64)
-    rows: list[Row] = field(default_factory=list)
-
-    def devs(self, n: int) -> list[Device]:
-        return self.lab.devices[:n]
-
-    def line_time(self, nbytes: int) -> float:
-        return nbytes * 8 / (self.rate_mbit * 1e6)
-
-    def payloads(self) -> list[Payload]:
-        return [self.random] + ([self.model] if self.model else [])
-
-
-def measure(
-    ctx: Ctx,
-    case: int,
-    group: str,
-    tool: str,
-    needs: str,
-    fn: Callable[[], float],
-    setup: Callable[[], object] | None = None,
-    role: str = "baseline",
-    nbytes: int = 0,
-    devices: int = 1,
-    key: str = "",
-    repeat: int | None = None,
-    timeout: float | None = None,
-) -> Row:
-    """Run `setup` (untimed) then `fn` (returns seconds), `repeat` times; keep the median.
-    A tool that is not installed, fails or times out gets a row saying so."""
-    row = Row(case, group, tool, None, role, nbytes, devices, key=key)
-    ctx.rows.append(row)
-    missing = [ctx.tools.missing[t] for t in needs.split(",") if t and t in ctx.tools.missing]
-    if missing:
-        row.note = "skipped: " + missing[0]
-        print(f"[case {case}] {tool}: {row.note}", file=sys.stderr, flush=True)
-        return row
-    ctx.tools.timeout = timeout or 120.0
-    row.others_busy = _quiet(ctx.wait_idle)
-    if row.others_busy > BUSY_WARN:
-        row.note = f"CPUs {100 * row.others_busy:.0f}% busy just before it"
-    retried = ""
-    cpu_lost = False
-    while len(row.samples) < (repeat or ctx.repeat):
-        try:
-            if setup:
-                setup()
-            cpu0, ctx.tools.cpu_clean = ctx.tools.cpu_s, True
-            row.samples.append(fn())
-            if ctx.tools.cpu_clean:
-                row.cpu_samples.append(ctx.tools.cpu_s - cpu0)
-            else:
-                cpu_lost = True
-        except ToolFailed as exc:
-            if retried:  # one failure is retried (and reported); a second one ends it
-                row.note = f"failed twice: {exc}"
-                break
-            retried = str(exc)
-            print(f"[case {case}] {tool}: {exc}; retrying once", file=sys.stderr, flush=True)
-    if retried and not row.note.startswith("failed"):
-        row.note = "; ".join(
-            filter(None, [row.note, f"1 failed attempt, retried: {retried[:120]}"])
-        )
-    if row.samples and not row.note.startswith("failed"):
-        row.seconds = statistics.median(row.samples)
-        if row.cpu_samples and role != "ref":
-            row.cpu_s = statistics.median(row.cpu_samples)
-        if cpu_lost:  # another child of the harness was reaped while it ran
-            row.note = "; ".join(filter(None, [row.note, "client CPU not counted"]))
-    shown = f"{row.seconds:.2f}s" if row.seconds is not None else row.note
-    print(f"[case {case}] {group} | {tool}: {shown}", file=sys.stderr, flush=True)
-    return row
-
-
-def _quiet(wait: float) -> float:
-    """CPU share others use while the harness is idle; waits up to `wait` s for it to drop
-    under BUSY_WARN. Returns the last sample."""
-    busy = cpu_busy(0.3)
-    deadline = time.monotonic() + wait
-    while busy > BUSY_WARN and time.monotonic() < deadline:
-        busy = cpu_busy(2.0)
-    return busy
-
-
 def _edge_note(row: Row, data: object) -> None:
     """Add the slowest device's own push time (edge's JSON) to the row's note."""
     if isinstance(data, list):
@@ -146,7 +43,7 @@ def _edge_note(row: Row, data: object) -> None:
             )
 
 
-def _edge_push(
+def _edge_trial(
     ctx: Ctx,
     row_args: dict,
     group: str,
@@ -154,7 +51,9 @@ def _edge_push(
     p: Payload,
     config: Path | None = None,
     setup: Callable[[], object] | None = None,
-) -> Row:
+) -> tuple[dict[str, Any], Callable[[Row], None]]:
+    """Trial arguments for `edge push` to `devs`, and what adds the slowest device's own
+    push time to its row once done."""
     last: list[object] = []
 
     def fn() -> float:
@@ -162,8 +61,11 @@ def _edge_push(
         last[:] = [data]
         return seconds
 
-    row = measure(
-        ctx,
+    def noted(row: Row) -> None:
+        if row.seconds is not None and last:
+            _edge_note(row, last[0])
+
+    trial = dict(
         tool=f"edge push (--parallel {len(devs)})",
         needs="edge",
         fn=fn,
@@ -172,9 +74,24 @@ def _edge_push(
         group=group,
         **row_args,
     )
-    if row.seconds is not None and last:
-        _edge_note(row, last[0])
+    return trial, noted
+
+
+def _edge_push(ctx: Ctx, *args: Any, **kwargs: Any) -> Row:
+    """Measure `edge push` alone (_edge_trial's arguments)."""
+    trial, noted = _edge_trial(ctx, *args, **kwargs)
+    row = measure(ctx, **trial)
+    noted(row)
     return row
+
+
+def _against_edge(
+    ctx: Ctx, baseline: dict[str, Any], edge: tuple[dict[str, Any], Callable[[Row], None]]
+) -> None:
+    """The baseline the targets name and edge, interleaved over max(3, --repeat) rounds."""
+    trial, noted = edge
+    _, row = interleave(ctx, [baseline, trial], max(3, ctx.repeat))
+    noted(row)
 
 
 def raw_tcp(lab: Lab, dev: Device, path: Path) -> float:
@@ -240,6 +157,14 @@ def _case1(ctx: Ctx, p: Payload, first: bool) -> None:
     measure(
         ctx,
         group=group,
+        tool="rsync over ssh",
+        needs="rsync",
+        setup=reset,
+        fn=lambda: tools.rsync(devs, p),
+        **kw,
+    )
+    scp = dict(
+        group=group,
         tool="scp",
         needs="scp",
         setup=reset,
@@ -247,17 +172,8 @@ def _case1(ctx: Ctx, p: Payload, first: bool) -> None:
         key="c1.scp" if first else "c1.model_scp",
         **kw,
     )
-    measure(
-        ctx,
-        group=group,
-        tool="rsync over ssh",
-        needs="rsync",
-        setup=reset,
-        fn=lambda: tools.rsync(devs, p),
-        **kw,
-    )
     key = "c1.edge" if first else "c1.model_edge"
-    _edge_push(ctx, {**kw, "key": key}, group, devs, p, setup=reset)
+    _against_edge(ctx, scp, _edge_trial(ctx, {**kw, "key": key}, group, devs, p, setup=reset))
 
 
 def case2(ctx: Ctx) -> None:
@@ -272,6 +188,14 @@ def case2(ctx: Ctx) -> None:
         measure(
             ctx,
             group=group,
+            tool="rsync over ssh",
+            needs="rsync",
+            setup=reset,
+            fn=lambda: tools.rsync(devs, p, config),
+            **kw,
+        )
+        scp = dict(
+            group=group,
             tool="scp",
             needs="scp",
             setup=reset,
@@ -279,16 +203,8 @@ def case2(ctx: Ctx) -> None:
             key="c2.scp",
             **kw,
         )
-        measure(
-            ctx,
-            group=group,
-            tool="rsync over ssh",
-            needs="rsync",
-            setup=reset,
-            fn=lambda: tools.rsync(devs, p, config),
-            **kw,
-        )
-        _edge_push(ctx, {**kw, "key": "c2.edge"}, group, devs, p, config, setup=reset)
+        edge = _edge_trial(ctx, {**kw, "key": "c2.edge"}, group, devs, p, config, reset)
+        _against_edge(ctx, scp, edge)
     finally:
         lab.stop_delay()
 
@@ -326,16 +242,6 @@ def _case3(ctx: Ctx, p: Payload, first: bool) -> None:
         **kw,
     )
     tools.ansible_cold()
-    measure(
-        ctx,
-        group=group,
-        tool=f"{n} parallel scp",
-        needs="scp",
-        setup=reset,
-        fn=lambda: tools.scp(devs, p),
-        key=k("scp"),
-        **kw,
-    )
     if first:
         measure(
             ctx,
@@ -365,7 +271,16 @@ def _case3(ctx: Ctx, p: Payload, first: bool) -> None:
         fn=lambda: tools.rsync(devs, p),
         **kw,
     )
-    _edge_push(ctx, {**kw, "key": k("edge")}, group, devs, p, setup=reset)
+    scp = dict(
+        group=group,
+        tool=f"{n} parallel scp",
+        needs="scp",
+        setup=reset,
+        fn=lambda: tools.scp(devs, p),
+        key=k("scp"),
+        **kw,
+    )
+    _against_edge(ctx, scp, _edge_trial(ctx, {**kw, "key": k("edge")}, group, devs, p, setup=reset))
 
 
 def case4(ctx: Ctx) -> None:
