@@ -131,9 +131,9 @@ class Trial:
         return row
 
 
-def measure(ctx: Ctx, repeat: int | None = None, **trial: Any) -> Row:
+def measure(ctx: Ctx, *args: Any, repeat: int | None = None, **trial: Any) -> Row:
     """Run one tool (Trial's arguments) `repeat` times (default ctx.repeat)."""
-    t = Trial(ctx, **trial)
+    t = Trial(ctx, *args, **trial)
     for _ in range(repeat or ctx.repeat):
         if t.ended:
             break

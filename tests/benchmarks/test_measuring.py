@@ -77,3 +77,9 @@ def test_measure_runs_one_tool_repeat_times() -> None:
     tools, log = _Tools(), []
     row = measure(_ctx(tools, repeat=2), **_tool("scp", [3.0, 1.0], log, tools))
     assert row.samples == [3.0, 1.0] and row.seconds == pytest.approx(2.0)
+
+
+def test_measure_takes_the_case_group_tool_and_needs_by_position() -> None:
+    tools = _Tools()
+    row = measure(_ctx(tools), 5, "g", "agent info", "", fn=lambda: 0.25, repeat=3)
+    assert (row.case, row.tool, row.samples) == (5, "agent info", [0.25] * 3)
