@@ -34,7 +34,8 @@ def start_writeback(fd: int, start: int, length: int) -> None:
     if _sync_file_range is None:
         _sync_file_range = _load_sync_file_range()
     if _sync_file_range:
-        _sync_file_range(fd, start, length, _SYNC_FILE_RANGE_WRITE)  # an error: fsync's
+        # its return is not checked: a write error shows at the fsync that follows
+        _sync_file_range(fd, start, length, _SYNC_FILE_RANGE_WRITE)
 
 
 def _load_sync_file_range() -> Any:

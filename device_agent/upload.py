@@ -30,7 +30,7 @@ class Upload:
         self.dirty = self.started = False
         self.hasher: Optional[hashlib._Hash] = None
         self.next = -1  # where the in-order hash continues; -1: not hashing
-        self.behind = [-1, -1]  # hashed since the last write-behind (see _behind)
+        self.behind = [-1, -1]  # the run written since its last write-behind (_behind)
         self.rfd = self.fd = -1
         self.record = self.path + RANGES_SUFFIX
         self.ranged = False
